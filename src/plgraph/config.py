@@ -1,0 +1,171 @@
+"""Typed configuration. Library code receives these dataclasses, never a Hydra DictConfig.
+
+Every ``__post_init__`` only validates; a message names the key, the rule and the value, so a
+bad command line fails in milliseconds instead of after hours of processing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LAYOUTS = ("pdbbind", "series", "manifest")
+LABEL_KINDS = ("pk", "dg_kcal_mol")
+SPLIT_STRATEGIES = ("random", "grouped", "ids")
+LIGAND_FORMATS = ("sdf", "mol2")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass
+class FeaturizeConfig:
+    """How a complex becomes graphs. Part of the cache key and of every checkpoint.
+
+    Args:
+        interaction_cutoff: ligand-protein atom pairs closer than this (Å) become interaction edges.
+        protein_edge_cutoff: protein atom pairs closer than this (Å) become protein edges.
+        pocket_cutoff: a full protein is cut to the residues with a heavy atom within this
+            distance (Å) of a ligand heavy atom. Files named ``*_pocket.pdb`` are used as given.
+        keep_waters: keep HOH/WAT/DOD residues as protein atoms (default: drop them).
+        keep_hetero: keep ions, cofactors and modified residues (HETATM other than water).
+        ligand_formats: the order in which ligand files are tried; the next format is the fallback
+            when one fails to parse or sanitize.
+    """
+
+    interaction_cutoff: float = 5.0
+    protein_edge_cutoff: float = 4.5
+    pocket_cutoff: float = 10.0
+    keep_waters: bool = False
+    keep_hetero: bool = True
+    ligand_formats: list[str] = field(default_factory=lambda: ["sdf", "mol2"])
+
+    def __post_init__(self) -> None:
+        for name in ("interaction_cutoff", "protein_edge_cutoff", "pocket_cutoff"):
+            value = getattr(self, name)
+            _require(value > 0, f"featurize.{name} must be > 0 Å (got {value})")
+        _require(
+            self.pocket_cutoff >= self.interaction_cutoff,
+            f"featurize.pocket_cutoff ({self.pocket_cutoff}) must be >= featurize."
+            f"interaction_cutoff ({self.interaction_cutoff}): the cut pocket must hold every "
+            "interaction partner",
+        )
+        unknown = [f for f in self.ligand_formats if f not in LIGAND_FORMATS]
+        _require(
+            bool(self.ligand_formats) and not unknown,
+            f"featurize.ligand_formats must be a non-empty list of {list(LIGAND_FORMATS)} "
+            f"(got {list(self.ligand_formats)})",
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DataConfig:
+    """Where the complexes are and how to read them.
+
+    Args:
+        root: the dataset directory.
+        layout: ``pdbbind`` (``<root>/<id>/<id>_pocket.pdb`` ...), ``series`` (protein PDB +
+            multi-ligand SDF per system) or ``manifest`` (a CSV of id, protein, ligand, label).
+        labels: a PDBbind INDEX file or ``id,pK`` CSV (pdbbind), or the manifest CSV (manifest).
+            Default for pdbbind: ``<root>/labels.csv``.
+        label_property: series layout: the SDF property holding the label.
+        label_kind: ``dg_kcal_mol`` (converted to pK at 298.15 K) or ``pk``.
+        processed_dir: where the processed cache lives (default ``<root>/processed``).
+        workers: processes for featurization; 0 means one per CPU core.
+        max_failure_fraction: processing aborts when more complexes than this fraction fail.
+        shard_size: complexes per cache shard file.
+    """
+
+    root: str = "data/sample"
+    layout: str = "pdbbind"
+    labels: str | None = None
+    label_property: str = "r_exp_dg"
+    label_kind: str = "dg_kcal_mol"
+    processed_dir: str | None = None
+    workers: int = 0
+    max_failure_fraction: float = 0.1
+    shard_size: int = 512
+
+    def __post_init__(self) -> None:
+        _require(self.layout in LAYOUTS, f"data.layout must be one of {list(LAYOUTS)} "
+                 f"(got {self.layout!r})")
+        _require(self.label_kind in LABEL_KINDS, f"data.label_kind must be one of "
+                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
+        _require(self.layout != "manifest" or bool(self.labels),
+                 "data.labels must name the manifest CSV when data.layout=manifest")
+        _require(self.workers >= 0, f"data.workers must be >= 0, 0 = all cores (got {self.workers})")
+        _require(0.0 <= self.max_failure_fraction <= 1.0,
+                 f"data.max_failure_fraction must be in [0, 1] (got {self.max_failure_fraction})")
+        _require(self.shard_size >= 1, f"data.shard_size must be >= 1 (got {self.shard_size})")
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root)
+
+    @property
+    def processed_path(self) -> Path:
+        return Path(self.processed_dir) if self.processed_dir else self.root_path / "processed"
+
+    @property
+    def num_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+
+@dataclass
+class SplitConfig:
+    """The train / val / test split, saved beside the cache under ``splits/<name>.json``.
+
+    Args:
+        name: the saved split to use or create; a new name makes a new split.
+        strategy: ``random`` by complex, ``grouped`` (a protein / series never straddles two
+            parts) or ``ids`` (test and optionally val ids from files; the rest split at random).
+        train, val, test: fractions, summing to 1.
+        seed: the split's own seed, independent of the training seed.
+        test_ids, val_ids: files with one id per line (strategy ``ids``).
+    """
+
+    name: str = "default"
+    strategy: str = "random"
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    test_ids: str | None = None
+    val_ids: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.strategy in SPLIT_STRATEGIES, f"split.strategy must be one of "
+                 f"{list(SPLIT_STRATEGIES)} (got {self.strategy!r})")
+        for part in ("train", "val", "test"):
+            value = getattr(self, part)
+            _require(0.0 <= value <= 1.0, f"split.{part} must be in [0, 1] (got {value})")
+        total = self.train + self.val + self.test
+        _require(abs(total - 1.0) < 1e-6, f"split.train + split.val + split.test must be 1 "
+                 f"(got {self.train} + {self.val} + {self.test} = {total:g})")
+        _require(self.train > 0, f"split.train must be > 0 (got {self.train})")
+        _require(self.strategy != "ids" or bool(self.test_ids),
+                 "split.test_ids must name a file of test ids when split.strategy=ids")
+        _require(self.name.replace("-", "").replace("_", "").isalnum(),
+                 f"split.name must use letters, digits, '-' and '_' only (got {self.name!r})")
+
+    def fractions(self) -> dict[str, float]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+@dataclass
+class AppConfig:
+    """The whole command line of ``main.py``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    seed: int = 0
+    run_name: str = "default"
+    prepare_only: bool = False

@@ -1,0 +1,216 @@
+"""Building the processed cache: featurize every record in parallel, publish atomically.
+
+Complexes are featurized by a process pool but written in input order, so the cache is identical
+for any number of workers. Everything is written into ``<processed>.partial-<pid>/`` and renamed to
+``<processed>/`` only once ``meta.json`` is on disk: a build killed half way never leaves anything
+that looks like a complete cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch_geometric.data import HeteroData
+from tqdm import tqdm
+
+import plgraph
+from plgraph.config import DataConfig, FeaturizeConfig
+from plgraph.data.cache import META_FILE, SHARD_FORMAT, pack_graphs, shard_name
+from plgraph.data.records import ComplexRecord, Failure, ReadResult
+from plgraph.errors import FeaturizationError, TooManyFailuresError
+from plgraph.featurize import (
+    DATA_PROCESSING_VERSION,
+    ProteinAtoms,
+    featurize_complex,
+    is_pocket_file,
+    load_protein,
+    parse_ligand_block,
+    read_ligand_files,
+)
+
+log = logging.getLogger(__name__)
+_PROTEINS_KEPT = 4  # parsed proteins kept per process: a series shares one protein
+
+
+def cache_identity(data: DataConfig, featurize: FeaturizeConfig, inputs: ReadResult) -> dict:
+    """What a cache must have been built with to be used for this config and these inputs."""
+    return {
+        "featurize": featurize.to_dict(),
+        "source": {"layout": data.layout, "label_property": data.label_property,
+                   "label_kind": data.label_kind},
+        "inputs_fingerprint": inputs.fingerprint(),
+    }
+
+
+def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
+                     proteins: OrderedDict[str, ProteinAtoms] | None = None) -> HeteroData:
+    """Featurize one input record (labels not attached). ``proteins`` caches parsed proteins."""
+    key = str(record.protein)
+    protein = proteins.get(key) if proteins is not None else None
+    if protein is None:
+        protein = load_protein(record.protein, config)
+        if proteins is not None:
+            proteins[key] = protein
+            while len(proteins) > _PROTEINS_KEPT:
+                proteins.popitem(last=False)
+    if record.ligand_block is not None:
+        where = f"{record.id} (record {record.ligand_index})"
+        ligand = parse_ligand_block(record.ligand_block, "sdf", where)
+    else:
+        ligand = read_ligand_files(record.ligand_files, record.id)
+    return featurize_complex(ligand, protein, config, record.id,
+                             cut_pocket=not is_pocket_file(record.protein))
+
+
+_worker_config: FeaturizeConfig | None = None
+_worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
+
+
+def _init_worker(config: FeaturizeConfig) -> None:
+    global _worker_config
+    _worker_config = config
+    torch.set_num_threads(1)  # one process per core already
+
+
+def _featurize_job(record: ComplexRecord) -> bytes | Failure:
+    """Runs in a worker. Graphs travel as plain pickles: torch's shared-memory tensor passing
+    would hold one file descriptor per tensor and run out of them on large datasets."""
+    assert _worker_config is not None, "worker not initialized"
+    try:
+        graph = featurize_record(record, _worker_config, _worker_proteins)
+    except FeaturizationError as error:
+        return Failure(record.id, str(error))
+    graph.y = torch.tensor([record.label], dtype=torch.float32)
+    return pickle.dumps(graph)
+
+
+def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
+                workers: int) -> Iterator[bytes | Failure]:
+    if workers <= 1:
+        _init_worker(config)
+        yield from map(_featurize_job, records)
+        return
+    # spawn, not fork: the parent has torch loaded, and forking a process with OpenMP threads can
+    # deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        yield from pool.imap(_featurize_job, records, chunksize=4)
+
+
+def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
+    """Featurize ``inputs`` into a new cache at ``target`` and return its meta.
+
+    The caller holds the cache lock. Raises TooManyFailuresError (keeping nothing) when more than
+    ``data.max_failure_fraction`` of the complexes fail.
+    """
+    for stale in target.parent.glob(f"{target.name}.partial-*"):
+        log.warning("removing %s, left by an interrupted build", stale)
+        shutil.rmtree(stale)
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        meta = _write_shards(partial, inputs, identity, data)
+        meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
+                         "workers": data.num_workers}
+        _write_json(partial / META_FILE, meta)
+        _fsync_dir(partial)
+        os.rename(partial, target)
+        _fsync_dir(target.parent)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return meta
+
+
+def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
+    records = inputs.records
+    total = len(records) + len(inputs.failures)
+    failures = list(inputs.failures)
+    shards, complexes, pending = [], [], []
+    by_id = {r.id: r for r in records}
+    progress = tqdm(total=len(records), unit="complex", desc="featurizing", mininterval=1.0)
+    workers = min(data.num_workers, max(len(records), 1))
+    for result in _featurized(records, FeaturizeConfig(**identity["featurize"]), workers):
+        progress.update()
+        if isinstance(result, Failure):
+            failures.append(result)
+            _check_failures(failures, total, data, partial)
+            continue
+        graph = pickle.loads(result)
+        record = by_id[graph.complex_id]
+        complexes.append({"id": record.id, "group": record.group, "label": record.label})
+        pending.append(graph)
+        if len(pending) == data.shard_size:
+            shards.append(_write_shard(partial, len(shards), pending))
+            pending = []
+    progress.close()
+    if pending:
+        shards.append(_write_shard(partial, len(shards), pending))
+    _check_failures(failures, total, data, partial, final=not complexes)
+    return {"data_processing_version": DATA_PROCESSING_VERSION, "shard_format": SHARD_FORMAT,
+            **identity, "versions": _versions(),
+            "counts": {"inputs": total, "processed": len(complexes), "failed": len(failures)},
+            "failures": [{"id": f.id, "reason": f.reason} for f in failures],
+            "shards": shards, "complexes": complexes}
+
+
+def _check_failures(failures: list[Failure], total: int, data: DataConfig, partial: Path,
+                    final: bool = False) -> None:
+    """Abort as soon as the failures already exceed the allowed fraction of all inputs."""
+    if not final and len(failures) <= data.max_failure_fraction * total:
+        return
+    report = partial.with_name(partial.name.split(".partial-")[0] + ".failures.json")
+    _write_json(report, [{"id": f.id, "reason": f.reason} for f in failures])
+    listed = "\n".join(f"  {f.id}: {f.reason}" for f in failures[:20])
+    more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+    rule = ("no complex could be featurized" if final else
+            f"more than data.max_failure_fraction={data.max_failure_fraction}")
+    raise TooManyFailuresError(
+        f"{len(failures)} of {total} complexes failed featurization, {rule}; nothing was cached. "
+        f"Full list: {report}\n{listed}{more}\nFix the inputs, or raise "
+        "data.max_failure_fraction.")
+
+
+def _write_shard(directory: Path, number: int, graphs: list[HeteroData]) -> dict:
+    path = directory / shard_name(number)
+    with open(path, "wb") as handle:
+        torch.save(pack_graphs(graphs), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"file": path.name, "count": len(graphs), "bytes": path.stat().st_size}
+
+
+def _write_json(path: Path, payload) -> None:
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _versions() -> dict:
+    import Bio
+    import rdkit
+    import torch_geometric
+
+    return {"plgraph": plgraph.__version__, "torch": torch.__version__,
+            "torch_geometric": torch_geometric.__version__, "rdkit": rdkit.__version__,
+            "biopython": Bio.__version__}

@@ -1,0 +1,159 @@
+"""The processed cache: ``meta.json`` plus shard files of flat tensors, memory-mapped on load.
+
+Layout of ``<processed>/``::
+
+    meta.json            version, featurization config, inputs fingerprint, counts, failures,
+                         shards, and every complex's id / group / label in cache order
+    shard_00000.pt       up to ``data.shard_size`` graphs concatenated per attribute, with offsets
+    splits/<name>.json   saved splits (see plgraph.data.split)
+
+A shard is read with ``torch.load(mmap=True, weights_only=True)``: opening costs no RAM, pages are
+read on access and shared by data-loader workers, so a PDBbind-general cache (~20k complexes) never
+needs to fit in memory, let alone twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch_geometric.data import HeteroData
+
+from plgraph.errors import CacheError
+from plgraph.featurize import DATA_PROCESSING_VERSION
+
+SHARD_FORMAT = 1
+META_FILE = "meta.json"
+_EDGE_INDEX = "edge_index"
+
+
+def shard_name(number: int) -> str:
+    return f"shard_{number:05d}.pt"
+
+
+def _cat_dim(attr: str) -> int:
+    return 1 if attr == _EDGE_INDEX else 0
+
+
+def pack_graphs(graphs: Sequence[HeteroData]) -> dict:
+    """Concatenate graphs attribute by attribute, with offsets, into one shard payload."""
+    tensors: dict[str, list[torch.Tensor]] = {}
+    for graph in graphs:
+        for store_key in graph.node_types + graph.edge_types:
+            key = store_key if isinstance(store_key, str) else "|".join(store_key)
+            for attr, value in graph[store_key].items():
+                tensors.setdefault(f"{key}/{attr}", []).append(value)
+    if any(len(parts) != len(graphs) for parts in tensors.values()):
+        raise CacheError("graphs in one shard have different attributes: a featurization bug")
+    payload = {"format": SHARD_FORMAT, "ids": [g.complex_id for g in graphs],
+               "y": torch.cat([g.y for g in graphs]), "values": {}, "offsets": {}}
+    for name, parts in tensors.items():
+        dim = _cat_dim(name.rsplit("/", 1)[1])
+        sizes = torch.tensor([0] + [p.shape[dim] for p in parts])
+        payload["values"][name] = torch.cat(parts, dim=dim)
+        payload["offsets"][name] = torch.cumsum(sizes, 0)
+    return payload
+
+
+def unpack_graph(payload: dict, position: int, version: int) -> HeteroData:
+    """Rebuild graph ``position`` of a shard payload, as ``featurize_complex`` returned it."""
+    data = HeteroData()
+    for name, values in payload["values"].items():
+        key, attr = name.rsplit("/", 1)
+        start, end = payload["offsets"][name][position:position + 2].tolist()
+        store = data[key] if "|" not in key else data[tuple(key.split("|"))]
+        store[attr] = values.narrow(_cat_dim(attr), start, end - start)
+    data.complex_id = payload["ids"][position]
+    data.processing_version = version
+    data.y = payload["y"][position:position + 1]
+    return data
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    id: str
+    group: str
+    label: float
+
+
+class ProcessedCache:
+    """A verified processed cache; ``cache[i]`` is the i-th complex as a ``HeteroData``."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+        self.entries = [CacheEntry(**e) for e in meta["complexes"]]
+        self._locations = [(number, position)
+                           for number, shard in enumerate(meta["shards"])
+                           for position in range(shard["count"])]
+        self._shards: dict[int, dict] = {}
+
+    @classmethod
+    def open(cls, path: Path, expected: dict) -> ProcessedCache:
+        """Open the cache at ``path`` after checking it was built by this code from these inputs.
+
+        Args:
+            expected: ``featurize`` config dict, ``source`` dict and ``inputs_fingerprint`` the
+                cache must have been built with (see :func:`plgraph.data.build.cache_identity`).
+
+        Raises:
+            CacheError: missing, incomplete, or stale; the message names the directory to delete.
+        """
+        meta = read_meta(path)
+        problems = _staleness(meta, expected)
+        if problems:
+            raise CacheError(f"processed cache {path} is stale: " + "; ".join(problems)
+                             + f". It is never used silently: delete it to reprocess "
+                             f"(rm -r {path}), or point data.processed_dir elsewhere.")
+        for shard in meta["shards"]:
+            file = path / shard["file"]
+            if not file.is_file() or file.stat().st_size != shard["bytes"]:
+                raise CacheError(f"processed cache {path}: {shard['file']} is missing or has the "
+                                 f"wrong size (damaged copy?); delete {path} to reprocess")
+        return cls(path, meta)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> HeteroData:
+        number, position = self._locations[index]
+        if number not in self._shards:
+            file = self.path / self.meta["shards"][number]["file"]
+            self._shards[number] = torch.load(file, mmap=True, weights_only=True)
+        return unpack_graph(self._shards[number], position, self.meta["data_processing_version"])
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+
+def read_meta(path: Path) -> dict:
+    if not path.is_dir():
+        raise CacheError(f"no processed cache at {path}; build it with "
+                         "`python main.py prepare_only=true` (same data.* options)")
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CacheError(f"processed cache {path} has no readable {META_FILE} ({error}); it is "
+                         f"incomplete or damaged: delete it to reprocess (rm -r {path})") from None
+
+
+def _staleness(meta: dict, expected: dict) -> list[str]:
+    problems = []
+    built = meta.get("data_processing_version")
+    if built != DATA_PROCESSING_VERSION:
+        problems.append(f"built by DATA_PROCESSING_VERSION {built}, this code is version "
+                        f"{DATA_PROCESSING_VERSION}")
+    if meta.get("shard_format") != SHARD_FORMAT:
+        problems.append(f"shard format {meta.get('shard_format')}, this code reads {SHARD_FORMAT}")
+    for section in ("featurize", "source"):
+        have, want = meta.get(section, {}), expected[section]
+        changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+        problems += [f"{section}.{k} was {have.get(k)!r}, now {want.get(k)!r}" for k in changed]
+    if not problems and meta.get("inputs_fingerprint") != expected["inputs_fingerprint"]:
+        problems.append("the input files or labels changed since it was built (ids, labels or "
+                        "file sizes differ)")
+    return problems

@@ -1,0 +1,85 @@
+"""From config to training-ready data: read inputs, build or verify the cache, load the split."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+from torch_geometric.data import HeteroData
+
+from plgraph.config import DataConfig, FeaturizeConfig, SplitConfig
+from plgraph.data.build import build_cache, cache_identity
+from plgraph.data.cache import ProcessedCache
+from plgraph.data.layouts import read_inputs
+from plgraph.data.split import load_or_make_split
+from plgraph.errors import CacheError
+from plgraph.lock import exclusive_lock
+
+log = logging.getLogger(__name__)
+
+
+class ComplexDataset(Dataset):
+    """The complexes of one split part, in the part's (sorted) order, read from the cache."""
+
+    def __init__(self, cache: ProcessedCache, ids: list[str]):
+        position = {complex_id: i for i, complex_id in enumerate(cache.ids)}
+        self.cache = cache
+        self.ids = list(ids)
+        self._indices = [position[complex_id] for complex_id in self.ids]
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> HeteroData:
+        return self.cache[self._indices[index]]
+
+
+@dataclass
+class PreparedData:
+    cache: ProcessedCache
+    split: dict
+
+    def part(self, name: str) -> ComplexDataset:
+        return ComplexDataset(self.cache, self.split["parts"][name])
+
+
+def prepare_data(data: DataConfig, featurize: FeaturizeConfig,
+                 split: SplitConfig) -> PreparedData:
+    """Read the inputs, build the processed cache if there is none, verify it, load the split.
+
+    An existing cache built by other code, another featurization config or other inputs is
+    refused (CacheError naming the directory to delete), never rebuilt or used silently.
+    """
+    inputs = read_inputs(data, featurize)
+    identity = cache_identity(data, featurize, inputs)
+    target = data.processed_path.absolute()
+    if not os.access(target.parent if target.parent.exists() else target.parent.parent, os.W_OK):
+        raise CacheError(f"cannot write the processed cache under {target.parent} (read-only?); "
+                         "set data.processed_dir=DIR to a writable place")
+    with exclusive_lock(target.with_name(f"{target.name}.lock"), f"processed cache {target}",
+                        wait=True):
+        if not target.exists():
+            log.info("no processed cache at %s: featurizing %d complexes with %d workers",
+                     target, len(inputs.records), data.num_workers)
+            build_cache(target, inputs, identity, data)
+        cache = ProcessedCache.open(target, identity)
+        split_parts = load_or_make_split(cache, split)
+    _log_summary(cache, split_parts)
+    return PreparedData(cache, split_parts)
+
+
+def _log_summary(cache: ProcessedCache, split: dict) -> None:
+    counts = cache.meta["counts"]
+    log.info("processed cache %s: %d complexes, %d failed (DATA_PROCESSING_VERSION %d)",
+             cache.path, counts["processed"], counts["failed"],
+             cache.meta["data_processing_version"])
+    for failure in cache.meta["failures"][:10]:
+        log.info("  failed %s: %s", failure["id"], failure["reason"])
+    if counts["failed"] > 10:
+        log.info("  ... %d more failures listed in %s", counts["failed"] - 10,
+                 cache.path / "meta.json")
+    sizes = ", ".join(f"{p} {len(ids)}" for p, ids in split["parts"].items())
+    log.info("split '%s' (%s, seed %d): %s", split["name"], split["recipe"]["strategy"],
+             split["recipe"]["seed"], sizes)

@@ -1,0 +1,89 @@
+"""What the input readers produce: one record per complex to featurize, one failure per reject."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ΔG -> pK at 298.15 K: pK = -ΔG / (R T ln 10), R in kcal/(mol K).
+GAS_CONSTANT_KCAL = 1.987204259e-3
+TEMPERATURE_K = 298.15
+KCAL_PER_PK = GAS_CONSTANT_KCAL * TEMPERATURE_K * 2.302585092994046
+
+
+def dg_to_pk(dg_kcal_mol: float) -> float:
+    """Binding free energy (kcal/mol) to pK = -log10(Kd) at 298.15 K."""
+    return -dg_kcal_mol / KCAL_PER_PK
+
+
+@dataclass(frozen=True)
+class ComplexRecord:
+    """One protein-ligand complex, as found in the input, before featurization.
+
+    Args:
+        id: unique id (PDB code, ``system/ligand`` for series, the manifest's id).
+        protein: the protein or pocket PDB file.
+        ligand_files: ligand files to try in order (fallbacks); empty when ``ligand_block`` is set.
+        ligand_block: one record of a multi-ligand SDF (series layout).
+        ligand_name: the ligand's name (SDF title line) where known.
+        ligand_index: the record's position in its SDF (0-based), -1 for single-ligand files.
+        label: pK, or None where the input has none (prediction).
+        group: what a grouped split keeps together (protein / series); "" when unknown.
+    """
+
+    id: str
+    protein: Path
+    ligand_files: tuple[Path, ...] = ()
+    ligand_block: str | None = None
+    ligand_name: str = ""
+    ligand_index: int = -1
+    label: float | None = None
+    group: str = ""
+
+    def fingerprint_fields(self) -> list:
+        """What identifies this record's input; a changed value makes a cache stale."""
+        ligand = ([hashlib.sha256(self.ligand_block.encode()).hexdigest()]
+                  if self.ligand_block is not None else [_file_stamp(p) for p in self.ligand_files])
+        return [self.id, _file_stamp(self.protein), ligand, self.label, self.group]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A complex that could not be used, and why (the reason names the file / line / rule)."""
+
+    id: str
+    reason: str
+
+
+@dataclass
+class ReadResult:
+    """Everything an input reader found."""
+
+    records: list[ComplexRecord] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """A hash of every record's input and every reader failure."""
+        payload = [r.fingerprint_fields() for r in self.records]
+        payload.append(sorted([f.id, f.reason] for f in self.failures))
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def _file_stamp(path: Path) -> list:
+    # Name and size, not content: hashing ~1 GB of PDBbind on every start would cost seconds; an
+    # edit that keeps the size exactly is rare enough, and deleting processed/ always reprocesses.
+    try:
+        return [path.name, path.stat().st_size]
+    except OSError:
+        return [path.name, None]
+
+
+def find_duplicates(ids: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    duplicates = set()
+    for complex_id in ids:
+        (duplicates if complex_id in seen else seen).add(complex_id)
+    return duplicates

@@ -1,0 +1,160 @@
+"""The seeded train / val / test split, saved beside the cache and verified on every load.
+
+A split is made once, from the cache's ids, and saved as ``<processed>/splits/<name>.json``. Later
+runs reuse it; asking for another seed, fractions or strategy under the same name is an error, so
+a resumed training run can never see its data move between train and test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from plgraph.config import SplitConfig
+from plgraph.data.cache import ProcessedCache
+from plgraph.data.labels import read_id_list
+from plgraph.errors import SplitError
+
+PARTS = ("train", "val", "test")
+
+
+def split_path(cache: ProcessedCache, name: str) -> Path:
+    return cache.path / "splits" / f"{name}.json"
+
+
+def load_or_make_split(cache: ProcessedCache, config: SplitConfig) -> dict:
+    """The saved split ``config.name``, verified; made and saved first if it does not exist.
+
+    The caller holds the cache lock, so two runs never write the same split.
+    """
+    path = split_path(cache, config.name)
+    wanted = split_recipe(config)
+    if path.exists():
+        split = json.loads(path.read_text())
+        if split["recipe"] != wanted:
+            differences = [f"{k}: saved {split['recipe'].get(k)!r}, asked {wanted.get(k)!r}"
+                           for k in wanted if split["recipe"].get(k) != wanted.get(k)]
+            raise SplitError(f"split '{config.name}' at {path} was made differently ("
+                             + "; ".join(differences) + "). A split never changes under a name: "
+                             f"to make a new one, set split.name=<new name> (or delete {path}).")
+        verify_split(split, cache)
+        return split
+    split = {"name": config.name, "recipe": wanted, "parts": make_split(cache, config)}
+    split["fingerprint"] = split_fingerprint(split["parts"])
+    verify_split(split, cache)
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(split, indent=1))
+    os.replace(temporary, path)
+    return split
+
+
+def split_recipe(config: SplitConfig) -> dict:
+    """Everything that decides a split's content; id files enter by content hash."""
+    recipe = {"strategy": config.strategy, "seed": config.seed, **config.fractions()}
+    for key in ("test_ids", "val_ids"):
+        file = getattr(config, key)
+        recipe[key] = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None
+    return recipe
+
+
+def split_fingerprint(parts: dict[str, list[str]]) -> str:
+    return hashlib.sha256(json.dumps({p: parts[p] for p in PARTS}).encode()).hexdigest()
+
+
+def make_split(cache: ProcessedCache, config: SplitConfig) -> dict[str, list[str]]:
+    """Assign every cached complex to train, val or test (each part sorted by id)."""
+    rng = np.random.default_rng(config.seed)
+    if config.strategy == "grouped":
+        parts = _grouped(cache, config, rng)
+    elif config.strategy == "ids":
+        parts = _from_id_files(cache, config, rng)
+    else:
+        parts = _by_fraction(sorted(cache.ids), config.fractions(), rng)
+    return {part: sorted(parts[part]) for part in PARTS}
+
+
+def _by_fraction(ids: list[str], fractions: dict[str, float], rng) -> dict[str, list[str]]:
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    n_test = round(fractions["test"] * len(ids))
+    n_val = round(fractions["val"] * len(ids))
+    return {"test": order[:n_test], "val": order[n_test:n_test + n_val],
+            "train": order[n_test + n_val:]}
+
+
+def _grouped(cache: ProcessedCache, config: SplitConfig, rng) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = defaultdict(list)
+    for entry in cache.entries:
+        if not entry.group:
+            raise SplitError(f"split.strategy=grouped, but complex {entry.id} has no group: give "
+                             "labels a 'group' column (e.g. UniProt id) or use the series layout")
+        members[entry.group].append(entry.id)
+    groups = sorted(members)
+    if len(groups) < 3:
+        raise SplitError(f"split.strategy=grouped needs at least 3 groups, found {len(groups)}")
+    targets = {p: f * len(cache) for p, f in config.fractions().items()}
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    # Shuffled groups fill test, then val, then train: a group is never cut in two.
+    for group in (groups[i] for i in rng.permutation(len(groups))):
+        part = next((p for p in ("test", "val") if len(parts[p]) < targets[p] - 0.5), "train")
+        parts[part] += members[group]
+    if not parts["train"]:
+        raise SplitError("split.strategy=grouped left no group for train: lower split.val / "
+                         "split.test or add groups")
+    return parts
+
+
+def _from_id_files(cache: ProcessedCache, config: SplitConfig, rng) -> dict[str, list[str]]:
+    known = set(cache.ids)
+    failed = {f["id"]: f["reason"] for f in cache.meta["failures"]}
+    chosen: dict[str, list[str]] = {}
+    for part, file in (("test", config.test_ids), ("val", config.val_ids)):
+        if not file:
+            continue
+        chosen[part] = []
+        for complex_id, where in read_id_list(file):
+            if complex_id not in known:
+                why = (f"it failed featurization: {failed[complex_id]}" if complex_id in failed
+                       else "it is not in the dataset")
+                raise SplitError(f"{where}: {part} id {complex_id!r} cannot be used: {why}")
+            chosen[part].append(complex_id)
+    overlap = set(chosen["test"]) & set(chosen.get("val", []))
+    if overlap:
+        raise SplitError(f"split.test_ids and split.val_ids share ids: {sorted(overlap)[:10]}")
+    rest = sorted(known - set(chosen["test"]) - set(chosen.get("val", [])))
+    if "val" not in chosen:
+        share = config.val / (config.train + config.val)
+        split = _by_fraction(rest, {"test": 0.0, "val": share}, rng)
+        chosen["val"], rest = split["val"], split["train"]
+    return {"train": rest, "val": chosen["val"], "test": chosen["test"]}
+
+
+def verify_split(split: dict, cache: ProcessedCache) -> None:
+    """Disjoint parts that cover exactly the cache's ids, groups kept together when grouped."""
+    parts = split["parts"]
+    where = f"split '{split['name']}' ({cache.path / 'splits'})"
+    seen: dict[str, str] = {}
+    for part in PARTS:
+        for complex_id in parts[part]:
+            if complex_id in seen:
+                raise SplitError(f"{where}: {complex_id} is in both {seen[complex_id]} and {part}")
+            seen[complex_id] = part
+    missing, unknown = set(cache.ids) - seen.keys(), seen.keys() - set(cache.ids)
+    if missing or unknown:
+        raise SplitError(f"{where} does not match the cache ({len(missing)} cached ids not in it, "
+                         f"{len(unknown)} ids not in the cache, e.g. "
+                         f"{sorted(missing | unknown)[:5]}); delete the split file to remake it")
+    if split_fingerprint(parts) != split["fingerprint"]:
+        raise SplitError(f"{where}: content does not match its fingerprint (edited by hand?)")
+    if split["recipe"]["strategy"] == "grouped":
+        part_of_group: dict[str, str] = {}
+        for entry in cache.entries:
+            other = part_of_group.setdefault(entry.group, seen[entry.id])
+            if other != seen[entry.id]:
+                raise SplitError(f"{where}: group {entry.group!r} straddles {other} and "
+                                 f"{seen[entry.id]}")

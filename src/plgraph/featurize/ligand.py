@@ -1,0 +1,144 @@
+"""The ligand: reading (SDF / mol2 with fallback) and its heavy-atom graph."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, rdBase
+
+from plgraph.errors import FeaturizationError, read_text
+from plgraph.featurize import vocab
+
+# RDKit would print every parse problem to stderr, where nobody connects it to a complex. Its log
+# goes to a silent Python logger instead; parse_ligand_block collects the messages into the
+# FeaturizationError, which ends up in meta.json.
+rdBase.LogToPythonLogger()
+_RDKIT_LOG = logging.getLogger("rdkit")
+_RDKIT_LOG.propagate = False
+_RDKIT_LOG.handlers = [logging.NullHandler()]  # replaces the stderr handler RDKit installs
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
+
+_HYBRIDIZATION_INDEX = {name: i for i, name in enumerate(vocab.HYBRIDIZATIONS)}
+_CHIRALITY_INDEX = {name: i for i, name in enumerate(vocab.CHIRALITIES)}
+_BOND_INDEX = {name: i for i, name in enumerate(vocab.BOND_TYPES)}
+_CHARGE_INDEX = {charge: i for i, charge in enumerate(vocab.FORMAL_CHARGES)}
+SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}
+
+
+def parse_ligand_block(text: str, fmt: str, source: str) -> Chem.Mol:
+    """Parse one ligand record (``sdf`` mol block or ``mol2``), sanitize it and check its 3D pose.
+
+    Args:
+        text: the record's text.
+        fmt: ``sdf`` or ``mol2``.
+        source: what to name in error messages (file, or file and record).
+
+    Raises:
+        FeaturizationError: unparsable, failing sanitization, or without finite 3D coordinates.
+    """
+    readers = {"sdf": Chem.MolFromMolBlock, "mol2": Chem.MolFromMol2Block}
+    if fmt not in readers:
+        raise ValueError(f"unknown ligand format {fmt!r}; valid: {sorted(readers)}")
+    with _rdkit_messages() as messages:
+        mol = readers[fmt](text, sanitize=False, removeHs=False)
+    if mol is None or mol.GetNumAtoms() == 0:
+        said = f" ({'; '.join(messages)})" if messages else ""
+        raise FeaturizationError(f"{source}: RDKit cannot parse it as {fmt}{said}")
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as error:  # RDKit raises several MolSanitizeException subclasses
+        raise FeaturizationError(f"{source}: fails RDKit sanitization: {error}") from None
+    mol = Chem.RemoveAllHs(mol, sanitize=False)
+    _check_pose(mol, source)
+    return mol
+
+
+@contextmanager
+def _rdkit_messages() -> Iterator[list[str]]:
+    """Collect what RDKit logs inside the block."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(_TIMESTAMP.sub("", record.getMessage()).strip())
+
+    handler = Collect()
+    _RDKIT_LOG.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        _RDKIT_LOG.removeHandler(handler)
+
+
+def read_ligand_files(paths: Sequence[Path], source: str) -> Chem.Mol:
+    """Read the first of ``paths`` that parses and sanitizes; the rest are the fallbacks.
+
+    The format comes from each file's suffix (.sdf, .mol, .mol2). When every file fails, the error
+    lists each reason.
+    """
+    reasons = []
+    for path in paths:
+        if not path.exists():
+            reasons.append(f"{path.name}: file not found")
+            continue
+        try:
+            fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                raise FeaturizationError(f"{path.name}: unknown ligand file type; valid: "
+                                         f"{sorted(SUFFIX_FORMATS)}")
+            return parse_ligand_block(read_text(path), fmt, path.name)
+        except FeaturizationError as error:
+            reasons.append(str(error))
+    raise FeaturizationError(f"{source}: no usable ligand file: " + "; ".join(reasons))
+
+
+def _check_pose(mol: Chem.Mol, source: str) -> None:
+    if mol.GetNumConformers() == 0:
+        raise FeaturizationError(f"{source}: ligand has no coordinates")
+    pos = mol.GetConformer().GetPositions()
+    if not np.isfinite(pos).all():
+        raise FeaturizationError(f"{source}: ligand has NaN or infinite coordinates")
+    if mol.GetNumAtoms() > 1 and np.ptp(pos[:, 2]) == 0.0:
+        raise FeaturizationError(f"{source}: ligand has no 3D coordinates (all z equal: a 2D "
+                                 "depiction, not a pose)")
+
+
+def ligand_atom_features(mol: Chem.Mol) -> np.ndarray:
+    """Categorical atom features, one row per heavy atom, columns as ``LIGAND_ATOM_FEATURES``."""
+    rows = [
+        (
+            vocab.element_index(atom.GetSymbol()),
+            min(atom.GetDegree(), vocab.DEGREES - 1),
+            _CHARGE_INDEX.get(atom.GetFormalCharge(), 0),
+            _HYBRIDIZATION_INDEX.get(str(atom.GetHybridization()), 0),
+            int(atom.GetIsAromatic()),
+            min(atom.GetTotalNumHs(), vocab.TOTAL_HS - 1),
+            int(atom.IsInRing()),
+            _CHIRALITY_INDEX.get(str(atom.GetChiralTag()), 0),
+        )
+        for atom in mol.GetAtoms()
+    ]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, len(vocab.LIGAND_ATOM_FEATURES))
+
+
+def ligand_bonds(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+    """Covalent bonds in both directions: ``edge_index`` [2, 2B] and categorical attributes."""
+    pairs, attrs = [], []
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        attr = (_BOND_INDEX.get(str(bond.GetBondType()), 0), int(bond.GetIsConjugated()),
+                int(bond.IsInRing()))
+        pairs += [(i, j), (j, i)]
+        attrs += [attr, attr]
+    edge_index = np.asarray(pairs, dtype=np.int64).reshape(-1, 2).T
+    edge_attr = np.asarray(attrs, dtype=np.int64).reshape(-1, len(vocab.LIGAND_BOND_FEATURES))
+    return np.ascontiguousarray(edge_index), edge_attr
+
+
+def ligand_positions(mol: Chem.Mol) -> np.ndarray:
+    return mol.GetConformer().GetPositions()

@@ -1,0 +1,160 @@
+"""The protein: PDB parsing (Biopython), the water / ion / hetero rule, pocket cutting, edges.
+
+Rules, applied in this order to every protein or pocket file:
+1. Only the first model; of alternate locations only the first (altloc A before B).
+2. Hydrogens are dropped: the graphs are heavy-atom graphs on both sides.
+3. Waters (HOH, WAT, ...) are dropped unless ``featurize.keep_waters``.
+4. Standard amino acids, their protonation-state names (HID, CYX, ...) and MSE are residues.
+5. Other HETATM groups are kept unless ``featurize.keep_hetero`` is false: a single metal or
+   halide atom is an ``ion``, anything else (cofactor, modified residue) is ``hetero``. A hetero
+   group with an atom within 1 Å of a ligand atom is a copy of the ligand and is dropped.
+6. A full protein is cut to the residues with an atom within ``featurize.pocket_cutoff`` of the
+   ligand; a file named ``*_pocket.pdb`` is a pocket already and is used as given.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from Bio.PDB import PDBParser
+from scipy.spatial import cKDTree
+
+from plgraph.config import FeaturizeConfig
+from plgraph.errors import FeaturizationError, read_text
+from plgraph.featurize import vocab
+
+LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
+_HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})
+_ROLE_HETERO, _ROLE_BACKBONE, _ROLE_SIDE_CHAIN = range(3)
+
+
+def is_pocket_file(path: Path | str) -> bool:
+    """The one rule deciding whether a protein file is used as given or cut around the ligand."""
+    return Path(path).name.lower().endswith("_pocket.pdb")
+
+
+@dataclass(frozen=True)
+class ProteinAtoms:
+    """Heavy atoms of a protein or pocket as parallel arrays (one row per atom)."""
+
+    source: str
+    pos: np.ndarray  # [N, 3] float64, Å
+    features: np.ndarray  # [N, 4] int64, columns as vocab.PROTEIN_ATOM_FEATURES
+    covalent_radius: np.ndarray  # [N] float64, Å
+    residue_index: np.ndarray  # [N] int64, one value per residue
+    is_hetero_group: np.ndarray  # [N] bool: atoms of ion / hetero groups
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def select(self, mask: np.ndarray) -> ProteinAtoms:
+        return ProteinAtoms(self.source, self.pos[mask], self.features[mask],
+                            self.covalent_radius[mask], self.residue_index[mask],
+                            self.is_hetero_group[mask])
+
+
+def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
+    """Parse a PDB file into heavy atoms under the module's rules.
+
+    Raises:
+        FeaturizationError: the file is missing, not UTF-8, unparsable, or has no heavy atom.
+    """
+    path = Path(path)
+    text = read_text(path)
+    if not text.strip():
+        raise FeaturizationError(f"{path}: protein file is empty")
+    try:
+        structure = PDBParser(QUIET=True).get_structure(path.stem, io.StringIO(text))
+    except Exception as error:  # Biopython raises ValueError, PDBConstructionException, ...
+        raise FeaturizationError(f"{path}: unparsable PDB: {error}") from None
+    rows = list(_heavy_atom_rows(structure, config))
+    if not rows:
+        raise FeaturizationError(f"{path}: no protein heavy atoms (empty or truncated PDB?)")
+    pos, features, radius, residue, hetero = zip(*rows, strict=True)
+    pos = np.asarray(pos, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise FeaturizationError(f"{path}: protein has NaN or infinite coordinates")
+    return ProteinAtoms(str(path), pos, np.asarray(features, dtype=np.int64),
+                        np.asarray(radius), np.asarray(residue, dtype=np.int64),
+                        np.asarray(hetero, dtype=bool))
+
+
+def _heavy_atom_rows(structure, config: FeaturizeConfig):
+    models = list(structure)
+    if not models:
+        return
+    for residue_number, residue in enumerate(_first_of_each(models[0].get_residues())):
+        hetflag = residue.id[0]
+        name = residue.get_resname().strip().upper()
+        if hetflag == "W" or name in vocab.WATER_NAMES:
+            if not config.keep_waters:
+                continue
+            residue_type, hetero = vocab.RESIDUE_INDEX["water"], False
+        else:
+            residue_type, hetero = _residue_type(residue, hetflag, name)
+            if hetero and not config.keep_hetero:
+                continue
+        for atom in _first_of_each(residue.get_atoms()):
+            symbol = (atom.element or "").strip().upper()
+            if symbol in ("H", "D"):
+                continue
+            atom_name = atom.get_name().strip().upper()
+            if hetero or residue_type == vocab.RESIDUE_INDEX["water"]:
+                role, name_index = _ROLE_HETERO, 0
+            else:
+                role = _ROLE_BACKBONE if atom_name in vocab.BACKBONE_NAMES else _ROLE_SIDE_CHAIN
+                name_index = vocab.PROTEIN_ATOM_NAME_INDEX.get(atom_name, 0)
+            features = (vocab.element_index(symbol), residue_type, role, name_index)
+            radius = vocab.COVALENT_RADIUS.get(symbol, vocab.DEFAULT_COVALENT_RADIUS)
+            yield atom.get_coord(), features, radius, residue_number, hetero
+
+
+def _first_of_each(entities):
+    """Resolve Biopython's disordered atoms / residues to their first alternative."""
+    for entity in entities:
+        if entity.is_disordered() == 2:  # a Disordered* wrapper holding the alternatives
+            entity = entity.child_dict[entity.disordered_get_id_list()[0]]
+        yield entity
+
+
+def _residue_type(residue, hetflag: str, name: str) -> tuple[int, bool]:
+    amino_acid = vocab.RESIDUE_ALIASES.get(name, name)
+    if amino_acid in vocab.AMINO_ACIDS:
+        return vocab.RESIDUE_INDEX[amino_acid], False
+    if not hetflag.startswith("H_"):
+        return vocab.RESIDUE_INDEX["other"], False  # an ATOM record of a non-standard residue
+    heavy = [a for a in residue.get_atoms() if (a.element or "").upper() not in ("H", "D")]
+    if len(heavy) == 1 and heavy[0].element.upper() in vocab.METALS | _HALIDE_IONS:
+        return vocab.RESIDUE_INDEX["ion"], True
+    return vocab.RESIDUE_INDEX["hetero"], True
+
+
+def cut_around_ligand(protein: ProteinAtoms, ligand_pos: np.ndarray, cut_pocket: bool,
+                      config: FeaturizeConfig) -> ProteinAtoms:
+    """Drop hetero groups that are a copy of the ligand; cut a full protein to the pocket."""
+    nearest, _ = cKDTree(ligand_pos).query(protein.pos, distance_upper_bound=config.pocket_cutoff)
+    copy_residues = np.unique(protein.residue_index[protein.is_hetero_group
+                                                    & (nearest < LIGAND_COPY_DISTANCE)])
+    keep = ~np.isin(protein.residue_index, copy_residues)
+    if cut_pocket:
+        near_residues = np.unique(protein.residue_index[nearest <= config.pocket_cutoff])
+        keep &= np.isin(protein.residue_index, near_residues)
+    return protein.select(keep)
+
+
+def protein_edges(protein: ProteinAtoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Atom pairs within ``cutoff`` Å in both directions, sorted, with a covalent-bond flag.
+
+    A pair is covalent when closer than the sum of covalent radii plus the usual 0.45 Å slack.
+    """
+    pairs = cKDTree(protein.pos).query_pairs(cutoff, output_type="ndarray")
+    pairs = np.concatenate([pairs, pairs[:, ::-1]]).astype(np.int64)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    src, dst = pairs[:, 0], pairs[:, 1]
+    dist = np.linalg.norm(protein.pos[src] - protein.pos[dst], axis=1)
+    bonded = dist < (protein.covalent_radius[src] + protein.covalent_radius[dst]
+                     + vocab.COVALENT_TOLERANCE)
+    return np.ascontiguousarray(pairs.T), bonded.astype(np.int64)[:, None]

@@ -1,0 +1,52 @@
+"""One writer at a time: an advisory ``flock`` on a lock file that names its holder.
+
+The kernel releases a ``flock`` when its process dies, ``kill -9`` included, so a crashed holder
+never leaves a stale lock behind; the holder line in the file is only for the message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from plgraph.errors import PlgraphError
+
+log = logging.getLogger(__name__)
+
+
+class LockedError(PlgraphError):
+    """Another live process holds the lock."""
+
+
+@contextmanager
+def exclusive_lock(path: Path, what: str, wait: bool) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the block.
+
+    Args:
+        path: the lock file (created if missing, never deleted: deleting it would let a waiting
+            process and a new one lock two different files).
+        what: what the lock protects, for messages.
+        wait: wait for the holder to finish (True) or raise :class:`LockedError` at once.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+            if not wait:
+                raise LockedError(f"{what} is in use by {holder} (lock file {path}); wait for it "
+                                  "to finish or stop it") from None
+            log.warning("waiting for %s, held by %s (lock file %s)", what, holder, path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
