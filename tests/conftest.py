@@ -46,8 +46,9 @@ def fep_root() -> Path:
 
 
 def data_config(root: Path, **overrides) -> DataConfig:
-    """A DataConfig for tests: one worker, cache under the root unless overridden."""
-    return DataConfig(root=str(root), **{"workers": 1, **overrides})
+    """A DataConfig for tests: one worker, cache under the root unless overridden, and a failure
+    fraction that lets the 6-complex sample (3qlb fails: 17%) through."""
+    return DataConfig(root=str(root), **{"workers": 1, "max_failure_fraction": 0.5, **overrides})
 
 
 @pytest.fixture

@@ -100,7 +100,8 @@ class DataConfig:
                  f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
         _require(self.layout != "manifest" or bool(self.labels),
                  "data.labels must name the manifest CSV when data.layout=manifest")
-        _require(self.workers >= 0, f"data.workers must be >= 0, 0 = all cores (got {self.workers})")
+        _require(self.workers >= 0,
+                 f"data.workers must be >= 0, 0 = all cores (got {self.workers})")
         _require(0.0 <= self.max_failure_fraction <= 1.0,
                  f"data.max_failure_fraction must be in [0, 1] (got {self.max_failure_fraction})")
         _require(self.shard_size >= 1, f"data.shard_size must be >= 1 (got {self.shard_size})")

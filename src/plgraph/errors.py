@@ -1,4 +1,4 @@
-"""The exceptions plgraph raises. Each message names the object (file, line, complex) and the rule."""
+"""The exceptions plgraph raises; each message names the object (file, line, complex) and rule."""
 
 from __future__ import annotations
 

@@ -1,0 +1,62 @@
+"""main.py as users run it: composed configs, prepare_only, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from hydra import compose, initialize_config_dir
+
+from plgraph.cli import register_configs, to_app_config
+from plgraph.config import AppConfig
+
+CONFIGS = sorted(p.stem for p in (REPO / "conf").glob("*.yaml"))
+
+
+def run_main(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *overrides], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_composes_into_typed_dataclasses(name):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = to_app_config(compose(config_name=name))
+    assert isinstance(config, AppConfig)
+
+
+def test_an_override_of_the_wrong_type_is_refused():
+    register_configs()
+    with (initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"),
+          pytest.raises(Exception, match="data.workers")):
+        to_app_config(compose(config_name="config", overrides=["data.workers=many"]))
+
+
+@pytest.mark.slow
+def test_prepare_only_builds_the_cache_and_exits(sample_root, tmp_path):
+    result = run_main(f"data.root={sample_root}", "prepare_only=true", "data.workers=1",
+                      "data.max_failure_fraction=0.5", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    assert (sample_root / "processed" / "meta.json").is_file()
+    assert (sample_root / "processed" / "splits" / "default.json").is_file()
+    assert "data prepared (prepare_only=true)" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_bad_config_fails_fast_with_the_rule_and_no_traceback(tmp_path):
+    result = run_main("data.workers=-2", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "data.workers must be >= 0, 0 = all cores (got -2)" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_a_missing_data_root_is_named(tmp_path):
+    result = run_main(f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert f"data.root={tmp_path / 'nowhere'} is not a directory" in result.stdout + result.stderr

@@ -1,0 +1,37 @@
+"""The version stamp guards the cache: features may not change without a version bump."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from plgraph.config import FeaturizeConfig
+from plgraph.featurize import DATA_PROCESSING_VERSION
+
+sys.path.insert(0, str(Path(__file__).parent / "golden"))
+from make_golden import GOLDEN_FILE, featurize_golden_complex, summarize  # noqa: E402
+
+REGENERATE = ("bump DATA_PROCESSING_VERSION in src/plgraph/featurize/complex.py and regenerate "
+              "the golden file: python tests/golden/make_golden.py")
+
+
+def test_features_match_the_golden_file_of_this_version():
+    golden = json.loads(GOLDEN_FILE.read_text())
+    if golden["data_processing_version"] != DATA_PROCESSING_VERSION:
+        raise AssertionError(f"golden file is for version {golden['data_processing_version']}, "
+                             f"code is {DATA_PROCESSING_VERSION}: regenerate it with "
+                             "python tests/golden/make_golden.py")
+    assert golden["featurize"] == FeaturizeConfig().to_dict(), (
+        f"the default featurization config changed: {REGENERATE}")
+    actual = summarize(featurize_golden_complex())
+    changed = sorted(k for k in golden["tensors"].keys() | actual.keys()
+                     if golden["tensors"].get(k) != actual.get(k))
+    assert not changed, f"features changed without a version bump ({changed}): {REGENERATE}"
+
+
+def test_golden_check_notices_a_one_value_change():
+    graph = featurize_golden_complex()
+    graph["ligand"].x[0, 0] += 1
+    golden = json.loads(GOLDEN_FILE.read_text())
+    assert summarize(graph)["ligand/x"] != golden["tensors"]["ligand/x"]

@@ -1,0 +1,141 @@
+"""The seeded split: deterministic, disjoint, grouped, saved, verified, never silently changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE, copy_sample, data_config
+
+from plgraph.config import SplitConfig
+from plgraph.data import prepare_data
+from plgraph.data.split import make_split, split_path, verify_split
+from plgraph.errors import SplitError
+
+# Five small real FEP+ systems (2-3 ligands each): enough groups for a grouped split.
+FEP_SYSTEMS = ("scaffold_hopping/TPSB2_3v7t", "opls_stress/fxa_set5", "opls_stress/chk1_set2",
+               "macrocycles/ck2_custcore_hotlys", "bayer_macrocycles/wagner_brd4")
+SAMPLE_IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
+                          and p.name != "processed" and p.name != "3qlb"))[:20]
+
+
+@pytest.fixture
+def twenty(tmp_path: Path) -> Path:
+    return copy_sample(tmp_path / "twenty", SAMPLE_IDS)
+
+
+@pytest.fixture
+def fep_systems(fep_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "fep"
+    for system in FEP_SYSTEMS:
+        (root / system).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("_protein.pdb", "_ligands.sdf"):
+            shutil.copy(fep_root / f"{system}{suffix}", root / f"{system}{suffix}")
+    return root
+
+
+def test_random_split_is_disjoint_complete_and_seeded(twenty, featurize_config):
+    cache = prepare_data(data_config(twenty), featurize_config, SplitConfig()).cache
+    first = make_split(cache, SplitConfig(seed=1))
+    assert make_split(cache, SplitConfig(seed=1)) == first
+    assert make_split(cache, SplitConfig(seed=2)) != first
+    assert {p: len(ids) for p, ids in first.items()} == {"train": 16, "val": 2, "test": 2}
+    everything = first["train"] + first["val"] + first["test"]
+    assert sorted(everything) == sorted(cache.ids) and len(set(everything)) == 20
+
+
+def test_split_is_saved_and_reused(twenty, featurize_config):
+    config = data_config(twenty)
+    first = prepare_data(config, featurize_config, SplitConfig(seed=5))
+    saved = split_path(first.cache, "default")
+    assert json.loads(saved.read_text())["parts"] == first.split["parts"]
+    again = prepare_data(config, featurize_config, SplitConfig(seed=5))
+    assert again.split == first.split
+    assert [g.complex_id for g in again.part("test")] == first.split["parts"]["test"]
+
+
+def test_another_seed_under_the_same_name_is_refused_with_the_way_out(twenty, featurize_config):
+    config = data_config(twenty)
+    prepare_data(config, featurize_config, SplitConfig(seed=5))
+    with pytest.raises(SplitError, match=r"seed: saved 5, asked 6.*split.name=<new name>"):
+        prepare_data(config, featurize_config, SplitConfig(seed=6))
+    with pytest.raises(SplitError, match=r"test: saved 0.1, asked 0.2"):
+        prepare_data(config, featurize_config, SplitConfig(seed=5, train=0.7, test=0.2))
+    other = prepare_data(config, featurize_config, SplitConfig(name="seed6", seed=6))
+    assert other.split["recipe"]["seed"] == 6
+    assert split_path(other.cache, "default").exists() and split_path(other.cache, "seed6").exists()
+
+
+def test_edited_split_file_is_refused(twenty, featurize_config):
+    config = data_config(twenty)
+    prepared = prepare_data(config, featurize_config, SplitConfig())
+    path = split_path(prepared.cache, "default")
+    split = json.loads(path.read_text())
+    moved = split["parts"]["test"].pop()
+    split["parts"]["train"].append(moved)
+    path.write_text(json.dumps(split))
+    with pytest.raises(SplitError, match="does not match its fingerprint"):
+        prepare_data(config, featurize_config, SplitConfig())
+    split["parts"]["val"].append(moved)
+    with pytest.raises(SplitError, match=f"{moved} is in both"):
+        verify_split(split, prepared.cache)
+
+
+def test_grouped_split_never_puts_one_system_in_two_parts(fep_systems, featurize_config):
+    config = data_config(fep_systems, layout="series")
+    split = SplitConfig(strategy="grouped", train=0.6, val=0.2, test=0.2, seed=3)
+    prepared = prepare_data(config, featurize_config, split)
+    group_of = {e.id: e.group for e in prepared.cache.entries}
+    assert len(set(group_of.values())) == len(FEP_SYSTEMS)
+    parts = prepared.split["parts"]
+    groups = {p: {group_of[i] for i in ids} for p, ids in parts.items()}
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"]
+    assert not groups["val"] & groups["test"]
+    assert all(parts[p] for p in ("train", "val", "test"))
+    assert sorted(sum(parts.values(), [])) == sorted(group_of)
+
+
+def test_grouped_split_without_groups_says_how_to_add_them(twenty, featurize_config):
+    with pytest.raises(SplitError, match="has no group: give labels a 'group' column"):
+        prepare_data(data_config(twenty), featurize_config, SplitConfig(strategy="grouped"))
+
+
+def test_grouped_split_uses_the_group_column_of_a_labels_csv(twenty, featurize_config):
+    labels = twenty / "labels.csv"
+    rows = labels.read_text().split()
+    grouped = [rows[0] + ",group"] + [f"{row},target{i % 4}" for i, row in enumerate(rows[1:])]
+    labels.write_text("\n".join(grouped) + "\n")
+    prepared = prepare_data(data_config(twenty), featurize_config,
+                            SplitConfig(strategy="grouped", seed=1))
+    group_of = {e.id: e.group for e in prepared.cache.entries}
+    test_groups = {group_of[i] for i in prepared.split["parts"]["test"]}
+    train_groups = {group_of[i] for i in prepared.split["parts"]["train"]}
+    assert test_groups and not test_groups & train_groups
+
+
+def test_explicit_test_ids_form_the_test_set(twenty, featurize_config, tmp_path):
+    ids_file = tmp_path / "core_set.txt"
+    ids_file.write_text(f"# CASF-style core set\n{SAMPLE_IDS[0]}\n{SAMPLE_IDS[3]}\n")
+    prepared = prepare_data(data_config(twenty), featurize_config,
+                            SplitConfig(strategy="ids", test_ids=str(ids_file)))
+    parts = prepared.split["parts"]
+    assert parts["test"] == sorted([SAMPLE_IDS[0], SAMPLE_IDS[3]])
+    assert len(parts["val"]) == 2 and len(parts["train"]) == 16
+
+
+def test_a_test_id_that_failed_featurization_is_named_with_its_reason(sample_root,
+                                                                       featurize_config,
+                                                                       tmp_path):
+    ids_file = tmp_path / "test_ids.txt"
+    ids_file.write_text("1h1d\n3qlb\n")
+    with pytest.raises(SplitError, match=r"test_ids.txt:2: test id '3qlb' cannot be used: it "
+                                         r"failed featurization: .*sanitization"):
+        prepare_data(data_config(sample_root), featurize_config,
+                     SplitConfig(strategy="ids", test_ids=str(ids_file)))
+
+
+def test_invalid_fractions_fail_before_any_work():
+    with pytest.raises(ValueError, match=r"split.train \+ split.val \+ split.test must be 1"):
+        SplitConfig(train=0.8, val=0.2, test=0.2)
