@@ -7,7 +7,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from plgraph.cli import register_configs, run_cli, to_app_config
+from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.data import prepare_data
 
 log = logging.getLogger("plgraph")
@@ -17,7 +17,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     def job() -> None:
-        config = to_app_config(cfg)
+        config = to_config(cfg)
         prepare_data(config.data, config.featurize, config.split)
         if config.prepare_only:
             log.info("data prepared (prepare_only=true); exiting")

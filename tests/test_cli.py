@@ -10,10 +10,11 @@ import pytest
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 
-from plgraph.cli import register_configs, to_app_config
-from plgraph.config import AppConfig
+from plgraph.cli import register_configs, to_config
+from plgraph.config import AppConfig, PredictConfig
 
 CONFIGS = sorted(p.stem for p in (REPO / "conf").glob("*.yaml"))
+REQUIRED = {"predict": ["protein=P.pdb", "ligands=L.sdf"]}  # mandatory keys (???) of a config
 
 
 def run_main(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -25,15 +26,15 @@ def run_main(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_every_config_composes_into_typed_dataclasses(name):
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        config = to_app_config(compose(config_name=name))
-    assert isinstance(config, AppConfig)
+        config = to_config(compose(config_name=name, overrides=REQUIRED.get(name, [])))
+    assert isinstance(config, AppConfig | PredictConfig)
 
 
 def test_an_override_of_the_wrong_type_is_refused():
     register_configs()
     with (initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"),
           pytest.raises(Exception, match="data.workers")):
-        to_app_config(compose(config_name="config", overrides=["data.workers=many"]))
+        to_config(compose(config_name="config", overrides=["data.workers=many"]))
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from plgraph.config import AppConfig
+from plgraph.config import AppConfig, PredictConfig
 from plgraph.errors import PlgraphError
 
 log = logging.getLogger("plgraph")
@@ -22,15 +22,16 @@ EXIT_USAGE = 2
 def register_configs() -> None:
     """Register the typed schemas that ``conf/*.yaml`` extend, so Hydra type-checks overrides."""
     ConfigStore.instance().store(name="app_schema", node=AppConfig)
+    ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
 
 
-def to_app_config(cfg: DictConfig) -> AppConfig:
+def to_config(cfg: DictConfig) -> AppConfig | PredictConfig:
     """The composed config as typed dataclasses; a bad value raises ValueError naming the key."""
     try:
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         raise ValueError(str(error).split("\n    full_key")[0]) from None
-    assert isinstance(config, AppConfig), type(config)
+    assert isinstance(config, AppConfig | PredictConfig), type(config)
     return config
 
 

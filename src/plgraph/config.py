@@ -170,3 +170,13 @@ class AppConfig:
     seed: int = 0
     run_name: str = "default"
     prepare_only: bool = False
+
+
+@dataclass
+class PredictConfig:
+    """The command line of ``predict.py``."""
+
+    protein: str = "???"
+    ligands: str = "???"
+    output: str = "predictions.csv"
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
