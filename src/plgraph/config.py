@@ -161,6 +161,46 @@ class SplitConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The ViSNet-style network. Stored in every checkpoint; predict.py rebuilds the model from it.
+
+    Args:
+        hidden_channels: width of the scalar and vector node features.
+        num_layers: message-passing layers.
+        num_heads: attention heads (must divide ``hidden_channels``).
+        num_rbf: radial basis functions for edge lengths.
+        lmax: degree of the spherical harmonics of edge directions (1 or 2).
+        cutoff: radius (Å) of the cosine cutoff on edge lengths; must cover the featurization's
+            edge cutoffs, or the longest edges would be switched off.
+        dropout: dropout in the output head.
+        use_protein: False trains a ligand-only model on the bond graph alone (a baseline).
+    """
+
+    hidden_channels: int = 64
+    num_layers: int = 3
+    num_heads: int = 8
+    num_rbf: int = 32
+    lmax: int = 2
+    cutoff: float = 5.0
+    dropout: float = 0.0
+    use_protein: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf"):
+            value = getattr(self, name)
+            _require(value >= 1, f"model.{name} must be >= 1 (got {value})")
+        _require(self.hidden_channels % self.num_heads == 0,
+                 f"model.hidden_channels ({self.hidden_channels}) must be divisible by "
+                 f"model.num_heads ({self.num_heads})")
+        _require(self.lmax in (1, 2), f"model.lmax must be 1 or 2 (got {self.lmax})")
+        _require(self.cutoff > 0, f"model.cutoff must be > 0 Å (got {self.cutoff})")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1) (got {self.dropout})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class AppConfig:
     """The whole command line of ``main.py``."""
 
