@@ -36,7 +36,7 @@ def test_prediction_inputs_match_the_training_featurizer(brd4_with_a_broken_reco
     inputs = read_protein_with_ligands(protein, ligands)
     rows = list(featurize_all(inputs, config))
     assert [r.ligand_index for r in rows] == [0, 1, 2]
-    assert rows[1].graph is None and "coordinates on line 5" in rows[1].error
+    assert rows[1].graph is None and "coordinates on line 133" in rows[1].error
     direct = featurize_record(inputs.records[0], config)
     assert rows[0].graph["ligand"].x.equal(direct["ligand"].x)
     assert rows[0].graph["protein", "contact", "protein"].edge_index.equal(
@@ -54,4 +54,4 @@ def test_predict_py_writes_one_row_per_record_and_fails_when_one_failed(
     assert result.returncode == 1, result.stderr
     rows = list(csv.DictReader(output.open()))
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
-    assert "record 1" in rows[1]["error"] and "coordinates on line 5" in rows[1]["error"]
+    assert "record 1" in rows[1]["error"] and "coordinates on line 133" in rows[1]["error"]

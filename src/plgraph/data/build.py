@@ -64,8 +64,8 @@ def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
             while len(proteins) > _PROTEINS_KEPT:
                 proteins.popitem(last=False)
     if record.ligand_block is not None:
-        where = f"{record.id} (record {record.ligand_index})"
-        ligand = parse_ligand_block(record.ligand_block, "sdf", where)
+        ligand = parse_ligand_block(record.ligand_block, "sdf",
+                                    f"{record.id}: {record.ligand_source}", record.ligand_line)
     else:
         ligand = read_ligand_files(record.ligand_files, record.id)
     return featurize_complex(ligand, protein, config, record.id,
@@ -127,6 +127,7 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
         _fsync_dir(partial)
         os.rename(partial, target)
         _fsync_dir(target.parent)
+        _failure_report(target).unlink(missing_ok=True)  # from an earlier, aborted build
     finally:
         if partial.exists():
             shutil.rmtree(partial)
@@ -170,7 +171,7 @@ def _check_failures(failures: list[Failure], total: int, data: DataConfig, parti
     """Abort as soon as the failures already exceed the allowed fraction of all inputs."""
     if not final and len(failures) <= data.max_failure_fraction * total:
         return
-    report = partial.with_name(partial.name.split(".partial-")[0] + ".failures.json")
+    report = _failure_report(partial.with_name(partial.name.split(".partial-")[0]))
     _write_json(report, [{"id": f.id, "reason": f.reason} for f in failures])
     listed = "\n".join(f"  {f.id}: {f.reason}" for f in failures[:20])
     more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
@@ -180,6 +181,10 @@ def _check_failures(failures: list[Failure], total: int, data: DataConfig, parti
         f"{len(failures)} of {total} complexes failed featurization, {rule}; nothing was cached. "
         f"Full list: {report}\n{listed}{more}\nFix the inputs, or raise "
         "data.max_failure_fraction.")
+
+
+def _failure_report(target: Path) -> Path:
+    return target.with_name(f"{target.name}.failures.json")
 
 
 def _write_shard(directory: Path, number: int, graphs: list[HeteroData]) -> dict:

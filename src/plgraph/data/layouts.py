@@ -99,7 +99,9 @@ def read_series(root: Path, label_property: str, label_kind: str,
             records = read_sdf_records(sdf, protein, system, label_property, label_kind,
                                        require_labels)
         except FeaturizationError as error:
-            result.failures.append(Failure(system, str(error)))
+            # Every ligand of an unreadable series counts against the failure fraction.
+            count = max(sdf.read_bytes().count(b"$$$$"), 1)
+            result.failures += [Failure(f"{system}/record{i}", str(error)) for i in range(count)]
             continue
         result.records += records.records
         result.failures += records.failures
@@ -117,11 +119,10 @@ def read_sdf_records(sdf: Path, protein: Path, system: str, label_property: str 
     if not protein.is_file():
         raise FeaturizationError(f"{sdf}: no protein file {protein.name} beside it")
     result = ReadResult()
-    blocks = [b for b in re.split(r"^\$\$\$\$[^\n]*\n?", read_text(sdf), flags=re.M) if b.strip()]
-    for index, block in enumerate(blocks):
-        name = block.lstrip("\n").splitlines()[0].strip() if block.strip() else ""
+    for index, (block, first_line) in enumerate(_sdf_blocks(sdf)):
+        name = block.split("\n", 1)[0].strip()
         complex_id = f"{system}/{name or f'record{index}'}"
-        where = f"{sdf} record {index} ({name or 'no name'})"
+        where = f"{sdf}: record {index} ({name or 'no name'}, from line {first_line})"
         raw = _sdf_properties(block).get(label_property) if label_property else None
         label = _finite(raw)
         if require_labels and label is None:
@@ -132,10 +133,23 @@ def read_sdf_records(sdf: Path, protein: Path, system: str, label_property: str 
             label = dg_to_pk(label)
         result.records.append(ComplexRecord(
             id=complex_id, protein=protein, ligand_block=block + "$$$$\n", ligand_name=name,
-            ligand_index=index, label=label, group=system))
+            ligand_index=index, ligand_source=f"{sdf}: record {index} ({name or 'no name'})",
+            ligand_line=first_line, label=label, group=system))
     if require_labels and label_kind == "dg_kcal_mol":
         _exclude_relative_series(result, sdf)
     return result
+
+
+def _sdf_blocks(sdf: Path) -> list[tuple[str, int]]:
+    """The records of a multi-molecule SDF with the file line each starts on."""
+    blocks, first_line = [], 1
+    for block in re.split(r"^\$\$\$\$[^\n]*\n", read_text(sdf), flags=re.M):
+        if block.strip():
+            blocks.append((block, first_line))
+        first_line += block.count("\n") + 1
+    if not blocks:
+        raise FeaturizationError(f"{sdf}: no SDF records (empty file)")
+    return blocks
 
 
 def _exclude_relative_series(result: ReadResult, sdf: Path) -> None:

@@ -30,6 +30,8 @@ class ComplexRecord:
         ligand_block: one record of a multi-ligand SDF (series layout).
         ligand_name: the ligand's name (SDF title line) where known.
         ligand_index: the record's position in its SDF (0-based), -1 for single-ligand files.
+        ligand_source: where the record is, for messages (SDF file and record).
+        ligand_line: the file line the record starts on, so messages give file lines.
         label: pK, or None where the input has none (prediction).
         group: what a grouped split keeps together (protein / series); "" when unknown.
     """
@@ -40,6 +42,8 @@ class ComplexRecord:
     ligand_block: str | None = None
     ligand_name: str = ""
     ligand_index: int = -1
+    ligand_source: str = ""
+    ligand_line: int = 1
     label: float | None = None
     group: str = ""
 

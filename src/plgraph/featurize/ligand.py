@@ -30,13 +30,15 @@ _CHARGE_INDEX = {charge: i for i, charge in enumerate(vocab.FORMAL_CHARGES)}
 SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}
 
 
-def parse_ligand_block(text: str, fmt: str, source: str) -> Chem.Mol:
+def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) -> Chem.Mol:
     """Parse one ligand record (``sdf`` mol block or ``mol2``), sanitize it and check its 3D pose.
 
     Args:
         text: the record's text.
         fmt: ``sdf`` or ``mol2``.
         source: what to name in error messages (file, or file and record).
+        first_line: the file line ``text`` starts on; RDKit counts lines from the record's start,
+            and messages should name the line of the file.
 
     Raises:
         FeaturizationError: unparsable, failing sanitization, or without finite 3D coordinates.
@@ -47,7 +49,7 @@ def parse_ligand_block(text: str, fmt: str, source: str) -> Chem.Mol:
     with _rdkit_messages() as messages:
         mol = readers[fmt](text, sanitize=False, removeHs=False)
     if mol is None or mol.GetNumAtoms() == 0:
-        said = f" ({'; '.join(messages)})" if messages else ""
+        said = f" ({_file_lines('; '.join(messages), first_line)})" if messages else ""
         raise FeaturizationError(f"{source}: RDKit cannot parse it as {fmt}{said}")
     try:
         Chem.SanitizeMol(mol)
@@ -56,6 +58,10 @@ def parse_ligand_block(text: str, fmt: str, source: str) -> Chem.Mol:
     mol = Chem.RemoveAllHs(mol, sanitize=False)
     _check_pose(mol, source)
     return mol
+
+
+def _file_lines(message: str, first_line: int) -> str:
+    return re.sub(r"\bline (\d+)", lambda m: f"line {int(m.group(1)) + first_line - 1}", message)
 
 
 @contextmanager

@@ -66,6 +66,7 @@ def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
     text = read_text(path)
     if not text.strip():
         raise FeaturizationError(f"{path}: protein file is empty")
+    _check_coordinate_columns(path, text)
     try:
         structure = PDBParser(QUIET=True).get_structure(path.stem, io.StringIO(text))
     except Exception as error:  # Biopython raises ValueError, PDBConstructionException, ...
@@ -80,6 +81,14 @@ def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
     return ProteinAtoms(str(path), pos, np.asarray(features, dtype=np.int64),
                         np.asarray(radius), np.asarray(residue, dtype=np.int64),
                         np.asarray(hetero, dtype=bool))
+
+
+def _check_coordinate_columns(path: Path, text: str) -> None:
+    """A file cut inside the z column would still parse, with a wrong last coordinate."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(("ATOM  ", "HETATM")) and len(line.rstrip()) < 54:
+            raise FeaturizationError(f"{path}: line {number}: ATOM/HETATM record ends before its "
+                                     "coordinates do (columns 31-54): truncated file?")
 
 
 def _heavy_atom_rows(structure, config: FeaturizeConfig):
