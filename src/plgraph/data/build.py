@@ -24,6 +24,7 @@ from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 import plgraph
+from plgraph.atomic import fsync_dir, replace_atomically
 from plgraph.config import DataConfig, FeaturizeConfig
 from plgraph.data.cache import META_FILE, SHARD_FORMAT, pack_graphs, shard_name
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
@@ -124,9 +125,9 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
                          "workers": data.num_workers}
         _write_json(partial / META_FILE, meta)
-        _fsync_dir(partial)
+        fsync_dir(partial)
         os.rename(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         _failure_report(target).unlink(missing_ok=True)  # from an earlier, aborted build
     finally:
         if partial.exists():
@@ -197,18 +198,7 @@ def _write_shard(directory: Path, number: int, graphs: list[HeteroData]) -> dict
 
 
 def _write_json(path: Path, payload) -> None:
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=1)))
 
 
 def _versions() -> dict:
