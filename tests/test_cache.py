@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE, data_config
+from conftest import REPO, SAMPLE, copy_sample, data_config
 
 from plgraph.config import FeaturizeConfig
-from plgraph.data import prepare_data
+from plgraph.data import build, prepare_data
 from plgraph.data.build import featurize_record
 from plgraph.data.layouts import read_inputs
 from plgraph.errors import CacheError
@@ -109,7 +109,8 @@ def test_deleting_the_cache_reprocesses_with_the_new_config(sample_root, split_c
 
 
 def test_cache_is_identical_for_any_number_of_workers(sample_root, featurize_config,
-                                                      split_config, tmp_path):
+                                                      split_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "MIN_COMPLEXES_PER_WORKER", 1)  # a real pool for 6 complexes
     prepared_one = prepare_data(data_config(sample_root, processed_dir=str(tmp_path / "one"),
                                             shard_size=2), featurize_config, split_config)
     prepared_two = prepare_data(data_config(sample_root, processed_dir=str(tmp_path / "two"),
@@ -117,6 +118,7 @@ def test_cache_is_identical_for_any_number_of_workers(sample_root, featurize_con
                                 split_config)
     one, two = prepared_one.cache, prepared_two.cache
     assert [s["count"] for s in one.meta["shards"]] == [2, 2, 1]
+    assert (one.meta["build"]["workers"], two.meta["build"]["workers"]) == (1, 2)
     for key in ("complexes", "failures", "counts", "shards", "inputs_fingerprint"):
         assert one.meta[key] == two.meta[key], key
     for index in range(len(one)):
@@ -166,3 +168,35 @@ def test_a_truncated_shard_is_refused(sample_root, featurize_config, split_confi
     shard.write_bytes(shard.read_bytes()[:1000])
     with pytest.raises(CacheError, match="shard_00000.pt is missing or has the wrong size"):
         prepare_data(config, featurize_config, split_config)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_build_instead_of_hanging(tmp_path):
+    processed = tmp_path / "processed"
+    script = ("from plgraph.config import *; from plgraph.data import build, prepare_data; "
+              "build.MIN_COMPLEXES_PER_WORKER = 1; "
+              f"prepare_data(DataConfig(root={str(SAMPLE)!r}, processed_dir={str(processed)!r}, "
+              "workers=2), FeaturizeConfig(), SplitConfig())")
+    builder = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    workers: list[str] = []
+    while not workers:  # the pool's workers, not its resource tracker
+        assert builder.poll() is None and time.monotonic() < deadline, "builder ended early"
+        found = subprocess.run(["pgrep", "-P", str(builder.pid), "-f", "spawn_main"],
+                               capture_output=True, text=True)
+        workers = found.stdout.split()
+        time.sleep(0.01)
+    os.kill(int(workers[0]), signal.SIGKILL)
+    output, _ = builder.communicate(timeout=120)
+    assert builder.returncode != 0
+    assert "a featurization worker died" in output
+    assert not processed.exists()
+
+
+def test_building_in_process_leaves_the_callers_thread_count_alone(tmp_path, featurize_config,
+                                                                   split_config):
+    torch.set_num_threads(2)
+    prepare_data(data_config(copy_sample(tmp_path / "two", ("1h1d", "2w9r"))), featurize_config,
+                 split_config)
+    assert torch.get_num_threads() == 2

@@ -17,6 +17,8 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -28,7 +30,7 @@ from plgraph.atomic import fsync_dir, replace_atomically
 from plgraph.config import DataConfig, FeaturizeConfig
 from plgraph.data.cache import META_FILE, SHARD_FORMAT, pack_graphs, shard_name
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
-from plgraph.errors import FeaturizationError, TooManyFailuresError
+from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
 from plgraph.featurize import (
     DATA_PROCESSING_VERSION,
     ProteinAtoms,
@@ -73,39 +75,76 @@ def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
                              cut_pocket=not is_pocket_file(record.protein))
 
 
+# A worker process pays ~2 s to start (spawn, imports); below this many complexes per extra
+# worker the pool costs more than it saves, and the build runs in the calling process.
+MIN_COMPLEXES_PER_WORKER = 256
+# Records sharing a protein travel to one worker together, so a series' protein is parsed once.
+MAX_CHUNK = 64
+
 _worker_config: FeaturizeConfig | None = None
 _worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
 
 
-def _init_worker(config: FeaturizeConfig) -> None:
+def _init_worker(config: FeaturizeConfig, pool_worker: bool) -> None:
     global _worker_config
     _worker_config = config
-    torch.set_num_threads(1)  # one process per core already
+    _worker_proteins.clear()  # a rebuild must not see proteins parsed before a file changed
+    if pool_worker:
+        torch.set_num_threads(1)  # one process per core already; never in the caller
 
 
-def _featurize_job(record: ComplexRecord) -> bytes | Failure:
+def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
     """Runs in a worker. Graphs travel as plain pickles: torch's shared-memory tensor passing
     would hold one file descriptor per tensor and run out of them on large datasets."""
     assert _worker_config is not None, "worker not initialized"
-    try:
-        graph = featurize_record(record, _worker_config, _worker_proteins)
-    except FeaturizationError as error:
-        return Failure(record.id, str(error))
-    graph.y = torch.tensor([record.label], dtype=torch.float32)
-    return pickle.dumps(graph)
+    results: list[bytes | Failure] = []
+    for record in records:
+        try:
+            graph = featurize_record(record, _worker_config, _worker_proteins)
+        except FeaturizationError as error:
+            results.append(Failure(record.id, str(error)))
+            continue
+        graph.y = torch.tensor([record.label], dtype=torch.float32)
+        results.append(pickle.dumps(graph))
+    return results
+
+
+def _chunks(records: list[ComplexRecord]) -> Iterator[list[ComplexRecord]]:
+    """Consecutive records, split where the protein changes or a chunk is full."""
+    chunk: list[ComplexRecord] = []
+    for record in records:
+        if chunk and (record.protein != chunk[-1].protein or len(chunk) == MAX_CHUNK):
+            yield chunk
+            chunk = []
+        chunk.append(record)
+    if chunk:
+        yield chunk
+
+
+def worker_count(requested: int, complexes: int) -> int:
+    return max(1, min(requested, complexes // MIN_COMPLEXES_PER_WORKER))
 
 
 def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
                 workers: int) -> Iterator[bytes | Failure]:
     if workers <= 1:
-        _init_worker(config)
-        yield from map(_featurize_job, records)
+        _init_worker(config, pool_worker=False)
+        for chunk in _chunks(records):
+            yield from _featurize_chunk(chunk)
         return
     # spawn, not fork: the parent has torch loaded, and forking a process with OpenMP threads can
-    # deadlock the children.
+    # deadlock the children. An executor, not multiprocessing.Pool: when a worker is killed (out
+    # of memory, kill -9) Pool waits forever for its result; the executor raises.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-        yield from pool.imap(_featurize_job, records, chunksize=4)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(config, True)) as pool:
+        try:
+            for results in pool.map(_featurize_chunk, _chunks(records)):
+                yield from results
+        except BrokenProcessPool:
+            raise CacheError("a featurization worker died (killed, or out of memory?); nothing "
+                             "was cached. Run again, with fewer data.workers if memory is "
+                             "short.") from None
 
 
 def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
@@ -123,7 +162,7 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
     try:
         meta = _write_shards(partial, inputs, identity, data)
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
-                         "workers": data.num_workers}
+                         "workers": worker_count(data.num_workers, len(inputs.records))}
         _write_json(partial / META_FILE, meta)
         fsync_dir(partial)
         os.rename(partial, target)
@@ -142,7 +181,7 @@ def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataC
     shards, complexes, pending = [], [], []
     by_id = {r.id: r for r in records}
     progress = tqdm(total=len(records), unit="complex", desc="featurizing", mininterval=1.0)
-    workers = min(data.num_workers, max(len(records), 1))
+    workers = worker_count(data.num_workers, len(records))
     for result in _featurized(records, FeaturizeConfig(**identity["featurize"]), workers):
         progress.update()
         if isinstance(result, Failure):
