@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import SAMPLE
 
+from plgraph import vocab
 from plgraph.config import FeaturizeConfig
 from plgraph.data.layouts import read_sdf_records
 from plgraph.featurize import (
@@ -21,7 +22,6 @@ from plgraph.featurize import (
     load_protein,
     parse_ligand_block,
     read_ligand_files,
-    vocab,
 )
 
 WATER = vocab.RESIDUE_INDEX["water"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, rdBase
 
+from plgraph import vocab
 from plgraph.errors import FeaturizationError, read_text
-from plgraph.featurize import vocab
 
 # RDKit would print every parse problem to stderr, where nobody connects it to a complex. Its log
 # goes to a silent Python logger instead; parse_ligand_block collects the messages into the

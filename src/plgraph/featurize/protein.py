@@ -22,9 +22,9 @@ import numpy as np
 from Bio.PDB import PDBParser
 from scipy.spatial import cKDTree
 
+from plgraph import vocab
 from plgraph.config import FeaturizeConfig
 from plgraph.errors import FeaturizationError, read_text
-from plgraph.featurize import vocab
 
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
 _HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})

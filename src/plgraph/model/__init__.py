@@ -1,0 +1,5 @@
+"""The ViSNet-style network. It sees only tensors: no RDKit, no Biopython."""
+
+from plgraph.model.network import PLGraphNet
+
+__all__ = ["PLGraphNet"]

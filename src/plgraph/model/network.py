@@ -1,0 +1,150 @@
+"""``PLGraphNet``: ViSNet-style equivariant message passing over a protein-ligand complex.
+
+The ligand and protein atoms form one node set (see :mod:`plgraph.model.graph`); edges are the
+ligand bonds, protein contacts and ligand-protein interactions that featurization chose. Each
+node carries scalar features and vector features (one channel set per spherical-harmonic
+component of degree 1..lmax), updated by PyG's ``ViS_MP`` message passing
+(:class:`plgraph.model.layers.ViSLayer`); the prediction is read out from the ligand atoms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import Dropout, LayerNorm
+from torch_geometric.data import HeteroData
+from torch_geometric.nn.models.visnet import EquivariantScalar, ExpNormalSmearing, Sphere
+from torch_geometric.utils import scatter
+
+from plgraph import vocab
+from plgraph.config import ModelConfig
+from plgraph.model.embedding import CategoricalEmbedding, EdgeEmbedding, NeighborEmbedding
+from plgraph.model.graph import EDGE_TYPES, FlatGraph, flatten
+from plgraph.model.layers import ViSLayer
+
+# Edges shorter than this (Å) have no usable direction; it only guards 0 / 0 for coincident atoms.
+_MIN_EDGE_LENGTH = 1e-6
+# The per-atom contributions are summed, then divided by a typical drug-like heavy-atom count so
+# that a freshly initialized model starts with O(1) standardized outputs whatever the ligand size.
+_TYPICAL_LIGAND_ATOMS = 25.0
+
+
+def rms_normalize(vec: Tensor, eps: float = 1e-6) -> Tensor:
+    r"""Divide each node's vector features ``[N, components, channels]`` by the root mean
+    square over its channels of their norms: the vector counterpart of the scalars' LayerNorm.
+    The scale is rotation-invariant, so the result stays equivariant; it keeps the head's input
+    O(1) however much the unnormalized vector features grew over the layers."""
+    scale = vec.square().sum(dim=1, keepdim=True).mean(dim=-1, keepdim=True)
+    return vec * torch.rsqrt(scale + eps)
+
+
+class PLGraphNet(torch.nn.Module):
+    r"""Predicts the binding affinity (pK) of protein-ligand complexes.
+
+    :meth:`forward` returns the prediction in standardized units, ``(pK - mean) / std``;
+    :meth:`predict_pk` returns pK. The standardization is held in the buffers ``target_mean``
+    and ``target_std`` (set with :meth:`set_target_normalization`), so it travels in the
+    ``state_dict`` with the weights.
+
+    Args:
+        config (ModelConfig): the network's size; ``use_protein=False`` builds the ligand-only
+            baseline, which ignores the protein atoms and the contact and interaction edges.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_channels
+        self.ligand_embedding = CategoricalEmbedding(vocab.LIGAND_ATOM_FEATURES, hidden)
+        self.protein_embedding = (CategoricalEmbedding(vocab.PROTEIN_ATOM_FEATURES, hidden)
+                                  if config.use_protein else None)
+        self.distance_expansion = ExpNormalSmearing(config.cutoff, config.num_rbf,
+                                                    trainable=False)
+        self.sphere = Sphere(lmax=config.lmax)
+        self.neighbor_embedding = NeighborEmbedding(hidden, config.num_rbf, config.cutoff)
+        self.edge_embedding = EdgeEmbedding(
+            config.num_rbf, hidden, len(EDGE_TYPES), vocab.LIGAND_BOND_FEATURES,
+            vocab.PROTEIN_EDGE_FEATURES if config.use_protein else None)
+        self.layers = torch.nn.ModuleList(
+            ViSLayer(config.num_heads, hidden, config.cutoff, last_layer=i == config.num_layers - 1)
+            for i in range(config.num_layers))
+        self.out_norm = LayerNorm(hidden)
+        self.dropout = Dropout(config.dropout)
+        self.head = EquivariantScalar(hidden)
+        self.register_buffer("target_mean", torch.tensor(0.0))
+        self.register_buffer("target_std", torch.tensor(1.0))
+
+    def set_target_normalization(self, mean: float, std: float) -> None:
+        r"""Set the pK standardization: :meth:`forward` predicts ``(pK - mean) / std``.
+
+        Args:
+            mean (float): the training labels' mean pK.
+            std (float): their standard deviation; must be finite and > 0.
+        """
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise ValueError(f"target normalization needs a finite mean and a finite std > 0 "
+                             f"(got mean={mean}, std={std})")
+        self.target_mean.fill_(mean)
+        self.target_std.fill_(std)
+
+    def forward(self, data: HeteroData) -> Tensor:
+        r"""Standardized predictions ``[num_graphs]``.
+
+        Args:
+            data (HeteroData): a complex from :func:`plgraph.featurize.featurize_complex` or a
+                batch of them (``torch_geometric.loader.DataLoader``). Edge lengths and
+                directions are computed from ``pos``; the stored interaction ``distance`` is
+                not used.
+        """
+        graph = flatten(data, self.config.use_protein)
+        x, vec = self.encode(graph)
+        return self.readout(x, vec, graph)
+
+    def predict_pk(self, data: HeteroData) -> Tensor:
+        r"""Predictions in pK units ``[num_graphs]``: ``forward(data) * std + mean``."""
+        return self(data) * self.target_std + self.target_mean
+
+    def embed_nodes(self, graph: FlatGraph) -> Tensor:
+        r"""Scalar node features ``[N, hidden]`` from the categorical atom features."""
+        x = self.ligand_embedding(graph.ligand_x)
+        if self.protein_embedding is not None and graph.protein_x is not None:
+            x = torch.cat([x, self.protein_embedding(graph.protein_x)])
+        return x
+
+    def encode(self, graph: FlatGraph) -> tuple[Tensor, Tensor]:
+        r"""Scalar ``[N, hidden]`` and vector ``[N, (lmax + 1)^2 - 1, hidden]`` node features."""
+        edge_index = graph.edge_index
+        # Source minus target, the convention of ViS_MP (messages flow from row 0 to row 1).
+        edge_vec = graph.pos[edge_index[0]] - graph.pos[edge_index[1]]
+        length = edge_vec.norm(dim=-1)
+        direction = edge_vec / length.clamp(min=_MIN_EDGE_LENGTH).unsqueeze(-1)
+        rbf = self.distance_expansion(length)
+        harmonics = self.sphere(direction)
+        # The residual streams stay in the dtype of ``pos`` (fp32) under bf16/fp16 autocast:
+        # the layers' updates are computed in low precision, their running sums are not.
+        x = self.neighbor_embedding(self.embed_nodes(graph), edge_index, length, rbf)
+        x = x.to(graph.pos.dtype)
+        edge_attr = self.edge_embedding(x, edge_index, rbf, graph.edge_type, graph.bond_attr,
+                                        graph.contact_attr).to(graph.pos.dtype)
+        vec = x.new_zeros(x.size(0), harmonics.size(1), x.size(1))
+        for layer in self.layers:
+            dx, dvec, dedge = layer(x, vec, edge_index, length, edge_attr, harmonics)
+            x, vec = x + dx, vec + dvec
+            if dedge is not None:
+                edge_attr = edge_attr + dedge
+        return self.out_norm(x), vec
+
+    def readout(self, x: Tensor, vec: Tensor, graph: FlatGraph) -> Tensor:
+        r"""Per-ligand-atom contributions, pooled per graph ``[num_graphs]``."""
+        ligand = graph.num_ligand
+        vec = rms_normalize(vec[:ligand])
+        atoms = self.head.pre_reduce(self.dropout(x[:ligand]), vec).squeeze(-1).to(x.dtype)
+        # A sum, not a mean: affinity grows with the size of the ligand (roughly constant
+        # ligand efficiency per heavy atom), a signal a mean would average away. Only the
+        # ligand atoms are pooled: the pocket's extent depends on the featurization cutoffs,
+        # not on binding, and the protein reaches the ligand atoms through interaction edges.
+        pooled = scatter(atoms, graph.batch[:ligand], dim=0, dim_size=graph.num_graphs,
+                         reduce="sum")
+        return pooled / _TYPICAL_LIGAND_ATOMS
