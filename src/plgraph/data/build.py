@@ -78,8 +78,10 @@ def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
 # A worker process pays ~2 s to start (spawn, imports); below this many complexes per extra
 # worker the pool costs more than it saves, and the build runs in the calling process.
 MIN_COMPLEXES_PER_WORKER = 256
-# Records sharing a protein travel to one worker together, so a series' protein is parsed once.
-MAX_CHUNK = 64
+# Records travel to workers in chunks of MIN_CHUNK..MAX_CHUNK, cut only where the protein
+# changes, so a series' protein is parsed once and one-protein-per-complex input (PDBbind) does
+# not pay an inter-process round trip per complex.
+MIN_CHUNK, MAX_CHUNK = 8, 64
 
 _worker_config: FeaturizeConfig | None = None
 _worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
@@ -110,10 +112,11 @@ def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
 
 
 def _chunks(records: list[ComplexRecord]) -> Iterator[list[ComplexRecord]]:
-    """Consecutive records, split where the protein changes or a chunk is full."""
+    """Consecutive records, cut where the protein changes once a chunk is big enough."""
     chunk: list[ComplexRecord] = []
     for record in records:
-        if chunk and (record.protein != chunk[-1].protein or len(chunk) == MAX_CHUNK):
+        new_protein = bool(chunk) and record.protein != chunk[-1].protein
+        if (new_protein and len(chunk) >= MIN_CHUNK) or len(chunk) == MAX_CHUNK:
             yield chunk
             chunk = []
         chunk.append(record)
