@@ -2,8 +2,8 @@
 
 Every SDF record goes through the same ``featurize_complex`` as training data (the protein parsed
 once) and gets one row in ``output`` with its status and, where it failed, the reason. Predicting
-pK needs a trained checkpoint, which the trainer (issue #3) does not write yet; until then this
-command checks which inputs a model would see. Exit code 1 when any record failed.
+pK from a trained checkpoint is not implemented yet (issue #4); until then this command checks
+which inputs a model would see. Exit code 1 when any record failed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def main(cfg: DictConfig) -> None:
                  total, config.output)
         for failure in failures[:10]:
             log.warning("  failed %s: %s", failure.id, failure.reason)
-        log.warning("no pK predicted: that needs a trained checkpoint (trainer: issue #3)")
+        log.warning("no pK predicted: prediction from a checkpoint is not implemented yet "
+                    "(issue #4)")
         return 1 if failures else 0
 
     sys.exit(run_cli(job))

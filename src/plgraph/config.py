@@ -14,6 +14,8 @@ from pathlib import Path
 LAYOUTS = ("pdbbind", "series", "manifest")
 LABEL_KINDS = ("pk", "dg_kcal_mol")
 SPLIT_STRATEGIES = ("random", "grouped", "ids")
+SCHEDULERS = ("cosine", "plateau", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LIGAND_FORMATS = ("sdf", "mol2")
 
 
@@ -201,15 +203,111 @@ class ModelConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The training loop, its checkpoints and its stopping rules.
+
+    Args:
+        max_epochs: epochs to train (raising it on a finished or resumed run trains on).
+        batch_size: complexes per batch (per optimizer step: times ``grad_accumulation``).
+        grad_accumulation: batches whose gradients are summed before one optimizer step.
+        lr: peak learning rate of AdamW; weight_decay: its decoupled weight decay.
+        scheduler: ``cosine`` (linear warm-up, cosine decay to ``min_lr_ratio``), ``plateau``
+            (warm-up, then times ``plateau_factor`` after ``plateau_patience`` epochs without
+            validation improvement) or ``constant`` (warm-up only).
+        warmup_steps: optimizer steps of linear warm-up.
+        grad_clip: max gradient norm (0 disables clipping).
+        early_stopping_patience: stop after this many epochs without validation improvement
+            (0 disables).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16 autocast on CUDA if supported, else fp16 with a GradScaler; fp32
+            on CPU), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
+        checkpoint_every_n_steps: write ``last.pt`` every N optimizer steps (and at epoch ends).
+        keep_periodic: periodic ``step_*.pt`` checkpoints kept (0 keeps none).
+        periodic_every_n_steps: write a periodic checkpoint every N steps (0 disables).
+        loader_workers: DataLoader worker processes (0 loads in the training process).
+        deterministic: deterministic kernels (``torch.use_deterministic_algorithms``); default
+            (null) on for CPU, where multithreaded scatter sums otherwise differ in the last bit
+            from run to run, and off on CUDA, where it costs speed.
+    """
+
+    max_epochs: int = 30
+    batch_size: int = 8
+    grad_accumulation: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.05
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    grad_clip: float = 10.0
+    early_stopping_patience: int = 10
+    device: str = "auto"
+    precision: str = "auto"
+    checkpoint_every_n_steps: int = 50
+    periodic_every_n_steps: int = 0
+    keep_periodic: int = 3
+    loader_workers: int = 0
+    deterministic: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "batch_size", "grad_accumulation", "checkpoint_every_n_steps"):
+            value = getattr(self, name)
+            _require(value >= 1, f"trainer.{name} must be >= 1 (got {value})")
+        for name in ("warmup_steps", "grad_clip", "early_stopping_patience", "keep_periodic",
+                     "periodic_every_n_steps", "loader_workers", "weight_decay"):
+            value = getattr(self, name)
+            _require(value >= 0, f"trainer.{name} must be >= 0 (got {value})")
+        _require(self.lr > 0, f"trainer.lr must be > 0 (got {self.lr})")
+        _require(0 <= self.min_lr_ratio <= 1, f"trainer.min_lr_ratio must be in [0, 1] "
+                 f"(got {self.min_lr_ratio})")
+        _require(0 < self.plateau_factor < 1, f"trainer.plateau_factor must be in (0, 1) "
+                 f"(got {self.plateau_factor})")
+        _require(self.scheduler in SCHEDULERS, f"trainer.scheduler must be one of "
+                 f"{list(SCHEDULERS)} (got {self.scheduler!r})")
+        _require(self.precision in PRECISIONS, f"trainer.precision must be one of "
+                 f"{list(PRECISIONS)} (got {self.precision!r})")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                 f"trainer.device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class AppConfig:
-    """The whole command line of ``main.py``."""
+    """The whole command line of ``main.py``.
+
+    Args:
+        seed: the training seed (weights, data order, dropout); the split has its own.
+        run_name: the run directory is ``outputs/<run_name>/``.
+        fresh: start the run over; old checkpoints are moved aside, never deleted.
+        prepare_only: build the processed cache and split, then exit.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     run_name: str = "default"
+    output_root: str = "outputs"
+    fresh: bool = False
     prepare_only: bool = False
+
+    def __post_init__(self) -> None:
+        longest = max(self.featurize.interaction_cutoff, self.featurize.protein_edge_cutoff)
+        _require(self.model.cutoff >= longest,
+                 f"model.cutoff ({self.model.cutoff} Å) must be >= the longest featurized edge "
+                 f"({longest} Å, featurize.interaction_cutoff / protein_edge_cutoff), or those "
+                 "edges would carry no signal")
+        _require(bool(self.run_name) and "/" not in self.run_name and self.run_name[0] != ".",
+                 f"run_name must be a plain directory name (got {self.run_name!r})")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_root) / self.run_name
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, signals, the run directory and reports."""

@@ -1,0 +1,78 @@
+"""What a run leaves for people: metrics.csv, results.json, test predictions and two plots.
+
+Every file is rewritten whole from the trainer's state (history travels in the checkpoint), so a
+resumed run never repeats or loses a row, whatever instant the previous process died at.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless nodes: never look for a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from plgraph.atomic import replace_atomically  # noqa: E402
+
+
+def write_metrics_csv(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
+    replace_atomically(path, write)
+
+
+def write_json(payload: dict, path: Path) -> None:
+    replace_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=1) + "\n"))
+
+
+def write_predictions_csv(ids: list[str], predicted: np.ndarray, measured: np.ndarray,
+                          path: Path) -> None:
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "predicted_pk", "measured_pk"])
+            writer.writerows(zip(ids, np.round(predicted, 4), np.round(measured, 4), strict=True))
+
+    replace_atomically(path, write)
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    epochs = [row["epoch"] for row in history]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(epochs, [row["train_loss"] for row in history], label="train loss (MSE, std. units)")
+    axis.plot(epochs, [row["val_rmse"] for row in history], label="validation RMSE (pK)")
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
+    plt.close(figure)
+
+
+def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.scatter(measured, predicted, s=14, alpha=0.7)
+    low = float(min(measured.min(), predicted.min())) - 0.5
+    high = float(max(measured.max(), predicted.max())) + 0.5
+    axis.plot([low, high], [low, high], color="grey", linewidth=1)
+    axis.set_xlim(low, high)
+    axis.set_ylim(low, high)
+    axis.set_xlabel("measured pK")
+    axis.set_ylabel("predicted pK")
+    axis.set_title(f"test: RMSE {metrics['rmse']:.2f}, Pearson R {metrics['pearson']:.2f}")
+    figure.tight_layout()
+    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
+    plt.close(figure)

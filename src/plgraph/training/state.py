@@ -1,0 +1,93 @@
+"""The trainer's own state, saved like any other component, and what checks a checkpoint's fit."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch_geometric
+
+from plgraph.config import TrainConfig
+from plgraph.training.checkpoint import CheckpointError
+
+
+@dataclass
+class Progress:
+    """Where training stands; with the RNG states, enough to continue at the exact next batch.
+
+    Args:
+        epoch: the epoch in progress (0-based); equals the number of finished epochs.
+        batches_seen: batches of this epoch already trained on.
+        global_step: optimizer steps taken.
+        epoch_loss_sum / epoch_graphs: running training loss of the epoch in progress.
+        best_metric / best_epoch: lowest validation RMSE so far and its epoch (0-based).
+        bad_epochs: epochs since the last improvement (early stopping).
+        plateau_bad_epochs / plateau_scale: the plateau scheduler's counter and LR factor.
+        wall_seconds: training time over all sessions of this run.
+    """
+
+    epoch: int = 0
+    batches_seen: int = 0
+    global_step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_graphs: int = 0
+    best_metric: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    plateau_bad_epochs: int = 0
+    plateau_scale: float = 1.0
+    wall_seconds: float = 0.0
+
+    def finished_by(self, config: TrainConfig) -> str:
+        """Why training is over under ``config`` ("" while it goes on). Derived, not stored, so
+        raising max_epochs or the patience on a finished run trains on."""
+        if self.epoch >= config.max_epochs:
+            return "max_epochs"
+        if config.early_stopping_patience and self.bad_epochs >= config.early_stopping_patience:
+            return "early_stopping"
+        return ""
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
+    """The training order of an epoch: a function of (seed, epoch) alone, so a resumed run
+    recomputes it and skips the batches already seen; no sampler state to save."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def provenance() -> dict:
+    """Code and library versions, stored in every checkpoint."""
+    return {"git_commit": _git_commit(), "torch": str(torch.__version__),
+            "torch_geometric": str(torch_geometric.__version__),
+            "python": sys.version.split()[0]}
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def check_checkpoint_fits(state: dict, path: Path, version: int, split_fingerprint: str) -> None:
+    """Refuse a checkpoint of other featurization code or another split, saying what to do."""
+    way_out = "Start over with fresh=true (old checkpoints are moved aside) or use a new run_name."
+    if state["data_processing_version"] != version:
+        raise CheckpointError(f"{path} was trained on DATA_PROCESSING_VERSION "
+                              f"{state['data_processing_version']}, this code featurizes with "
+                              f"version {version}. {way_out}")
+    if state["split_fingerprint"] != split_fingerprint:
+        raise CheckpointError(f"{path} was trained on another split (fingerprint "
+                              f"{state['split_fingerprint'][:12]}, now {split_fingerprint[:12]}): "
+                              f"the data or split.* changed. {way_out}")

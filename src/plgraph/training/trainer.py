@@ -1,0 +1,424 @@
+"""The training loop: ``Trainer.fit()`` with checkpoints, signals, SAVE_NOW and exact resume.
+
+Exactness rests on three things: the epoch order is a function of (seed, epoch); every DataLoader
+gets its own generator, so creating one never draws from the global RNG; and a checkpoint holds
+every RNG state, the gradients of an unfinished accumulation and the running epoch loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+
+from plgraph.config import AppConfig
+from plgraph.data import PreparedData
+from plgraph.errors import PlgraphError
+from plgraph.featurize.complex import DATA_PROCESSING_VERSION
+from plgraph.model import PLGraphNet
+from plgraph.training import reports
+from plgraph.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    FoundCheckpoint,
+    capture_rng,
+    find_latest_checkpoint,
+    prune_periodic,
+    read_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from plgraph.training.device import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+    set_determinism,
+)
+from plgraph.training.metrics import regression_metrics
+from plgraph.training.run_dir import RunDirectory, check_config_change
+from plgraph.training.schedule import learning_rate
+from plgraph.training.signals import StopRequests, ignore_stop_signals_in_worker
+from plgraph.training.state import Progress, check_checkpoint_fits, epoch_order, provenance
+
+log = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(PlgraphError):
+    """A stop signal was honoured: INTERRUPTED.pt is written, the run can resume."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLossError(PlgraphError):
+    """The loss became NaN or infinite; training stops, the last good checkpoint stays."""
+
+
+class Trainer:
+    """Trains a :class:`PLGraphNet` on the train part of ``data`` inside ``run``.
+
+    Args:
+        config: the whole typed config.
+        data: the verified cache and split.
+        run: the locked run directory.
+        resume_command: the command line that resumes this run, printed on interruption.
+    """
+
+    def __init__(self, config: AppConfig, data: PreparedData, run: RunDirectory,
+                 resume_command: str):
+        self.config, self.cfg, self.run = config, config.trainer, run
+        self.resume_command = resume_command
+        self.device = resolve_device(self.cfg.device)
+        self.amp_dtype, use_scaler = resolve_precision(self.cfg.precision, self.device)
+        self.deterministic = set_determinism(self.cfg.deterministic, self.device)
+        seed_everything(config.seed)
+        self.model = PLGraphNet(config.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
+                                           weight_decay=self.cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.data = data
+        self.parts = {name: data.part(name) for name in ("train", "val", "test")}
+        self.progress = Progress()
+        self.history: list[dict] = []
+        self._session_start = time.monotonic()
+        self._stepped = False
+        if not len(self.parts["train"]) or not len(self.parts["val"]):
+            raise PlgraphError(f"split '{data.split['name']}' has {len(self.parts['train'])} train "
+                               f"and {len(self.parts['val'])} validation complexes; training needs "
+                               "both (check split.train / split.val)")
+
+    # --- the loop -------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to the end (or to a stop signal); resume first from the newest valid checkpoint.
+
+        Returns:
+            The content of ``results.json``.
+        Raises:
+            TrainingInterrupted: after writing INTERRUPTED.pt on SIGINT / SIGTERM / SIGUSR1.
+        """
+        self.preflight()
+        found = find_latest_checkpoint(self.run.checkpoints)
+        if found is not None:
+            self._restore(found)
+        else:
+            self._start()
+        finished = self.progress.finished_by(self.cfg)
+        if finished and (self.run.path / "results.json").exists():
+            knob = ("trainer.max_epochs" if finished == "max_epochs"
+                    else "trainer.early_stopping_patience")
+            log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, or "
+                     "fresh=true to start over.", self.run.path, finished, self.progress.epoch,
+                     self.run.path / "results.json", knob)
+            return reports_json(self.run.path / "results.json")
+        with StopRequests() as stop:
+            while not self.progress.finished_by(self.cfg):
+                if self._train_epoch(stop):
+                    self._interrupt(stop)
+                self._end_epoch()
+        return self._finish()
+
+    def _start(self) -> None:
+        label_of = {entry.id: entry.label for entry in self.data.cache.entries}
+        labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
+        std = labels.std().item() if len(labels) > 1 else 1.0
+        self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
+        log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
+                 "device %s, precision %s", self.run.path, *(len(p) for p in self.parts.values()),
+                 self._steps_per_epoch(), self.device, self._precision_name())
+
+    def _train_epoch(self, stop: StopRequests) -> bool:
+        """Train the rest of the current epoch; True when a stop signal arrived."""
+        batches = self._epoch_batches()
+        self.model.train()
+        remaining = batches[self.progress.batches_seen:]
+        bar = tqdm(total=len(batches), initial=self.progress.batches_seen, unit="batch",
+                   desc=f"epoch {self.progress.epoch + 1}/{self.cfg.max_epochs}",
+                   mininterval=1.0, dynamic_ncols=True)
+        started, graphs = time.monotonic(), 0
+        for batch in self._loader(self.parts["train"], remaining, self.progress.epoch):
+            loss = self._train_batch(batch, len(batches))
+            graphs += batch.num_graphs
+            rate = graphs / max(time.monotonic() - started, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", complexes_s=f"{rate:.1f}")
+            bar.update()
+            if self._after_batch(stop):
+                bar.close()
+                return True
+        bar.close()
+        return False
+
+    def _train_batch(self, batch, batches_in_epoch: int) -> float:
+        seen, accumulation = self.progress.batches_seen, self.cfg.grad_accumulation
+        group_start = seen - seen % accumulation
+        group_size = min(accumulation, batches_in_epoch - group_start)
+        batch = batch.to(self.device)
+        with autocast(self.device, self.amp_dtype):
+            prediction = self.model(batch)
+        target = (batch.y.float() - self.model.target_mean) / self.model.target_std
+        loss = F.mse_loss(prediction.float(), target)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at step {self.progress.global_step}, "
+                f"epoch {self.progress.epoch + 1}, batch {seen + 1}; complexes in the batch: "
+                f"{list(batch.complex_id)}. Nothing was saved from this step: the last good "
+                f"checkpoint stays in {self.run.checkpoints}. Lower trainer.lr or check these "
+                "complexes.")
+        self.scaler.scale(loss / group_size).backward()
+        self.progress.batches_seen += 1
+        self.progress.epoch_loss_sum += loss.item() * batch.num_graphs
+        self.progress.epoch_graphs += batch.num_graphs
+        self._stepped = self.progress.batches_seen == group_start + group_size
+        if self._stepped:
+            self._optimizer_step()
+        return loss.item()
+
+    def _optimizer_step(self) -> None:
+        lr = learning_rate(self.cfg, self.progress.global_step, self._total_steps(),
+                           self.progress.plateau_scale)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.global_step += 1
+
+    def _after_batch(self, stop: StopRequests) -> bool:
+        step = self.progress.global_step
+        if self._stepped and step % self.cfg.checkpoint_every_n_steps == 0:
+            self.save("last.pt")
+        if self._stepped and self.cfg.periodic_every_n_steps and self.cfg.keep_periodic and (
+                step % self.cfg.periodic_every_n_steps == 0):
+            self.save(f"step_{step:08d}.pt")
+            prune_periodic(self.run.checkpoints, self.cfg.keep_periodic)
+        if self.run.take_save_now_request():
+            path = self.save("last.pt")
+            log.info("SAVE_NOW.flag: wrote %s (step %d, epoch %d, batch %d)", path, step,
+                     self.progress.epoch + 1, self.progress.batches_seen)
+        return stop.requested
+
+    def _interrupt(self, stop: StopRequests) -> None:
+        path = self.save("INTERRUPTED.pt")
+        signal = stop.signal
+        assert signal is not None
+        raise TrainingInterrupted(
+            f"{signal.name}: stopped after step {self.progress.global_step} (epoch "
+            f"{self.progress.epoch + 1}, batch {self.progress.batches_seen}); wrote {path}. "
+            f"Resume with: {self.resume_command}", exit_code=128 + int(signal))
+
+    def _end_epoch(self) -> None:
+        validation = self.evaluate("val")["metrics"]
+        progress = self.progress
+        improved = validation["rmse"] < progress.best_metric
+        if improved:
+            progress.best_metric, progress.best_epoch = validation["rmse"], progress.epoch
+            progress.bad_epochs = progress.plateau_bad_epochs = 0
+        else:
+            progress.bad_epochs += 1
+            progress.plateau_bad_epochs += 1
+            if (self.cfg.scheduler == "plateau"
+                    and progress.plateau_bad_epochs >= self.cfg.plateau_patience):
+                progress.plateau_scale *= self.cfg.plateau_factor
+                progress.plateau_bad_epochs = 0
+        self.history.append({
+            "epoch": progress.epoch + 1, "step": progress.global_step,
+            "train_loss": progress.epoch_loss_sum / max(progress.epoch_graphs, 1),
+            **{f"val_{k}": v for k, v in validation.items()},
+            "lr": self.optimizer.param_groups[0]["lr"], "wall_seconds": self._wall_seconds()})
+        progress.epoch += 1
+        progress.batches_seen = progress.epoch_graphs = 0
+        progress.epoch_loss_sum = 0.0
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+        reports.write_metrics_csv(self.history, self.run.path / "metrics.csv")
+        reports.plot_learning_curve(self.history, self.run.path / "learning_curve.png")
+        row = self.history[-1]
+        log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s", row["epoch"],
+                 row["train_loss"], row["val_rmse"], row["val_pearson"],
+                 " (best)" if improved else "")
+
+    def _finish(self) -> dict:
+        best_path = self.run.checkpoints / "best.pt"
+        if not best_path.exists():
+            raise PlgraphError(f"no best.pt in {self.run.checkpoints}: validation RMSE was never "
+                               "finite; check the validation complexes and trainer.lr")
+        best = read_checkpoint(best_path)
+        self.model.load_state_dict(best["model"])
+        test = self.evaluate("test")
+        best_row = self.history[self.progress.best_epoch]
+        results = {
+            "run": str(self.run.path), "stopped_by": self.progress.finished_by(self.cfg),
+            "epochs": self.progress.epoch, "steps": self.progress.global_step,
+            "best_epoch": self.progress.best_epoch + 1,
+            "val": {k.removeprefix("val_"): v for k, v in best_row.items()
+                    if k.startswith("val_")},
+            "test": test["metrics"], "wall_seconds": round(self._wall_seconds(), 2),
+            "sizes": {name: len(part) for name, part in self.parts.items()},
+            "device": str(self.device), "precision": self._precision_name(),
+            "checkpoint": str(self.run.checkpoints / "best.pt"),
+            "data_processing_version": DATA_PROCESSING_VERSION,
+            "split": {"name": self.data.split["name"],
+                      "fingerprint": self.data.split["fingerprint"]}}
+        reports.write_json(results, self.run.path / "results.json")
+        reports.write_predictions_csv(test["ids"], test["predicted"], test["measured"],
+                                      self.run.path / "test_predictions.csv")
+        if len(test["ids"]):
+            reports.plot_scatter(test["predicted"], test["measured"], test["metrics"],
+                                 self.run.path / "test_scatter.png")
+        log.info("finished (%s): best epoch %d, val RMSE %.3f; test RMSE %.3f, Pearson %.3f, "
+                 "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
+                 results["val"]["rmse"], test["metrics"]["rmse"], test["metrics"]["pearson"],
+                 test["metrics"]["spearman"], self.run.path / "results.json")
+        return results
+
+    # --- evaluation and preflight ---------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, part: str) -> dict:
+        """Predicted and measured pK of a split part, and their metrics (eval mode)."""
+        dataset = self.parts[part]
+        size = self.cfg.batch_size
+        batches = [list(range(i, min(i + size, len(dataset)))) for i in range(0, len(dataset),
+                                                                               size)]
+        self.model.eval()
+        predicted, measured, ids = [], [], []
+        for batch in self._loader(dataset, batches, epoch=0):
+            batch = batch.to(self.device)
+            with autocast(self.device, self.amp_dtype):
+                predicted.append(self.model.predict_pk(batch).float().cpu())
+            measured.append(batch.y.float().cpu())
+            ids += list(batch.complex_id)
+        self.model.train()
+        predicted_np = torch.cat(predicted).numpy() if predicted else np.zeros(0)
+        measured_np = torch.cat(measured).numpy() if measured else np.zeros(0)
+        return {"ids": ids, "predicted": predicted_np, "measured": measured_np,
+                "metrics": regression_metrics(predicted_np, measured_np)}
+
+    def preflight(self) -> None:
+        """One forward and backward pass on a real batch, before any hour is spent. Leaves the
+        random state, buffers and gradients as they were, so it cannot perturb a resume."""
+        rng = capture_rng()
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        first = self._epoch_batches()[0]
+        batch = next(iter(self._loader(self.parts["train"], [first], epoch=0)))
+        try:
+            with autocast(self.device, self.amp_dtype):
+                prediction = self.model(batch.to(self.device))
+            prediction.float().sum().backward()
+        except Exception as error:
+            raise PlgraphError(f"preflight failed on a real batch ({list(batch.complex_id)}): "
+                               f"{type(error).__name__}: {error}") from error
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            self.model.load_state_dict(buffers, strict=False)
+            restore_rng(rng)
+        if not torch.isfinite(prediction).all():
+            raise PlgraphError(f"preflight: non-finite prediction on {list(batch.complex_id)}")
+        log.info("preflight passed: forward + backward on %d complexes", batch.num_graphs)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def save(self, name: str) -> Path:
+        """Write the complete training state to ``checkpoints/<name>`` atomically."""
+        path = self.run.checkpoints / name
+        self.progress.wall_seconds = self._wall_seconds()
+        self._session_start = time.monotonic()
+        grads = {n: p.grad.detach().cpu() for n, p in self.model.named_parameters()
+                 if p.grad is not None}
+        state = {
+            "format": CHECKPOINT_FORMAT, "kind": name.removesuffix(".pt"),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "grads": grads,
+            "progress": dataclasses.asdict(self.progress), "history": self.history,
+            "rng": capture_rng(),
+            "sampler": {"seed": self.config.seed, "epoch": self.progress.epoch,
+                        "batches_seen": self.progress.batches_seen},
+            "target_normalization": {"mean": self.model.target_mean.item(),
+                                     "std": self.model.target_std.item()},
+            "config": dataclasses.asdict(self.config),
+            "model_config": self.config.model.to_dict(),
+            "featurize_config": self.config.featurize.to_dict(),
+            "data_processing_version": DATA_PROCESSING_VERSION,
+            "split_fingerprint": self.data.split["fingerprint"],
+            "provenance": provenance(),
+        }
+        save_checkpoint(state, path)
+        return path
+
+    def _restore(self, found: FoundCheckpoint) -> None:
+        state, path = found.state, found.path
+        check_checkpoint_fits(state, path, DATA_PROCESSING_VERSION, self.data.split["fingerprint"])
+        progress = Progress(**state["progress"])
+        changes = check_config_change(state["config"], dataclasses.asdict(self.config),
+                                      mid_epoch=progress.batches_seen > 0)
+        for line in changes:
+            log.warning("resuming with a changed config: %s (takes effect from step %d)", line,
+                        progress.global_step)
+        try:
+            self.model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path} does not fit this model: {error}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a changed weight decay takes effect now
+            group["weight_decay"] = self.cfg.weight_decay
+        if self.scaler.is_enabled() and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        for name, parameter in self.model.named_parameters():
+            grad = state["grads"].get(name)
+            parameter.grad = grad.to(self.device) if grad is not None else None
+        self.progress, self.history = progress, list(state["history"])
+        restore_rng(state["rng"])  # last: nothing after this may draw random numbers
+        log.info("resuming from %s: step %d, epoch %d, batch %d", path, progress.global_step,
+                 progress.epoch + 1, progress.batches_seen)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _epoch_batches(self) -> list[list[int]]:
+        order = epoch_order(len(self.parts["train"]), self.config.seed, self.progress.epoch)
+        size = self.cfg.batch_size
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def _loader(self, dataset, batches: list[list[int]], epoch: int) -> DataLoader:
+        workers = self.cfg.loader_workers
+        # The loader's own generator: creating an iterator draws a seed from it, never from the
+        # global RNG, which belongs to the model (dropout) and must continue exactly on resume.
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                          worker_init_fn=ignore_stop_signals_in_worker if workers else None,
+                          generator=generator, pin_memory=self.device.type == "cuda")
+
+    def _steps_per_epoch(self) -> int:
+        batches = math.ceil(len(self.parts["train"]) / self.cfg.batch_size)
+        return math.ceil(batches / self.cfg.grad_accumulation)
+
+    def _total_steps(self) -> int:
+        return self._steps_per_epoch() * self.cfg.max_epochs
+
+    def _wall_seconds(self) -> float:
+        return self.progress.wall_seconds + time.monotonic() - self._session_start
+
+    def _precision_name(self) -> str:
+        if self.amp_dtype is None:
+            return "fp32"
+        return "bf16" if self.amp_dtype == torch.bfloat16 else "fp16+GradScaler"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def reports_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,113 @@
+"""``python main.py`` as users run it: stopped by Ctrl-C or kill -9, run again, ends exactly where
+an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, SAMPLE, copy_sample
+
+from plgraph.training.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
+                   and p.name not in ("processed", "3qlb")))[:16]
+TINY = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8",
+        "model.dropout=0.1", "trainer.max_epochs=6", "trainer.batch_size=4",
+        "trainer.warmup_steps=2", "trainer.checkpoint_every_n_steps=2", "data.workers=1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = copy_sample(tmp_path_factory.mktemp("data") / "sixteen", IDS)
+    result = main(root, root.parent / "outputs", "prepare", "prepare_only=true")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def command(root: Path, outputs: Path, run_name: str, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "main.py"), f"data.root={root}", f"output_root={outputs}",
+            f"run_name={run_name}", *TINY, *extra]
+
+
+def main(root: Path, outputs: Path, run_name: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(root, outputs, run_name, *extra), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def start(root: Path, outputs: Path, run_name: str) -> subprocess.Popen:
+    return subprocess.Popen(command(root, outputs, run_name), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"run ended early:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def final_parameters(outputs: Path, run_name: str) -> dict[str, torch.Tensor]:
+    return read_checkpoint(outputs / run_name / "checkpoints" / "last.pt")["model"]
+
+
+@pytest.fixture(scope="module")
+def straight(dataset) -> dict[str, torch.Tensor]:
+    outputs = dataset.parent / "outputs"
+    result = main(dataset, outputs, "straight")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return final_parameters(outputs, "straight")
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly(dataset,
+                                                                                  straight):
+    outputs = dataset.parent / "outputs"
+    process = start(dataset, outputs, "ctrl_c")
+    checkpoints = outputs / "ctrl_c" / "checkpoints"
+    wait_for(lambda: (checkpoints / "last.pt").exists(), process)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output
+    assert (checkpoints / "INTERRUPTED.pt").is_file()
+    assert "Resume with:" in output and "run_name=ctrl_c" in output
+    resumed = main(dataset, outputs, "ctrl_c")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert_identical(final_parameters(outputs, "ctrl_c"), straight)
+
+
+def test_kill_9_after_save_now_resumes_exactly(dataset, straight):
+    outputs = dataset.parent / "outputs"
+    flag = outputs / "kill9" / "SAVE_NOW.flag"
+    flag.parent.mkdir(parents=True)
+    flag.touch()
+    process = start(dataset, outputs, "kill9")
+    wait_for(lambda: not flag.exists(), process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (outputs / "kill9" / "checkpoints" / "INTERRUPTED.pt").exists()
+    resumed = main(dataset, outputs, "kill9")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_identical(final_parameters(outputs, "kill9"), straight)
+
+
+def test_running_again_on_a_finished_run_says_it_is_finished(dataset, straight):
+    result = main(dataset, dataset.parent / "outputs", "straight")
+    assert result.returncode == 0
+    assert "is finished (max_epochs, epoch 6)" in result.stdout + result.stderr
