@@ -111,3 +111,4 @@ def test_running_again_on_a_finished_run_says_it_is_finished(dataset, straight):
     result = main(dataset, dataset.parent / "outputs", "straight")
     assert result.returncode == 0
     assert "is finished (max_epochs, epoch 6)" in result.stdout + result.stderr
+

@@ -20,6 +20,7 @@ from plgraph.data import prepare_data
 from plgraph.lock import LockedError
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
+from plgraph.training.signals import StopRequests
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, dropout=0.1)
@@ -224,3 +225,37 @@ def test_invalid_trainer_values_fail_before_any_work():
         TrainConfig(max_epochs=0)
     with pytest.raises(ValueError, match=r"model.cutoff \(4.0 Å\) must be >= the longest"):
         AppConfig(model=ModelConfig(cutoff=4.0))
+
+
+def test_a_changed_model_config_is_refused_naming_the_key(prepared, tmp_path):
+    config = app_config(prepared, tmp_path, max_epochs=1)
+    fit(config, prepared)
+    wider = dataclasses.replace(config, model=dataclasses.replace(TINY, hidden_channels=32),
+                                trainer=dataclasses.replace(config.trainer, max_epochs=2))
+    with pytest.raises(ConfigChangeError, match=r"model.hidden_channels \(16 -> 32\).*run_name"):
+        fit(wider, prepared)
+
+
+def test_a_state_dict_that_does_not_fit_lists_the_missing_keys(prepared, tmp_path):
+    config = app_config(prepared, tmp_path, max_epochs=1)
+    fit(config, prepared)
+    for name in ("last.pt", "best.pt"):
+        path = config.run_dir / "checkpoints" / name
+        state = read_checkpoint(path)
+        del state["model"]["head.output_network.0.vec1_proj.weight"]
+        torch.save(state, path)
+    longer = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, max_epochs=2))
+    with pytest.raises(CheckpointError,
+                       match=r"(?s)does not fit this model: .*Missing key.*vec1_proj"):
+        fit(longer, prepared)
+
+
+def test_the_first_signal_asks_to_stop_and_a_second_ctrl_c_aborts_at_once():
+    with StopRequests() as stop:
+        os.kill(os.getpid(), signal.SIGUSR1)  # Slurm's warning before the time limit
+        assert stop.requested and stop.signal == signal.SIGUSR1
+        os.kill(os.getpid(), signal.SIGTERM)  # more stop requests only repeat the request
+        assert stop.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt, match="second Ctrl-C"):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C once a stop is pending: abort now
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
