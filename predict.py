@@ -1,9 +1,9 @@
-"""Featurize inputs for prediction: ``python predict.py protein=P.pdb ligands=L.sdf``.
+"""Predict pK: ``python predict.py [checkpoint=PATH] protein=P.pdb ligands=L.sdf``.
 
-Every SDF record goes through the same ``featurize_complex`` as training data (the protein parsed
-once) and gets one row in ``output`` with its status and, where it failed, the reason. Predicting
-pK from a trained checkpoint is not implemented yet (issue #4); until then this command checks
-which inputs a model would see. Exit code 1 when any record failed.
+Also ``root=DIR`` (PDBbind layout, optional ``labels=``) or ``manifest=CSV``, and
+``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models. The model and
+its featurization are rebuilt from the checkpoint alone; every input record gets one row in
+``output`` (predicted pK, or the reason there is none). Exit code 1 when any record failed.
 """
 
 from __future__ import annotations
@@ -13,36 +13,62 @@ import sys
 from pathlib import Path
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from plgraph.cli import register_configs, run_cli, to_config
-from plgraph.errors import InputError
-from plgraph.inference import featurize_all, read_protein_with_ligands, write_status_csv
+from plgraph.config import PredictConfig
+from plgraph.inference import PredictionWriter, chunks, featurize_all, read_prediction_inputs
+from plgraph.predictor import Predictor, latest_best_checkpoint
+from plgraph.training.device import resolve_device
+from plgraph.training.metrics import regression_metrics
+from plgraph.training.reports import plot_scatter
 
 log = logging.getLogger("plgraph")
 register_configs()
 
 
+def predict(config: PredictConfig) -> int:
+    checkpoints = [Path(config.checkpoint) if config.checkpoint
+                   else latest_best_checkpoint(Path(config.output_root))]
+    checkpoints += [Path(p) for p in config.ensemble]
+    predictor = Predictor.load(checkpoints, resolve_device(config.device))
+    log.info("model%s: %s", "s" if len(checkpoints) > 1 else "",
+             ", ".join(map(str, checkpoints)))
+    inputs = read_prediction_inputs(config, predictor.featurize)
+    writer = PredictionWriter(Path(config.output))
+    try:
+        for chunk in chunks(featurize_all(inputs, predictor.featurize)):
+            good = [row for row in chunk if row.graph is not None]
+            mean, spread = predictor.predict([row.graph for row in good], config.batch_size)
+            value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread,
+                                                                        strict=True)}
+            for row in chunk:
+                writer.write(row, *value.get(id(row), (None, None)))
+    finally:
+        writer.close()
+    report(writer, config)
+    return 1 if writer.failures else 0
+
+
+def report(writer: PredictionWriter, config: PredictConfig) -> None:
+    log.info("predicted %d of %d records; one row each in %s", writer.count - len(writer.failures),
+             writer.count, config.output)
+    for row in writer.failures[:10]:
+        log.warning("  failed %s: %s", row.id, row.error)
+    if len(writer.labelled) >= 2:
+        predicted, measured = (np.array(v) for v in zip(*writer.labelled, strict=True))
+        metrics = regression_metrics(predicted, measured)
+        scatter = Path(config.output).with_suffix(".scatter.png")
+        plot_scatter(predicted, measured, metrics, scatter)
+        log.info("against the measured values (%d): RMSE %.3f, Pearson %.3f, Spearman %.3f; %s",
+                 len(predicted), metrics["rmse"], metrics["pearson"], metrics["spearman"],
+                 scatter)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    def job() -> int:
-        config = to_config(cfg)
-        protein, ligands = Path(config.protein), Path(config.ligands)
-        for path in (protein, ligands):
-            if not path.is_file():
-                raise InputError(f"{path}: file not found")
-        inputs = read_protein_with_ligands(protein, ligands)
-        failures = write_status_csv(featurize_all(inputs, config.featurize), Path(config.output))
-        total = len(inputs.records) + len(inputs.failures)
-        log.info("featurized %d of %d records; status of each in %s", total - len(failures),
-                 total, config.output)
-        for failure in failures[:10]:
-            log.warning("  failed %s: %s", failure.id, failure.reason)
-        log.warning("no pK predicted: prediction from a checkpoint is not implemented yet "
-                    "(issue #4)")
-        return 1 if failures else 0
-
-    sys.exit(run_cli(job))
+    sys.exit(run_cli(lambda: predict(to_config(cfg))))
 
 
 if __name__ == "__main__":

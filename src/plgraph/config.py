@@ -312,9 +312,41 @@ class AppConfig:
 
 @dataclass
 class PredictConfig:
-    """The command line of ``predict.py``."""
+    """The command line of ``predict.py``: checkpoints, one kind of input, the output CSV.
 
-    protein: str = "???"
-    ligands: str = "???"
+    Args:
+        checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``.
+        ensemble: more checkpoints; predictions are their mean and standard deviation.
+        protein, ligands: one protein (pocket or full) and a multi-ligand SDF.
+        label_property, label_kind: with protein + ligands, the SDF property holding measured
+            values (e.g. ``r_exp_dg``), for metrics; optional.
+        root, labels: a PDBbind-layout directory and, optionally, its labels.
+        manifest: a manifest CSV (``id,protein,ligand[,label]``).
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+    """
+
+    checkpoint: str | None = None
+    ensemble: list[str] = field(default_factory=list)
+    protein: str | None = None
+    ligands: str | None = None
+    label_property: str | None = None
+    label_kind: str = "dg_kcal_mol"
+    root: str | None = None
+    labels: str | None = None
+    manifest: str | None = None
     output: str = "predictions.csv"
-    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    output_root: str = "outputs"
+    batch_size: int = 32
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        kinds = [name for name, given in (("protein + ligands", self.protein or self.ligands),
+                                          ("root", self.root), ("manifest", self.manifest))
+                 if given]
+        _require(len(kinds) == 1, "give exactly one input: protein=P.pdb ligands=L.sdf, "
+                 f"root=DIR (PDBbind layout) or manifest=CSV (got {kinds or 'none'})")
+        _require(not (self.protein or self.ligands) or bool(self.protein and self.ligands),
+                 "protein= and ligands= go together")
+        _require(self.label_kind in LABEL_KINDS, f"label_kind must be one of "
+                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")

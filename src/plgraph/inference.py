@@ -1,26 +1,28 @@
-"""Inputs for prediction: every record featurized by the training featurizer, or its reason.
-
-Nothing is dropped: each input record yields exactly one :class:`Featurized`, with a graph or with
-the error that kept it from having one.
-"""
+"""Prediction inputs and output: every record featurized by the training featurizer and written
+as one CSV row, with its predicted pK or the reason it has none. Nothing is dropped."""
 
 from __future__ import annotations
 
 import csv
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from torch_geometric.data import HeteroData
+from tqdm import tqdm
 
-from plgraph.config import FeaturizeConfig
+from plgraph.config import FeaturizeConfig, PredictConfig
 from plgraph.data.build import featurize_record
-from plgraph.data.layouts import read_sdf_records
-from plgraph.data.records import ComplexRecord, Failure, ReadResult
-from plgraph.errors import FeaturizationError
+from plgraph.data.layouts import read_manifest, read_pdbbind, read_sdf_records
+from plgraph.data.records import ComplexRecord, ReadResult
+from plgraph.errors import FeaturizationError, InputError
 
-CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "status", "error")
+CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
+               "measured_pk", "status", "error")
+CHUNK = 512  # records featurized and predicted together: memory stays bounded for any library
 
 
 @dataclass(frozen=True)
@@ -30,19 +32,37 @@ class Featurized:
     ligand_index: int
     graph: HeteroData | None
     error: str = ""
+    label: float | None = None
+
+
+def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> ReadResult:
+    """The records of whichever input ``config`` names; labels are optional."""
+    for name in ("protein", "ligands", "root", "labels", "manifest"):
+        value = getattr(config, name)
+        if value and not Path(value).exists():
+            raise InputError(f"{name}={value}: not found")
+    if config.protein and config.ligands:
+        ligands = Path(config.ligands)
+        return read_sdf_records(ligands, Path(config.protein), ligands.stem,
+                                config.label_property, config.label_kind, require_labels=False)
+    if config.root:
+        return read_pdbbind(Path(config.root), Path(config.labels) if config.labels else None,
+                            featurize)
+    return read_manifest(Path(config.manifest), require_labels=False)
 
 
 def read_protein_with_ligands(protein: Path, ligands: Path) -> ReadResult:
-    """One protein and a multi-ligand SDF; labels are not needed (and not required)."""
+    """One protein and a multi-ligand SDF, without labels."""
     return read_sdf_records(ligands, protein, ligands.stem, None, "pk", require_labels=False)
 
 
 def featurize_all(inputs: ReadResult, config: FeaturizeConfig) -> Iterator[Featurized]:
-    """Featurize every record in input order; each protein file is parsed once."""
+    """Featurize every record in input order (reader rejects first); each protein file is
+    parsed once."""
     for failure in inputs.failures:
         yield Featurized(failure.id, "", -1, None, failure.reason)
     proteins: OrderedDict = OrderedDict()
-    for record in inputs.records:
+    for record in tqdm(inputs.records, unit="complex", desc="featurizing", mininterval=1.0):
         try:
             graph = featurize_record(record, config, proteins)
         except FeaturizationError as error:
@@ -52,18 +72,41 @@ def featurize_all(inputs: ReadResult, config: FeaturizeConfig) -> Iterator[Featu
 
 
 def _row(record: ComplexRecord, graph: HeteroData | None, error: str) -> Featurized:
-    return Featurized(record.id, record.ligand_name, record.ligand_index, graph, error)
+    return Featurized(record.id, record.ligand_name, record.ligand_index, graph, error,
+                      record.label)
 
 
-def write_status_csv(rows: Iterable[Featurized], path: Path) -> list[Failure]:
-    """One CSV row per input record; returns the failures."""
-    failures = []
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            status = "ok" if row.graph is not None else "failed"
-            writer.writerow([row.id, row.ligand_name, row.ligand_index, status, row.error])
-            if row.graph is None:
-                failures.append(Failure(row.id, row.error))
-    return failures
+def chunks(rows: Iterable[Featurized], size: int = CHUNK) -> Iterator[list[Featurized]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class PredictionWriter:
+    """Writes one CSV row per input record and keeps what the summary and metrics need."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = open(path, "w", newline="")  # noqa: SIM115 (closed in close())
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(CSV_COLUMNS)
+        self.failures: list[Featurized] = []
+        self.labelled: list[tuple[float, float]] = []  # (predicted, measured)
+        self.count = 0
+
+    def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
+        self.count += 1
+        if predicted is None:
+            self.failures.append(row)
+        elif row.label is not None and math.isfinite(row.label):
+            self.labelled.append((predicted, row.label))
+        self._writer.writerow([
+            row.id, row.ligand_name, row.ligand_index, _number(predicted), _number(spread),
+            _number(row.label), "ok" if predicted is not None else "failed", row.error])
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from plgraph.config import DataConfig, FeaturizeConfig
-from plgraph.data.labels import read_labels
+from plgraph.data.labels import Label, read_labels
 from plgraph.data.records import (
     KCAL_PER_PK,
     ComplexRecord,
@@ -53,15 +53,22 @@ def _pdbbind_labels(data: DataConfig) -> Path:
     return labels
 
 
-def read_pdbbind(root: Path, labels_file: Path, featurize: FeaturizeConfig) -> ReadResult:
-    """Complexes of a PDBbind-layout directory that have a label, plus failures for the rest."""
-    labels, failures = read_labels(labels_file)
-    result = ReadResult(failures=failures)
-    failed = {f.id for f in failures}
+def read_pdbbind(root: Path, labels_file: Path | None, featurize: FeaturizeConfig) -> ReadResult:
+    """Complexes of a PDBbind-layout directory that have a label, plus failures for the rest.
+
+    Without a labels file (prediction), every complex directory, unlabelled.
+    """
     directories = {p.name for p in root.iterdir() if p.is_dir() and not _is_ours(p.name)}
-    for complex_id in sorted(directories - labels.keys() - failed):
-        result.failures.append(Failure(complex_id, f"{root / complex_id}: no label in "
-                                                   f"{labels_file}"))
+    if labels_file is None:
+        labels: dict[str, Label | None] = dict.fromkeys(directories)
+        result = ReadResult()
+    else:
+        labels, failures = read_labels(labels_file)
+        result = ReadResult(failures=failures)
+        failed = {f.id for f in failures}
+        for complex_id in sorted(directories - labels.keys() - failed):
+            result.failures.append(Failure(complex_id, f"{root / complex_id}: no label in "
+                                                       f"{labels_file}"))
     for complex_id, label in sorted(labels.items()):
         folder = root / complex_id
         protein = next((p for p in (folder / f"{complex_id}_pocket.pdb",
@@ -70,13 +77,13 @@ def read_pdbbind(root: Path, labels_file: Path, featurize: FeaturizeConfig) -> R
                         for fmt in featurize.ligand_formats)
         if protein is None or not any(p.is_file() for p in ligands):
             missing = "protein/pocket PDB" if protein is None else "ligand file"
-            result.failures.append(Failure(complex_id, f"{folder}: missing {missing} (labelled "
-                                                       f"at {label.where})"))
+            where = f" (labelled at {label.where})" if label else ""
+            result.failures.append(Failure(complex_id, f"{folder}: missing {missing}{where}"))
             continue
         result.records.append(ComplexRecord(
             id=complex_id, protein=protein,
-            ligand_files=tuple(p for p in ligands if p.is_file()),
-            ligand_name=complex_id, label=label.value, group=label.group))
+            ligand_files=tuple(p for p in ligands if p.is_file()), ligand_name=complex_id,
+            label=label.value if label else None, group=label.group if label else ""))
     return result
 
 

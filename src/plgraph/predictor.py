@@ -1,0 +1,85 @@
+"""A trained model rebuilt from its checkpoint alone, and batched pK prediction with it.
+
+The checkpoint carries the model config, the featurization config and the
+``DATA_PROCESSING_VERSION`` it was trained with; a checkpoint of another version is refused, so a
+model never sees graphs featurized differently from its training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+
+from plgraph.config import FeaturizeConfig, ModelConfig
+from plgraph.errors import PlgraphError
+from plgraph.featurize import DATA_PROCESSING_VERSION
+from plgraph.model import PLGraphNet
+from plgraph.training.checkpoint import CheckpointError, read_checkpoint
+
+
+@dataclass
+class Predictor:
+    """One or more trained models (an ensemble) sharing one featurization config."""
+
+    models: list[PLGraphNet]
+    featurize: FeaturizeConfig
+    sources: list[Path]
+    device: torch.device
+
+    @classmethod
+    def load(cls, checkpoints: list[Path], device: torch.device) -> Predictor:
+        """Rebuild each model from its checkpoint (``weights_only`` loading, strict state dict).
+
+        Raises:
+            CheckpointError: another DATA_PROCESSING_VERSION, or ensemble members featurized
+                differently.
+        """
+        if not checkpoints:
+            raise PlgraphError("no checkpoint given")
+        models, featurize = [], None
+        for path in checkpoints:
+            state = read_checkpoint(path)
+            if state["data_processing_version"] != DATA_PROCESSING_VERSION:
+                raise CheckpointError(
+                    f"{path} was trained on graphs of DATA_PROCESSING_VERSION "
+                    f"{state['data_processing_version']}, this code featurizes with version "
+                    f"{DATA_PROCESSING_VERSION}: use a plgraph version that matches the "
+                    "checkpoint, or retrain")
+            config = FeaturizeConfig(**state["featurize_config"])
+            if featurize is not None and config != featurize:
+                raise CheckpointError(f"{path} was featurized with {config.to_dict()}, the "
+                                      f"ensemble's first member with {featurize.to_dict()}")
+            featurize = config
+            model = PLGraphNet(ModelConfig(**state["model_config"]))
+            model.load_state_dict(state["model"], strict=True)
+            models.append(model.to(device).eval())
+        assert featurize is not None
+        return cls(models, featurize, list(checkpoints), device)
+
+    @torch.no_grad()
+    def predict(self, graphs: list, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation over the ensemble of the predicted pK of each graph
+        (the deviation is 0 for a single model)."""
+        if not graphs:
+            return np.zeros(0), np.zeros(0)
+        per_model = []
+        for model in self.models:
+            values = [model.predict_pk(batch.to(self.device)).float().cpu()
+                      for batch in DataLoader(graphs, batch_size=batch_size)]
+            per_model.append(torch.cat(values).numpy())
+        stacked = np.stack(per_model)
+        return stacked.mean(axis=0), stacked.std(axis=0)
+
+
+def latest_best_checkpoint(output_root: Path) -> Path:
+    """``best.pt`` of the most recently trained run under ``output_root``."""
+    candidates = sorted(output_root.glob("*/checkpoints/best.pt"),
+                        key=lambda path: path.stat().st_mtime)
+    if not candidates:
+        raise PlgraphError(f"no trained run with checkpoints/best.pt under {output_root}; train "
+                           "one with python main.py, or give checkpoint=PATH")
+    return candidates[-1]

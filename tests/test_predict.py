@@ -1,0 +1,156 @@
+"""predict.py: the training featurizer, the model rebuilt from its checkpoint, every record."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, SAMPLE, copy_sample, data_config
+
+from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig, SplitConfig, TrainConfig
+from plgraph.data import prepare_data
+from plgraph.data.build import featurize_record
+from plgraph.errors import PlgraphError
+from plgraph.featurize import DATA_PROCESSING_VERSION
+from plgraph.inference import featurize_all, read_protein_with_ligands
+from plgraph.predictor import Predictor
+from plgraph.training.checkpoint import CheckpointError, read_checkpoint
+from plgraph.training.run_dir import RunDirectory
+from plgraph.training.trainer import Trainer
+
+IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
+                   and p.name not in ("processed", "3qlb")))[:20]
+TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8)
+
+
+@pytest.fixture
+def brd4_with_a_broken_record(fep_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    protein = tmp_path / "wagner_brd4_protein.pdb"
+    shutil.copy(fep_root / "bayer_macrocycles" / protein.name, protein)
+    records = (fep_root / "bayer_macrocycles" / "wagner_brd4_ligands.sdf").read_text()
+    blocks = records.split("$$$$\n")
+    lines = blocks[1].splitlines()
+    lines[4] = "       nan" + lines[4][10:]  # the first atom's x coordinate
+    blocks[1] = "\n".join(lines) + "\n"
+    ligands = tmp_path / "wagner_brd4_ligands.sdf"
+    ligands.write_text("$$$$\n".join(blocks))
+    return protein, ligands
+
+
+def test_prediction_inputs_match_the_training_featurizer(brd4_with_a_broken_record):
+    protein, ligands = brd4_with_a_broken_record
+    config = FeaturizeConfig()
+    inputs = read_protein_with_ligands(protein, ligands)
+    rows = list(featurize_all(inputs, config))
+    assert [r.ligand_index for r in rows] == [0, 1, 2]
+    assert rows[1].graph is None and "coordinates on line 133" in rows[1].error
+    direct = featurize_record(inputs.records[0], config)
+    assert rows[0].graph["ligand"].x.equal(direct["ligand"].x)
+    assert rows[0].graph["protein", "contact", "protein"].edge_index.equal(
+        direct["protein", "contact", "protein"].edge_index)
+
+
+def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "predict.py"), *arguments], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny model trained on 16 real complexes: (data root, run directory)."""
+    base = tmp_path_factory.mktemp("trained")
+    root = copy_sample(base / "twenty", IDS)
+    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+    config = AppConfig(data=data_config(root), model=TINY, output_root=str(base / "outputs"),
+                       trainer=TrainConfig(max_epochs=2, batch_size=4, warmup_steps=2))
+    with RunDirectory(config.run_dir) as run:
+        Trainer(config, prepared, run, "python main.py").fit()
+    return root, config.run_dir
+
+
+@pytest.mark.slow
+def test_predict_py_gives_the_trainers_test_predictions(trained, tmp_path):
+    root, run = trained
+    output = tmp_path / "predictions.csv"
+    result = run_predict(f"checkpoint={run / 'checkpoints' / 'best.pt'}", f"root={root}",
+                         f"labels={root / 'labels.csv'}", f"output={output}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    predicted = {r["id"]: r for r in csv.DictReader(output.open())}
+    assert len(predicted) == 20 and {r["status"] for r in predicted.values()} == {"ok"}
+    trainer_rows = list(csv.DictReader((run / "test_predictions.csv").open()))
+    assert len(trainer_rows) == 2
+    for row in trainer_rows:
+        assert float(predicted[row["id"]]["predicted_pk"]) == pytest.approx(
+            float(row["predicted_pk"]), abs=2e-4)
+        assert float(predicted[row["id"]]["measured_pk"]) == pytest.approx(
+            float(row["measured_pk"]), abs=1e-4)
+    assert "RMSE" in result.stdout + result.stderr and output.with_suffix(".scatter.png").exists()
+
+
+def test_a_checkpoint_of_another_processing_version_is_refused_naming_both(trained, tmp_path):
+    _, run = trained
+    state = read_checkpoint(run / "checkpoints" / "best.pt")
+    state["data_processing_version"] = DATA_PROCESSING_VERSION + 1
+    old = tmp_path / "other_version.pt"
+    torch.save(state, old)
+    expected = (rf"DATA_PROCESSING_VERSION {DATA_PROCESSING_VERSION + 1}, this code featurizes "
+                rf"with version {DATA_PROCESSING_VERSION}")
+    with pytest.raises(CheckpointError, match=expected):
+        Predictor.load([old], torch.device("cpu"))
+
+
+def test_an_ensemble_predicts_the_mean_and_spread_of_its_members(trained):
+    root, run = trained
+    paths = [run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"]
+    state = read_checkpoint(paths[1])
+    state["model"] = {k: v * 1.01 if v.is_floating_point() and "target" not in k else v
+                      for k, v in state["model"].items()}
+    torch.save(state, paths[1].with_name("scaled.pt"))
+    paths[1] = paths[1].with_name("scaled.pt")
+    device = torch.device("cpu")
+    graphs = [g for g in (r.graph for r in featurize_all(
+        read_protein_with_ligands(root / IDS[0] / f"{IDS[0]}_pocket.pdb",
+                                  root / IDS[0] / f"{IDS[0]}_ligand.sdf"), FeaturizeConfig()))
+              if g is not None]
+    singles = [Predictor.load([p], device).predict(graphs)[0] for p in paths]
+    mean, spread = Predictor.load(paths, device).predict(graphs)
+    assert mean == pytest.approx((singles[0] + singles[1]) / 2, abs=1e-5)
+    assert spread == pytest.approx(abs(singles[0] - singles[1]) / 2, abs=1e-5)
+    assert (spread > 0).all()
+
+
+@pytest.mark.slow
+def test_every_sdf_record_gets_a_row_and_a_failure_sets_the_exit_code(
+        trained, brd4_with_a_broken_record, tmp_path):
+    _, run = trained
+    protein, ligands = brd4_with_a_broken_record
+    output = tmp_path / "preds.csv"
+    result = run_predict(f"checkpoint={run / 'checkpoints' / 'best.pt'}", f"protein={protein}",
+                         f"ligands={ligands}", "label_property=r_exp_dg", f"output={output}",
+                         cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = list(csv.DictReader(output.open()))
+    assert [r["ligand_index"] for r in rows] == ["0", "1", "2"]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert rows[1]["predicted_pk"] == "" and "coordinates on line 133" in rows[1]["error"]
+    assert rows[0]["measured_pk"] and float(rows[0]["predicted_pk"])
+
+
+def test_without_a_checkpoint_the_latest_runs_best_is_used_or_the_way_is_named(tmp_path):
+    from plgraph.predictor import latest_best_checkpoint
+
+    with pytest.raises(PlgraphError, match="no trained run with checkpoints/best.pt"):
+        latest_best_checkpoint(tmp_path)
+    for age, name in ((3600, "old"), (0, "new")):
+        best = tmp_path / name / "checkpoints" / "best.pt"
+        best.parent.mkdir(parents=True)
+        best.touch()
+        os.utime(best, (time.time() - age, time.time() - age))
+    assert latest_best_checkpoint(tmp_path).parent.parent.name == "new"
