@@ -8,7 +8,6 @@ renamed over its predecessor, so a ``kill -9`` at any instant leaves the previou
 from __future__ import annotations
 
 import logging
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plgraph.atomic import fsync_dir
+from plgraph.atomic import replace_atomically
 from plgraph.errors import PlgraphError
 
 log = logging.getLogger(__name__)
@@ -32,19 +31,14 @@ class CheckpointError(PlgraphError):
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write ``state`` to ``path`` atomically, after reading the written bytes back."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write_and_verify(temporary: Path) -> None:
         with open(temporary, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        written = read_checkpoint(temporary)
-        if written["progress"] != state["progress"]:
+        if read_checkpoint(temporary)["progress"] != state["progress"]:
             raise CheckpointError(f"{temporary}: read back a different state than was written")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+
+    replace_atomically(path, write_and_verify)
 
 
 def read_checkpoint(path: Path) -> dict:
