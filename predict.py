@@ -16,6 +16,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.config import PredictConfig
 from plgraph.inference import PredictionWriter, chunks, featurize_all, read_prediction_inputs
@@ -26,6 +27,7 @@ from plgraph.training.reports import plot_scatter
 
 log = logging.getLogger("plgraph")
 register_configs()
+keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocator
 
 
 def predict(config: PredictConfig) -> int:

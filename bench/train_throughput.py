@@ -25,6 +25,7 @@ import torch_geometric.nn.models.visnet as pyg_visnet_module
 from omegaconf import OmegaConf
 from torch_geometric.loader import DataLoader
 
+from plgraph.allocator import keep_freed_memory
 from plgraph.config import (
     AppConfig,
     DataConfig,
@@ -173,7 +174,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="small", help="a config name in conf/model/")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is (main.py and predict.py tune it)")
     args = parser.parse_args()
+    if not args.default_allocator:
+        keep_freed_memory()
     device = torch.device(args.device)
     config = ModelConfig(**OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" /
                                                                  f"{args.model}.yaml")))
