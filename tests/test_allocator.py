@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-# 20 allocations of a 64 MiB tensor, each written and freed, after 5 warming up (imports, the
-# heap's first growth): the minor page faults the 20 cost.
+# 40 allocations of a 64 MiB tensor, each written and freed, after 5 warming up (imports, the
+# heap's first growth): the minor page faults the 40 cost.
 FAULTS = """
 import resource, sys, torch
 from plgraph.allocator import keep_freed_memory
@@ -17,7 +17,7 @@ if sys.argv[1] == "keep":
 for _ in range(5):
     torch.ones(2**24).sum()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
+for _ in range(40):
     torch.ones(2**24).sum()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -33,5 +33,6 @@ def page_faults(mode: str) -> int:
 def test_freed_tensor_memory_is_reused_instead_of_faulted_in_again():
     default, kept = page_faults("default"), page_faults("keep")
     pages_per_tensor = 2**26 // 4096
-    assert default > 10 * pages_per_tensor  # glibc maps and unmaps each one
-    assert kept < 2 * pages_per_tensor, (default, kept)  # reused: no fault per tensor
+    assert default > 30 * pages_per_tensor  # glibc maps and unmaps each one
+    # Reused: a few tensors' worth at most (the heap settling), not one per tensor.
+    assert kept < 5 * pages_per_tensor, (default, kept)
