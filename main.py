@@ -6,17 +6,21 @@ Running it again on the same ``run_name`` resumes from the newest valid checkpoi
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.data import prepare_data
+from plgraph.training.distributed import Ranks
 
 log = logging.getLogger("plgraph")
 register_configs()
+keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocator
 
 
 def resume_command() -> str:
@@ -25,26 +29,57 @@ def resume_command() -> str:
     return shlex.join([sys.executable.rsplit("/", 1)[-1], sys.argv[0], *arguments])
 
 
+def quiet_other_ranks() -> None:
+    """Under torchrun, only rank 0 writes train.log and reports progress; the other ranks print
+    warnings and errors to stderr, prefixed with their rank."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+        handler.setFormatter(logging.Formatter(f"[rank {os.environ['RANK']}] %(levelname)s "
+                                               "%(name)s: %(message)s"))
+    logging.getLogger("plgraph").setLevel(logging.WARNING)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    ranks = Ranks.from_environment()
+    if not ranks.is_main:
+        quiet_other_ranks()
+
     def job() -> int:
         config = to_config(cfg)
+        # Every rank prepares: the cache lock lets the first build while the others wait, then
+        # they open the same cache and split.
         data = prepare_data(config.data, config.featurize, config.split)
         if config.prepare_only:
             log.info("data prepared (prepare_only=true); exiting")
             return 0
+        from plgraph.training.device import resolve_device
+        from plgraph.training.distributed import (
+            Collectives,
+            end_process_group,
+            start_process_group,
+        )
         from plgraph.training.run_dir import RunDirectory
         from plgraph.training.trainer import Trainer, TrainingInterrupted
 
-        with RunDirectory(config.run_dir) as run:
-            if config.fresh:
-                run.move_aside()
-            (run.path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            try:
-                Trainer(config, data, run, resume_command()).fit()
-            except TrainingInterrupted as stop:
-                log.warning("%s", stop)
-                return stop.exit_code
+        device = resolve_device(config.trainer.device, ranks.local_rank)
+        start_process_group(ranks, device)
+        try:
+            with RunDirectory(config.run_dir, writer=ranks.is_main) as run:
+                if ranks.is_main:
+                    if config.fresh:
+                        run.move_aside()
+                    (run.path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+                Collectives(ranks, device).barrier()  # nobody reads checkpoints being moved
+                try:
+                    Trainer(config, data, run, resume_command(), ranks).fit()
+                except TrainingInterrupted as stop:
+                    log.warning("%s", stop)
+                    return stop.exit_code
+        finally:
+            end_process_group()
         return 0
 
     try:

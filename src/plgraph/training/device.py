@@ -11,13 +11,20 @@ import torch
 from plgraph.errors import PlgraphError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when present. Under torchrun, ``cuda`` means this process's GPU (its
+    LOCAL_RANK), made the current device so that NCCL and the caching allocator use it."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise PlgraphError(f"trainer.device={name}, but no CUDA device is visible here; use "
                            "trainer.device=auto or cpu")
+    if device.index is None:
+        device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
     return device
 
 

@@ -34,15 +34,20 @@ class ConfigChangeError(PlgraphError):
 
 
 class RunDirectory:
-    """``outputs/<run_name>/`` held by one process for its lifetime (``with`` block)."""
+    """``outputs/<run_name>/`` held by one process for its lifetime (``with`` block).
 
-    def __init__(self, path: Path):
-        self.path = path
+    ``writer=False`` is for the other ranks of a torchrun job: they read the checkpoints that
+    rank 0, the run's one writer and lock holder, writes."""
+
+    def __init__(self, path: Path, writer: bool = True):
+        self.path, self.writer = path, writer
         self.checkpoints = path / "checkpoints"
         self.save_now_flag = path / SAVE_NOW_FLAG
         self._stack = ExitStack()
 
     def __enter__(self) -> RunDirectory:
+        if not self.writer:
+            return self
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(exclusive_lock(self.path / "run.lock",
                                                  f"run directory {self.path}", wait=False))

@@ -52,13 +52,6 @@ class Progress:
         return ""
 
 
-def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
-    """The training order of an epoch: a function of (seed, epoch) alone, so a resumed run
-    recomputes it and skips the batches already seen; no sampler state to save."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(size, generator=generator).tolist()
-
-
 def provenance() -> dict:
     """Code and library versions, stored in every checkpoint."""
     return {"git_commit": _git_commit(), "torch": str(torch.__version__),

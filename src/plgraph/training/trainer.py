@@ -3,6 +3,10 @@
 Exactness rests on three things: the epoch order is a function of (seed, epoch); every DataLoader
 gets its own generator, so creating one never draws from the global RNG; and a checkpoint holds
 every RNG state, the gradients of an unfinished accumulation and the running epoch loss.
+
+Under ``torchrun`` every rank runs this loop on its share of each epoch; rank 0 alone evaluates
+and writes, and the ranks agree after every batch on whether to save or stop
+(:mod:`plgraph.training.distributed`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import math
 import random
 import time
 from pathlib import Path
+from signal import Signals
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
@@ -44,11 +50,12 @@ from plgraph.training.device import (
     resolve_precision,
     set_determinism,
 )
+from plgraph.training.distributed import SINGLE_PROCESS, Collectives, Ranks, rank_order
 from plgraph.training.metrics import regression_metrics
 from plgraph.training.run_dir import RunDirectory, check_config_change
 from plgraph.training.schedule import learning_rate
 from plgraph.training.signals import StopRequests, ignore_stop_signals_in_worker
-from plgraph.training.state import Progress, check_checkpoint_fits, epoch_order, provenance
+from plgraph.training.state import Progress, check_checkpoint_fits, provenance
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +80,25 @@ class Trainer:
         data: the verified cache and split.
         run: the locked run directory.
         resume_command: the command line that resumes this run, printed on interruption.
+        ranks: this process's rank under torchrun (the process group already started).
     """
 
     def __init__(self, config: AppConfig, data: PreparedData, run: RunDirectory,
-                 resume_command: str):
+                 resume_command: str, ranks: Ranks = SINGLE_PROCESS):
         self.config, self.cfg, self.run = config, config.trainer, run
-        self.resume_command = resume_command
-        self.device = resolve_device(self.cfg.device)
+        self.resume_command, self.ranks = resume_command, ranks
+        self.device = resolve_device(self.cfg.device, ranks.local_rank)
+        self.comm = Collectives(ranks, self.device)
         self.amp_dtype, use_scaler = resolve_precision(self.cfg.precision, self.device)
         self.deterministic = set_determinism(self.cfg.deterministic, self.device)
         seed_everything(config.seed)
         self.model = PLGraphNet(config.model).to(self.device)
+        # Gradients are all-reduced on every backward (no ``no_sync`` during accumulation), so
+        # they are the same on every rank at any batch: rank 0's are the checkpoint's, for any
+        # world size. A ligand-only model leaves the protein embeddings without gradients.
+        self.net = (DistributedDataParallel(self.model,
+                                            find_unused_parameters=not config.model.use_protein)
+                    if ranks.enabled else self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
                                            weight_decay=self.cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
@@ -123,8 +138,8 @@ class Trainer:
             return reports_json(self.run.path / "results.json")
         with StopRequests() as stop:
             while not self.progress.finished_by(self.cfg):
-                if self._train_epoch(stop):
-                    self._interrupt(stop)
+                if signal_number := self._train_epoch(stop):
+                    self._interrupt(signal_number)
                 self._end_epoch()
         return self._finish()
 
@@ -134,17 +149,20 @@ class Trainer:
         std = labels.std().item() if len(labels) > 1 else 1.0
         self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
-                 "device %s, precision %s", self.run.path, *(len(p) for p in self.parts.values()),
-                 self._steps_per_epoch(), self.device, self._precision_name())
+                 "device %s, precision %s, %d process%s", self.run.path,
+                 *(len(p) for p in self.parts.values()), self._steps_per_epoch(), self.device,
+                 self._precision_name(), self.ranks.world_size,
+                 "es" if self.ranks.enabled else "")
 
-    def _train_epoch(self, stop: StopRequests) -> bool:
-        """Train the rest of the current epoch; True when a stop signal arrived."""
+    def _train_epoch(self, stop: StopRequests) -> int:
+        """Train the rest of the current epoch; the number of a stop signal received by any
+        rank, or 0."""
         batches = self._epoch_batches()
         self.model.train()
         remaining = batches[self.progress.batches_seen:]
         bar = tqdm(total=len(batches), initial=self.progress.batches_seen, unit="batch",
                    desc=f"epoch {self.progress.epoch + 1}/{self.cfg.max_epochs}",
-                   mininterval=1.0, dynamic_ncols=True)
+                   mininterval=1.0, dynamic_ncols=True, disable=not self.ranks.is_main)
         started, graphs = time.monotonic(), 0
         for batch in self._loader(self.parts["train"], remaining, self.progress.epoch):
             loss = self._train_batch(batch, len(batches))
@@ -152,11 +170,11 @@ class Trainer:
             rate = graphs / max(time.monotonic() - started, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", complexes_s=f"{rate:.1f}")
             bar.update()
-            if self._after_batch(stop):
+            if signal_number := self._after_batch(stop):
                 bar.close()
-                return True
+                return signal_number
         bar.close()
-        return False
+        return 0
 
     def _train_batch(self, batch, batches_in_epoch: int) -> float:
         seen, accumulation = self.progress.batches_seen, self.cfg.grad_accumulation
@@ -164,16 +182,20 @@ class Trainer:
         group_size = min(accumulation, batches_in_epoch - group_start)
         batch = batch.to(self.device)
         with autocast(self.device, self.amp_dtype):
-            prediction = self.model(batch)
+            prediction = self.net(batch)
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
         loss = F.mse_loss(prediction.float(), target)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        # Agreed before backward: a rank that stopped alone would leave the others waiting in
+        # DDP's gradient all-reduce.
+        if self.comm.max_over_ranks(int(not finite))[0]:
+            where = (f"complexes in the batch: {list(batch.complex_id)}" if not finite else
+                     f"on another rank than rank {self.ranks.rank}")
             raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at step {self.progress.global_step}, "
-                f"epoch {self.progress.epoch + 1}, batch {seen + 1}; complexes in the batch: "
-                f"{list(batch.complex_id)}. Nothing was saved from this step: the last good "
-                f"checkpoint stays in {self.run.checkpoints}. Lower trainer.lr or check these "
-                "complexes.")
+                f"non-finite training loss at step {self.progress.global_step}, epoch "
+                f"{self.progress.epoch + 1}, batch {seen + 1}; {where}. Nothing was saved from "
+                f"this step: the last good checkpoint stays in {self.run.checkpoints}. Lower "
+                "trainer.lr or check these complexes.")
         self.scaler.scale(loss / group_size).backward()
         self.progress.batches_seen += 1
         self.progress.epoch_loss_sum += loss.item() * batch.num_graphs
@@ -196,7 +218,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.global_step += 1
 
-    def _after_batch(self, stop: StopRequests) -> bool:
+    def _after_batch(self, stop: StopRequests) -> int:
+        """Scheduled and requested checkpoints; the agreed stop signal number, or 0."""
         step = self.progress.global_step
         if self._stepped and step % self.cfg.checkpoint_every_n_steps == 0:
             self.save("last.pt")
@@ -204,23 +227,27 @@ class Trainer:
                 step % self.cfg.periodic_every_n_steps == 0):
             self.save(f"step_{step:08d}.pt")
             prune_periodic(self.run.checkpoints, self.cfg.keep_periodic)
-        if self.run.take_save_now_request():
+        save_now = self.ranks.is_main and self.run.take_save_now_request()
+        save_now, signal_number = self.comm.max_over_ranks(int(save_now),
+                                                           int(stop.signal or 0))
+        if save_now:
             path = self.save("last.pt")
             log.info("SAVE_NOW.flag: wrote %s (step %d, epoch %d, batch %d)", path, step,
                      self.progress.epoch + 1, self.progress.batches_seen)
-        return stop.requested
+        return signal_number
 
-    def _interrupt(self, stop: StopRequests) -> None:
+    def _interrupt(self, signal_number: int) -> None:
         path = self.save("INTERRUPTED.pt")
-        signal = stop.signal
-        assert signal is not None
+        signal = Signals(signal_number)
         raise TrainingInterrupted(
             f"{signal.name}: stopped after step {self.progress.global_step} (epoch "
             f"{self.progress.epoch + 1}, batch {self.progress.batches_seen}); wrote {path}. "
             f"Resume with: {self.resume_command}", exit_code=128 + int(signal))
 
     def _end_epoch(self) -> None:
-        validation = self.evaluate("val")["metrics"]
+        validation = self.comm.from_main(self.evaluate("val")["metrics"]
+                                         if self.ranks.is_main else None)
+        self._collect_epoch_loss()
         progress = self.progress
         improved = validation["rmse"] < progress.best_metric
         if improved:
@@ -244,6 +271,8 @@ class Trainer:
         if improved:
             self.save("best.pt")
         self.save("last.pt")
+        if not self.ranks.is_main:
+            return
         reports.write_metrics_csv(self.history, self.run.path / "metrics.csv")
         reports.plot_learning_curve(self.history, self.run.path / "learning_curve.png")
         row = self.history[-1]
@@ -252,6 +281,11 @@ class Trainer:
                  " (best)" if improved else "")
 
     def _finish(self) -> dict:
+        results = self._test_best() if self.ranks.is_main else None
+        self.comm.barrier()
+        return self.comm.from_main(results)
+
+    def _test_best(self) -> dict:
         best_path = self.run.checkpoints / "best.pt"
         if not best_path.exists():
             raise PlgraphError(f"no best.pt in {self.run.checkpoints}: validation RMSE was never "
@@ -269,6 +303,7 @@ class Trainer:
             "test": test["metrics"], "wall_seconds": round(self._wall_seconds(), 2),
             "sizes": {name: len(part) for name, part in self.parts.items()},
             "device": str(self.device), "precision": self._precision_name(),
+            "world_size": self.ranks.world_size,
             "checkpoint": str(self.run.checkpoints / "best.pt"),
             "data_processing_version": DATA_PROCESSING_VERSION,
             "split": {"name": self.data.split["name"],
@@ -331,8 +366,13 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
     def save(self, name: str) -> Path:
-        """Write the complete training state to ``checkpoints/<name>`` atomically."""
+        """Write the complete training state to ``checkpoints/<name>`` atomically.
+
+        Under torchrun every rank calls it (it gathers every rank's RNG state), rank 0 writes, and
+        no rank goes on before the file is in place."""
         path = self.run.checkpoints / name
+        rng_by_rank = self.comm.gather(capture_rng())
+        self._collect_epoch_loss()
         self.progress.wall_seconds = self._wall_seconds()
         self._session_start = time.monotonic()
         grads = {n: p.grad.detach().cpu() for n, p in self.model.named_parameters()
@@ -342,9 +382,11 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "grads": grads,
             "progress": dataclasses.asdict(self.progress), "history": self.history,
-            "rng": capture_rng(),
+            "rng": rng_by_rank[0], "rng_by_rank": rng_by_rank,
+            "world_size": self.ranks.world_size,
             "sampler": {"seed": self.config.seed, "epoch": self.progress.epoch,
-                        "batches_seen": self.progress.batches_seen},
+                        "batches_seen": self.progress.batches_seen,
+                        "world_size": self.ranks.world_size},
             "target_normalization": {"mean": self.model.target_mean.item(),
                                      "std": self.model.target_std.item()},
             "config": dataclasses.asdict(self.config),
@@ -354,7 +396,9 @@ class Trainer:
             "split_fingerprint": self.data.split["fingerprint"],
             "provenance": provenance(),
         }
-        save_checkpoint(state, path)
+        if self.ranks.is_main:
+            save_checkpoint(state, path)
+        self.comm.barrier()
         return path
 
     def _restore(self, found: FoundCheckpoint) -> None:
@@ -379,13 +423,46 @@ class Trainer:
             grad = state["grads"].get(name)
             parameter.grad = grad.to(self.device) if grad is not None else None
         self.progress, self.history = progress, list(state["history"])
-        restore_rng(state["rng"])  # last: nothing after this may draw random numbers
+        self._adapt_to_world_size(state, path)
+        if not self.ranks.is_main:  # rank 0 carries the epoch's loss sum over all ranks
+            progress.epoch_loss_sum, progress.epoch_graphs = 0.0, 0
+        rng_by_rank = state.get("rng_by_rank") or [state["rng"]]
+        # last: nothing after this may draw random numbers
+        restore_rng(rng_by_rank[self.ranks.rank % len(rng_by_rank)])
         log.info("resuming from %s: step %d, epoch %d, batch %d", path, progress.global_step,
                  progress.epoch + 1, progress.batches_seen)
 
+    def _adapt_to_world_size(self, state: dict, path: Path) -> None:
+        """Another number of processes than the checkpoint's: the epoch goes on from the same
+        number of complexes seen, rounded down to a whole optimizer step, in another order."""
+        saved = state.get("world_size", 1)
+        if saved == self.ranks.world_size:
+            return
+        progress, accumulation = self.progress, self.cfg.grad_accumulation
+        seen = progress.batches_seen * self.cfg.batch_size * saved
+        batches = seen // (self.cfg.batch_size * self.ranks.world_size)
+        progress.batches_seen = batches - batches % accumulation
+        self.model.zero_grad(set_to_none=True)  # a partial accumulation's: it no longer fits
+        log.warning("%s was written by %d process%s, this run has %d: the data order changes "
+                    "from here on (an exact resume needs the same world size); epoch %d goes on "
+                    "at batch %d of this rank's share", path, saved, "es" if saved > 1 else "",
+                    self.ranks.world_size, progress.epoch + 1, progress.batches_seen)
+
+    def _collect_epoch_loss(self) -> None:
+        """Sum the ranks' running epoch loss into rank 0 (the others keep none), so that the
+        checkpoint and the epoch's train loss cover every rank."""
+        if not self.ranks.enabled:
+            return
+        total, graphs = self.comm.sum_over_ranks(self.progress.epoch_loss_sum,
+                                                 self.progress.epoch_graphs)
+        main = self.ranks.is_main
+        self.progress.epoch_loss_sum = total if main else 0.0
+        self.progress.epoch_graphs = int(graphs) if main else 0
+
     # --- helpers --------------------------------------------------------------------------
     def _epoch_batches(self) -> list[list[int]]:
-        order = epoch_order(len(self.parts["train"]), self.config.seed, self.progress.epoch)
+        order = rank_order(len(self.parts["train"]), self.config.seed, self.progress.epoch,
+                           self.ranks)
         size = self.cfg.batch_size
         return [order[i:i + size] for i in range(0, len(order), size)]
 
@@ -399,7 +476,8 @@ class Trainer:
                           generator=generator, pin_memory=self.device.type == "cuda")
 
     def _steps_per_epoch(self) -> int:
-        batches = math.ceil(len(self.parts["train"]) / self.cfg.batch_size)
+        per_rank = math.ceil(len(self.parts["train"]) / self.ranks.world_size)
+        batches = math.ceil(per_rank / self.cfg.batch_size)
         return math.ceil(batches / self.cfg.grad_accumulation)
 
     def _total_steps(self) -> int:

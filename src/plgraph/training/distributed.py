@@ -1,0 +1,129 @@
+"""Distributed data parallel under ``torchrun``: who this process is, and the few collectives the
+trainer needs to keep every rank at the same step.
+
+Rank 0 is the only writer (checkpoints, reports, the run lock); every other rank reads. Decisions
+that end or pause the loop (a stop signal on any rank, SAVE_NOW.flag, a non-finite loss, early
+stopping) are agreed by a collective after each batch, so all ranks stop together and none is
+left waiting in an all-reduce.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+from plgraph.errors import PlgraphError
+
+log = logging.getLogger(__name__)
+
+# Long enough for rank 0 to build a large processed cache while the others wait.
+TIMEOUT = datetime.timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the job; the defaults are a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Ranks:
+        """What ``torchrun`` set (RANK, WORLD_SIZE, LOCAL_RANK), or a single process."""
+        if "WORLD_SIZE" not in os.environ:
+            return cls()
+        try:
+            ranks = cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                        int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+        except (KeyError, ValueError) as error:
+            raise PlgraphError(f"WORLD_SIZE is set but RANK / LOCAL_RANK are not usable "
+                               f"({error}); launch with torchrun --nproc_per_node=N main.py"
+                               ) from None
+        return ranks
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE_PROCESS = Ranks()
+
+
+def start_process_group(ranks: Ranks, device: torch.device) -> None:
+    """NCCL between GPUs, gloo on CPU; torchrun's environment gives the rendezvous."""
+    if not ranks.enabled or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    log.info("process group: rank %d of %d (%s)", ranks.rank, ranks.world_size, backend)
+
+
+def end_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class Collectives:
+    """The trainer's view of the process group; every call is a no-op for a single process."""
+
+    def __init__(self, ranks: Ranks, device: torch.device):
+        self.ranks = ranks
+        # NCCL reduces CUDA tensors only; gloo CPU tensors.
+        self._device = device if device.type == "cuda" else torch.device("cpu")
+
+    def barrier(self) -> None:
+        if self.ranks.enabled:
+            dist.barrier()
+
+    def max_over_ranks(self, *values: int) -> list[int]:
+        """Element-wise maximum over all ranks: a flag or signal number raised on any rank."""
+        if not self.ranks.enabled:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.int64, device=self._device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.tolist()
+
+    def sum_over_ranks(self, *values: float) -> list[float]:
+        if not self.ranks.enabled:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self._device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def from_main(self, value: object) -> object:
+        """Rank 0's ``value`` on every rank (plain Python values and tensors)."""
+        if not self.ranks.enabled:
+            return value
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0, device=self._device)
+        return holder[0]
+
+    def gather(self, value: object) -> list:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if not self.ranks.enabled:
+            return [value]
+        values: list = [None] * self.ranks.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+
+def rank_order(size: int, seed: int, epoch: int, ranks: Ranks) -> list[int]:
+    """This rank's share of an epoch's training order: PyTorch's ``DistributedSampler``, seeded
+    per epoch. Every rank gets the same number of indices (the sampler repeats a few to even them
+    out), so no rank waits for another's extra batch. With one process it is a seeded permutation
+    of the whole epoch, the same as it always was."""
+    sampler = DistributedSampler(range(size), num_replicas=ranks.world_size, rank=ranks.rank,
+                                 shuffle=True, seed=seed * 1_000_003, drop_last=False)
+    sampler.set_epoch(epoch)
+    return list(sampler)
