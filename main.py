@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.data import prepare_data
+from plgraph.slurm import requeue_after_preemption
 from plgraph.training.distributed import Ranks
 
 log = logging.getLogger("plgraph")
@@ -83,11 +84,16 @@ def main(cfg: DictConfig) -> None:
         return 0
 
     try:
-        sys.exit(run_cli(job))
+        code = run_cli(job)
     except KeyboardInterrupt:
         log.error("aborted by a second Ctrl-C; checkpoints are written atomically, the newest "
                   "complete one is used on resume: %s", resume_command())
         sys.exit(130)
+    requeue_after_preemption(code)  # SIGUSR1 before a Slurm time limit: back in the queue
+    # Return on success: submitit (hydra/launcher=slurm) records a job's result only when this
+    # function returns; a non-zero code exits, so a requeued job records none and is waited for.
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

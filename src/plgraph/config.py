@@ -118,7 +118,12 @@ class DataConfig:
 
     @property
     def num_workers(self) -> int:
-        return self.workers or (os.cpu_count() or 1)
+        """``workers``, or the cores this process may use (a Slurm job's, not the node's)."""
+        if self.workers:
+            return self.workers
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -275,6 +280,31 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking with MLflow (see ``plgraph.tracking``); training never depends on it.
+
+    Args:
+        enabled: log parameters, per-epoch metrics, checkpoint paths and ``results.json``.
+        uri: an MLflow tracking URI (``http(s)://host:port`` for a server, ``sqlite:///path.db``);
+            null: a local SQLite store ``<output_root>/mlflow.db`` with artifacts under
+            ``<output_root>/mlruns/``.
+        experiment: the MLflow experiment the runs go to (created when missing).
+    """
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "plgraph"
+
+    def __post_init__(self) -> None:
+        _require(self.uri is None or bool(self.uri.strip()),
+                 "tracking.uri must be a tracking URI such as http://host:5000 or "
+                 "sqlite:///path/mlflow.db, or null for the local store under output_root "
+                 f"(got {self.uri!r})")
+        _require(bool(self.experiment.strip()),
+                 f"tracking.experiment must be a non-empty name (got {self.experiment!r})")
+
+
+@dataclass
 class AppConfig:
     """The whole command line of ``main.py``.
 
@@ -290,6 +320,7 @@ class AppConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     run_name: str = "default"
     output_root: str = "outputs"

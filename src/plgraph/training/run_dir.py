@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 SAVE_NOW_FLAG = "SAVE_NOW.flag"
 # Files a run writes; fresh=true moves them aside together with checkpoints/.
 RUN_FILES = ("metrics.csv", "results.json", "learning_curve.png", "test_scatter.png",
-             "test_predictions.csv")
+             "test_predictions.csv", "mlflow_run.json")
 # Config keys whose change keeps a resumed run meaningful; they take effect from the resumed step.
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.lr", "trainer.weight_decay",
                      "trainer.warmup_steps", "trainer.min_lr_ratio", "trainer.plateau_patience",
@@ -115,5 +115,6 @@ def check_config_change(saved: dict, current: dict, mid_epoch: bool) -> list[str
 
 def _irrelevant(key: str) -> bool:
     """Keys that say how to run this process, not what the run is."""
-    return key in {"fresh", "prepare_only", "data.workers", "data.processed_dir", "data.root",
-                   "data.labels", "output_root", "run_name"}
+    return key.startswith("tracking.") or key in {
+        "fresh", "prepare_only", "data.workers", "data.processed_dir", "data.root", "data.labels",
+        "output_root", "run_name"}

@@ -32,6 +32,7 @@ from plgraph.data import PreparedData
 from plgraph.errors import PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
+from plgraph.tracking import Tracker
 from plgraph.training import reports
 from plgraph.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -52,7 +53,7 @@ from plgraph.training.device import (
 )
 from plgraph.training.distributed import SINGLE_PROCESS, Collectives, Ranks, rank_order
 from plgraph.training.metrics import regression_metrics
-from plgraph.training.run_dir import RunDirectory, check_config_change
+from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
 from plgraph.training.signals import StopRequests, ignore_stop_signals_in_worker
 from plgraph.training.state import Progress, check_checkpoint_fits, provenance
@@ -108,6 +109,7 @@ class Trainer:
         self.history: list[dict] = []
         self._session_start = time.monotonic()
         self._stepped = False
+        self.tracker = Tracker(config.tracking, run.path, config.run_name, {}, active=False)
         if not len(self.parts["train"]) or not len(self.parts["val"]):
             raise PlgraphError(f"split '{data.split['name']}' has {len(self.parts['train'])} train "
                                f"and {len(self.parts['val'])} validation complexes; training needs "
@@ -136,12 +138,26 @@ class Trainer:
                      "fresh=true to start over.", self.run.path, finished, self.progress.epoch,
                      self.run.path / "results.json", knob)
             return reports_json(self.run.path / "results.json")
-        with StopRequests() as stop:
+        self.tracker = Tracker(self.config.tracking, self.run.path, self.config.run_name,
+                               self._tracked_params(), resume=found is not None,
+                               active=self.ranks.is_main)
+        with self.tracker, StopRequests() as stop:
             while not self.progress.finished_by(self.cfg):
                 if signal_number := self._train_epoch(stop):
                     self._interrupt(signal_number)
                 self._end_epoch()
-        return self._finish()
+            # Still inside: a stop signal during the test evaluation waits for it to end.
+            return self._finish()
+
+    def _tracked_params(self) -> dict:
+        params = flatten(dataclasses.asdict(self.config))
+        for key in ("fresh", "prepare_only"):  # how this invocation started, not the run
+            params.pop(key, None)
+        params.update({"data_processing_version": DATA_PROCESSING_VERSION,
+                       "split_fingerprint": self.data.split["fingerprint"],
+                       "world_size": self.ranks.world_size, "device": str(self.device),
+                       "precision": self._precision_name()})
+        return params
 
     def _start(self) -> None:
         label_of = {entry.id: entry.label for entry in self.data.cache.entries}
@@ -238,6 +254,7 @@ class Trainer:
 
     def _interrupt(self, signal_number: int) -> None:
         path = self.save("INTERRUPTED.pt")
+        self.tracker.close("KILLED")
         signal = Signals(signal_number)
         raise TrainingInterrupted(
             f"{signal.name}: stopped after step {self.progress.global_step} (epoch "
@@ -276,6 +293,7 @@ class Trainer:
         reports.write_metrics_csv(self.history, self.run.path / "metrics.csv")
         reports.plot_learning_curve(self.history, self.run.path / "learning_curve.png")
         row = self.history[-1]
+        self.tracker.log_epoch(row, step=row["epoch"])
         log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s", row["epoch"],
                  row["train_loss"], row["val_rmse"], row["val_pearson"],
                  " (best)" if improved else "")
@@ -309,6 +327,7 @@ class Trainer:
             "split": {"name": self.data.split["name"],
                       "fingerprint": self.data.split["fingerprint"]}}
         reports.write_json(results, self.run.path / "results.json")
+        self.tracker.log_results(results, self.run.path / "results.json")
         reports.write_predictions_csv(test["ids"], test["predicted"], test["measured"],
                                       self.run.path / "test_predictions.csv")
         if len(test["ids"]):
@@ -398,6 +417,8 @@ class Trainer:
         }
         if self.ranks.is_main:
             save_checkpoint(state, path)
+            self.tracker.log_checkpoint(path, "periodic" if name.startswith("step_")
+                                        else name.removesuffix(".pt"))
         self.comm.barrier()
         return path
 
