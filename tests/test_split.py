@@ -11,7 +11,7 @@ from conftest import SAMPLE, copy_sample, data_config
 
 from plgraph.config import SplitConfig
 from plgraph.data import prepare_data
-from plgraph.data.split import make_split, split_path, verify_split
+from plgraph.data.split import make_split, split_fingerprint, split_path, verify_split
 from plgraph.errors import SplitError
 
 # Five small real FEP+ systems (2-3 ligands each): enough groups for a grouped split.
@@ -95,6 +95,56 @@ def test_grouped_split_never_puts_one_system_in_two_parts(fep_systems, featurize
     assert not groups["val"] & groups["test"]
     assert all(parts[p] for p in ("train", "val", "test"))
     assert sorted(sum(parts.values(), [])) == sorted(group_of)
+
+
+@pytest.fixture
+def fep_with_shared_targets(fep_systems: Path, fep_root: Path) -> Path:
+    """The five systems plus a second CHK1 and a second FXa series: 7 systems, 5 targets."""
+    for system in ("opls_stress/chk1_set3", "opls_stress/fxa_set6"):
+        for suffix in ("_protein.pdb", "_ligands.sdf"):
+            shutil.copy(fep_root / f"{system}{suffix}", fep_systems / f"{system}{suffix}")
+    return fep_systems
+
+
+def test_target_split_keeps_series_of_one_protein_together(fep_with_shared_targets,
+                                                           featurize_config):
+    config = data_config(fep_with_shared_targets, layout="series")
+    target = {}
+    for seed in range(6):
+        split = SplitConfig(name=f"t{seed}", strategy="target", train=0.6, val=0.2, test=0.2,
+                            seed=seed)
+        prepared = prepare_data(config, featurize_config, split)
+        target = prepared.split["target_of"]
+        part_of = {i: p for p, ids in prepared.split["parts"].items() for i in ids}
+        system_of = {e.id: e.group for e in prepared.cache.entries}
+        for family in ("chk1", "fxa"):
+            parts = {part_of[i] for i in part_of if family in system_of[i]}
+            assert len(parts) == 1, (seed, family, parts)
+    assert len(set(target.values())) == 5  # 7 systems: the CHK1 and FXa series share a protein
+    grouped = [prepare_data(config, featurize_config,
+                            SplitConfig(name=f"g{seed}", strategy="grouped", train=0.6, val=0.2,
+                                        test=0.2, seed=seed)).split for seed in range(6)]
+    # The grouped split, by series, does put one protein on both sides for some seed.
+    assert any(len({p for p, ids in split["parts"].items() for i in ids if "chk1" in i}) > 1
+               for split in grouped)
+
+
+def test_a_target_split_edited_to_straddle_a_target_is_refused(fep_with_shared_targets,
+                                                                featurize_config):
+    config = data_config(fep_with_shared_targets, layout="series")
+    split_config = SplitConfig(strategy="target", train=0.6, val=0.2, test=0.2, seed=1)
+    prepared = prepare_data(config, featurize_config, split_config)
+    path = split_path(prepared.cache, "default")
+    split = json.loads(path.read_text())
+    chk1 = sorted(i for i in split["target_of"] if "chk1" in i)
+    home = next(p for p, ids in split["parts"].items() if chk1[0] in ids)
+    away = next(p for p in ("train", "val", "test") if p != home)
+    split["parts"][home].remove(chk1[0])
+    split["parts"][away].append(chk1[0])
+    split["fingerprint"] = split_fingerprint(split["parts"])
+    path.write_text(json.dumps(split))
+    with pytest.raises(SplitError, match="straddles"):
+        prepare_data(config, featurize_config, split_config)
 
 
 def test_grouped_split_without_groups_says_how_to_add_them(twenty, featurize_config):

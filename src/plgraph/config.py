@@ -13,7 +13,7 @@ from pathlib import Path
 
 LAYOUTS = ("pdbbind", "series", "manifest")
 LABEL_KINDS = ("pk", "dg_kcal_mol")
-SPLIT_STRATEGIES = ("random", "grouped", "ids")
+SPLIT_STRATEGIES = ("random", "grouped", "target", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LIGAND_FORMATS = ("sdf", "mol2")
@@ -133,10 +133,14 @@ class SplitConfig:
     Args:
         name: the saved split to use or create; a new name makes a new split.
         strategy: ``random`` by complex, ``grouped`` (a protein / series never straddles two
-            parts) or ``ids`` (test and optionally val ids from files; the rest split at random).
+            parts), ``target`` (complexes whose proteins share a chain at ``target_identity``
+            sequence identity or more never straddle two parts: unseen targets in test) or
+            ``ids`` (test and optionally val ids from files; the rest split at random).
         train, val, test: fractions, summing to 1.
         seed: the split's own seed, independent of the training seed.
         test_ids, val_ids: files with one id per line (strategy ``ids``).
+        target_identity: strategy ``target``: the sequence identity that makes two proteins
+            one target.
     """
 
     name: str = "default"
@@ -147,6 +151,7 @@ class SplitConfig:
     seed: int = 0
     test_ids: str | None = None
     val_ids: str | None = None
+    target_identity: float = 0.9
 
     def __post_init__(self) -> None:
         _require(self.strategy in SPLIT_STRATEGIES, f"split.strategy must be one of "
@@ -158,6 +163,8 @@ class SplitConfig:
         _require(abs(total - 1.0) < 1e-6, f"split.train + split.val + split.test must be 1 "
                  f"(got {self.train} + {self.val} + {self.test} = {total:g})")
         _require(self.train > 0, f"split.train must be > 0 (got {self.train})")
+        _require(0.0 < self.target_identity <= 1.0, f"split.target_identity must be in (0, 1] "
+                 f"(got {self.target_identity})")
         _require(self.strategy != "ids" or bool(self.test_ids),
                  "split.test_ids must name a file of test ids when split.strategy=ids")
         _require(self.name.replace("-", "").replace("_", "").isalnum(),

@@ -65,7 +65,8 @@ def prepare_data(data: DataConfig, featurize: FeaturizeConfig,
                      target, len(inputs.records), data.num_workers)
             build_cache(target, inputs, identity, data)
         cache = ProcessedCache.open(target, identity)
-        split_parts = load_or_make_split(cache, split)
+        split_parts = load_or_make_split(
+            cache, split, {record.id: record.protein for record in inputs.records})
     _log_summary(cache, split_parts)
     return PreparedData(cache, split_parts)
 

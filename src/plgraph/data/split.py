@@ -18,6 +18,7 @@ import numpy as np
 from plgraph.config import SplitConfig
 from plgraph.data.cache import ProcessedCache
 from plgraph.data.labels import read_id_list
+from plgraph.data.targets import target_clusters
 from plgraph.errors import SplitError
 
 PARTS = ("train", "val", "test")
@@ -27,10 +28,12 @@ def split_path(cache: ProcessedCache, name: str) -> Path:
     return cache.path / "splits" / f"{name}.json"
 
 
-def load_or_make_split(cache: ProcessedCache, config: SplitConfig) -> dict:
+def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
+                       proteins: dict[str, Path] | None = None) -> dict:
     """The saved split ``config.name``, verified; made and saved first if it does not exist.
 
-    The caller holds the cache lock, so two runs never write the same split.
+    ``proteins`` (complex id to protein file) is needed to make a ``target`` split. The caller
+    holds the cache lock, so two runs never write the same split.
     """
     path = split_path(cache, config.name)
     wanted = split_recipe(config)
@@ -44,7 +47,11 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig) -> dict:
                              f"to make a new one, set split.name=<new name> (or delete {path}).")
         verify_split(split, cache)
         return split
-    split = {"name": config.name, "recipe": wanted, "parts": make_split(cache, config)}
+    target_of = target_groups(cache, config, proteins) if config.strategy == "target" else None
+    split = {"name": config.name, "recipe": wanted,
+             "parts": make_split(cache, config, target_of)}
+    if target_of is not None:
+        split["target_of"] = target_of
     split["fingerprint"] = split_fingerprint(split["parts"])
     verify_split(split, cache)
     path.parent.mkdir(exist_ok=True)
@@ -57,6 +64,8 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig) -> dict:
 def split_recipe(config: SplitConfig) -> dict:
     """Everything that decides a split's content; id files enter by content hash."""
     recipe = {"strategy": config.strategy, "seed": config.seed, **config.fractions()}
+    if config.strategy == "target":
+        recipe["target_identity"] = config.target_identity
     for key in ("test_ids", "val_ids"):
         file = getattr(config, key)
         recipe[key] = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None
@@ -67,11 +76,25 @@ def split_fingerprint(parts: dict[str, list[str]]) -> str:
     return hashlib.sha256(json.dumps({p: parts[p] for p in PARTS}).encode()).hexdigest()
 
 
-def make_split(cache: ProcessedCache, config: SplitConfig) -> dict[str, list[str]]:
+def target_groups(cache: ProcessedCache, config: SplitConfig,
+                  proteins: dict[str, Path] | None) -> dict[str, str]:
+    """Each cached complex's target cluster (protein chains at ``split.target_identity``)."""
+    if proteins is None or not set(cache.ids) <= proteins.keys():
+        raise SplitError("split.strategy=target needs the protein file of every complex; "
+                         "prepare the data with prepare_data")
+    cluster = target_clusters({proteins[i] for i in cache.ids}, config.target_identity)
+    return {complex_id: cluster[proteins[complex_id]] for complex_id in sorted(cache.ids)}
+
+
+def make_split(cache: ProcessedCache, config: SplitConfig,
+               target_of: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Assign every cached complex to train, val or test (each part sorted by id)."""
     rng = np.random.default_rng(config.seed)
     if config.strategy == "grouped":
-        parts = _grouped(cache, config, rng)
+        parts = _grouped(_by_entry_group(cache), config, rng, len(cache))
+    elif config.strategy == "target":
+        assert target_of is not None
+        parts = _grouped(target_of, config, rng, len(cache))
     elif config.strategy == "ids":
         parts = _from_id_files(cache, config, rng)
     else:
@@ -87,25 +110,32 @@ def _by_fraction(ids: list[str], fractions: dict[str, float], rng) -> dict[str, 
             "train": order[n_test + n_val:]}
 
 
-def _grouped(cache: ProcessedCache, config: SplitConfig, rng) -> dict[str, list[str]]:
-    members: dict[str, list[str]] = defaultdict(list)
+def _by_entry_group(cache: ProcessedCache) -> dict[str, str]:
     for entry in cache.entries:
         if not entry.group:
             raise SplitError(f"split.strategy=grouped, but complex {entry.id} has no group: give "
                              "labels a 'group' column (e.g. UniProt id) or use the series layout")
-        members[entry.group].append(entry.id)
+    return {entry.id: entry.group for entry in cache.entries}
+
+
+def _grouped(group_of: dict[str, str], config: SplitConfig, rng,
+             size: int) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = defaultdict(list)
+    for complex_id in sorted(group_of):
+        members[group_of[complex_id]].append(complex_id)
     groups = sorted(members)
     if len(groups) < 3:
-        raise SplitError(f"split.strategy=grouped needs at least 3 groups, found {len(groups)}")
-    targets = {p: f * len(cache) for p, f in config.fractions().items()}
+        raise SplitError(f"split.strategy={config.strategy} needs at least 3 groups, found "
+                         f"{len(groups)}")
+    targets = {p: f * size for p, f in config.fractions().items()}
     parts: dict[str, list[str]] = {p: [] for p in PARTS}
     # Shuffled groups fill test, then val, then train: a group is never cut in two.
     for group in (groups[i] for i in rng.permutation(len(groups))):
         part = next((p for p in ("test", "val") if len(parts[p]) < targets[p] - 0.5), "train")
         parts[part] += members[group]
     if not parts["train"]:
-        raise SplitError("split.strategy=grouped left no group for train: lower split.val / "
-                         "split.test or add groups")
+        raise SplitError(f"split.strategy={config.strategy} left no group for train: lower "
+                         "split.val / split.test or add groups")
     return parts
 
 
@@ -151,10 +181,16 @@ def verify_split(split: dict, cache: ProcessedCache) -> None:
                          f"{sorted(missing | unknown)[:5]}); delete the split file to remake it")
     if split_fingerprint(parts) != split["fingerprint"]:
         raise SplitError(f"{where}: content does not match its fingerprint (edited by hand?)")
-    if split["recipe"]["strategy"] == "grouped":
+    strategy = split["recipe"]["strategy"]
+    if strategy in ("grouped", "target"):
+        group_of = (_by_entry_group(cache) if strategy == "grouped"
+                    else split.get("target_of", {}))
         part_of_group: dict[str, str] = {}
-        for entry in cache.entries:
-            other = part_of_group.setdefault(entry.group, seen[entry.id])
-            if other != seen[entry.id]:
-                raise SplitError(f"{where}: group {entry.group!r} straddles {other} and "
-                                 f"{seen[entry.id]}")
+        for complex_id, part in seen.items():
+            if complex_id not in group_of:
+                raise SplitError(f"{where}: complex {complex_id} has no recorded group; delete "
+                                 "the split file to remake it")
+            group = group_of[complex_id]
+            other = part_of_group.setdefault(group, part)
+            if other != part:
+                raise SplitError(f"{where}: group {group!r} straddles {other} and {part}")
