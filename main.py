@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.data import prepare_data
+from plgraph.errors import PlgraphError
 from plgraph.slurm import requeue_after_preemption
 from plgraph.training.distributed import Ranks
 
@@ -28,6 +29,22 @@ def resume_command() -> str:
     """This command line without fresh=true: what resumes the run."""
     arguments = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("+") != "fresh"]
     return shlex.join([sys.executable.rsplit("/", 1)[-1], sys.argv[0], *arguments])
+
+
+def experiment(config) -> int:
+    """``experiment=NAME``: every seed and baseline of conf/experiment/NAME.yaml, one report."""
+    from plgraph.experiment import run_experiment
+    from plgraph.training.trainer import TrainingInterrupted
+
+    if Ranks.from_environment().enabled:
+        raise PlgraphError("an experiment runs its trainings one after another in one process; "
+                           "run it with python main.py, not torchrun")
+    try:
+        run_experiment(config, resume_command())
+    except TrainingInterrupted as stop:
+        log.warning("%s", stop)
+        return stop.exit_code
+    return 0
 
 
 def quiet_other_ranks() -> None:
@@ -50,6 +67,8 @@ def main(cfg: DictConfig) -> None:
 
     def job() -> int:
         config = to_config(cfg)
+        if config.experiment.name:
+            return experiment(config)
         # Every rank prepares: the cache lock lets the first build while the others wait, then
         # they open the same cache and split.
         data = prepare_data(config.data, config.featurize, config.split)

@@ -312,6 +312,32 @@ class TrackingConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    """Several seeds of one training against two baselines, with one report
+    (``plgraph.experiment``; ``conf/experiment/``).
+
+    Args:
+        name: null: ``main.py`` trains one run (the default); a name: it runs the experiment.
+        seeds: training seeds; each also seeds a split of its own (``<split.name>-seed<N>``),
+            so the test targets change with the seed.
+        ligand_only_baseline: also train the same network on the ligand graph alone.
+        min_series_size: test series with fewer ligands are left out of the per-series
+            Spearman ρ.
+    """
+
+    name: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    ligand_only_baseline: bool = True
+    min_series_size: int = 3
+
+    def __post_init__(self) -> None:
+        _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
+                 f"experiment.seeds must be distinct seeds, at least one (got {self.seeds})")
+        _require(self.min_series_size >= 2, f"experiment.min_series_size must be >= 2 (got "
+                 f"{self.min_series_size}): a rank correlation needs two ligands")
+
+
+@dataclass
 class AppConfig:
     """The whole command line of ``main.py``.
 
@@ -328,6 +354,7 @@ class AppConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     seed: int = 0
     run_name: str = "default"
     output_root: str = "outputs"

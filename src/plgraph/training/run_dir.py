@@ -115,6 +115,6 @@ def check_config_change(saved: dict, current: dict, mid_epoch: bool) -> list[str
 
 def _irrelevant(key: str) -> bool:
     """Keys that say how to run this process, not what the run is."""
-    return key.startswith("tracking.") or key in {
+    return key.startswith(("tracking.", "experiment.")) or key in {
         "fresh", "prepare_only", "data.workers", "data.processed_dir", "data.root", "data.labels",
         "output_root", "run_name"}

@@ -1,0 +1,208 @@
+"""A reproducible experiment: one training config on several seeds against two baselines, and a
+report of what the protein and interaction graphs add.
+
+Per seed: a split of its own (``<split.name>-seed<N>``, seeded with N, so the test targets change
+with the seed), the full model, the same network on the ligand graph alone
+(``model.use_protein=false``), and a linear fit of pK on the ligand's heavy-atom count on the
+train part. Every training is an ordinary resumable run (``<run_name>-seed<N>-full`` and
+``-ligand_only``): an interrupted experiment run again skips what is finished and resumes the
+rest. The report is ``<run_name>/report.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from plgraph.atomic import replace_atomically
+from plgraph.config import AppConfig
+from plgraph.data import PreparedData, prepare_data
+from plgraph.training.metrics import regression_metrics
+from plgraph.training.run_dir import RunDirectory
+from plgraph.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+METHODS = ("full", "ligand_only", "heavy_atoms")
+LABELS = {"full": "full model (ligand + pocket + interactions)",
+          "ligand_only": "ligand-only model (same network, ligand graph alone)",
+          "heavy_atoms": "heavy-atom count (linear fit on train)"}
+FIGURES = ("pearson", "rmse", "series_spearman")
+
+
+def run_experiment(config: AppConfig, resume_command: str) -> dict:
+    """Train and evaluate every seed and method, then write the report; returns its content."""
+    experiment, started = config.experiment, time.monotonic()
+    report_dir = config.run_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    per_seed = {}
+    for seed in experiment.seeds:
+        split = dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}",
+                                    seed=seed)
+        data = prepare_data(config.data, config.featurize, split)
+        series_of = {entry.id: entry.group for entry in data.cache.entries}
+        predictions = {"heavy_atoms": heavy_atom_baseline(data)}
+        variants = {"full": True, "ligand_only": False}
+        if not experiment.ligand_only_baseline:
+            del variants["ligand_only"]
+        for variant, use_protein in variants.items():
+            run_config = dataclasses.replace(
+                config, seed=seed, split=split, run_name=f"{config.run_name}-seed{seed}-{variant}",
+                model=dataclasses.replace(config.model, use_protein=use_protein),
+                experiment=dataclasses.replace(experiment, name=None))
+            with RunDirectory(run_config.run_dir) as run:
+                if config.fresh:
+                    run.move_aside()
+                log.info("experiment %s, seed %d: %s", experiment.name, seed, LABELS[variant])
+                results = Trainer(run_config, data, run, resume_command).fit()
+            predictions[variant] = read_predictions(run_config.run_dir / "test_predictions.csv")
+            predictions[variant]["wall_seconds"] = results["wall_seconds"]
+        per_seed[seed] = {
+            "test_series": sorted({series_of[i] for i in data.split["parts"]["test"]}),
+            "test_complexes": len(data.split["parts"]["test"]),
+            **{method: evaluate(found, series_of, experiment.min_series_size)
+               for method, found in predictions.items()}}
+    report = summarize(config, per_seed, time.monotonic() - started)
+    write_report(report, report_dir)
+    return report
+
+
+def heavy_atom_baseline(data: PreparedData) -> dict:
+    """pK = a * heavy atoms + b, fitted by least squares on the train part, applied to test."""
+    def counts_and_labels(part: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        dataset = data.part(part)
+        graphs = [dataset[i] for i in range(len(dataset))]
+        return (list(dataset.ids), np.array([g["ligand"].num_nodes for g in graphs], float),
+                np.array([float(g.y) for g in graphs]))
+
+    _, train_counts, train_labels = counts_and_labels("train")
+    slope, intercept = np.polyfit(train_counts, train_labels, 1)
+    ids, test_counts, test_labels = counts_and_labels("test")
+    return {"ids": ids, "predicted": slope * test_counts + intercept, "measured": test_labels,
+            "fit": {"slope": float(slope), "intercept": float(intercept)}}
+
+
+def read_predictions(path: Path) -> dict:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"ids": [row["id"] for row in rows],
+            "predicted": np.array([float(row["predicted_pk"]) for row in rows]),
+            "measured": np.array([float(row["measured_pk"]) for row in rows])}
+
+
+def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> dict:
+    """Global Pearson R and RMSE, and the mean over test series (a congeneric series of one
+    target) of the Spearman ρ within the series, for series with ``min_series_size`` ligands
+    and more whose measured values are not all equal. A method that predicts one value for the
+    whole series (the heavy-atom fit on same-size ligands) ranks nothing: ρ = 0 there, rather
+    than leaving the series out and scoring the method on the easier rest."""
+    metrics = regression_metrics(found["predicted"], found["measured"])
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, complex_id in enumerate(found["ids"]):
+        members[series_of[complex_id]].append(position)
+    spearman = {}
+    for series, positions in sorted(members.items()):
+        predicted, measured = found["predicted"][positions], found["measured"][positions]
+        if len(positions) < min_series_size or np.ptp(measured) == 0:
+            continue
+        spearman[series] = (float(stats.spearmanr(predicted, measured)[0])
+                            if np.ptp(predicted) > 0 else 0.0)
+    result = {"pearson": metrics["pearson"], "rmse": metrics["rmse"],
+              "series_spearman": float(np.mean(list(spearman.values()))) if spearman
+              else math.nan,
+              "series_evaluated": len(spearman), "per_series_spearman": spearman}
+    for key in ("fit", "wall_seconds"):
+        if key in found:
+            result[key] = found[key]
+    return result
+
+
+def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
+    methods = [m for m in METHODS if all(m in seed for seed in per_seed.values())]
+    summary = {}
+    for method in methods:
+        summary[method] = {}
+        for figure in FIGURES:
+            values = [per_seed[s][method][figure] for s in per_seed]
+            summary[method][figure] = {"mean": float(np.mean(values)),
+                                       "std": float(np.std(values, ddof=1))
+                                       if len(values) > 1 else math.nan, "values": values}
+    device = config.trainer.device  # as the trainings resolved it
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"experiment": config.experiment.name, "seeds": list(per_seed),
+            "device": device, "model": config.model.to_dict(),
+            "data_root": config.data.root, "split_strategy": config.split.strategy,
+            "wall_seconds": round(wall_seconds, 1),
+            "training_seconds": round(sum(result[m].get("wall_seconds", 0.0)
+                                          for result in per_seed.values() for m in methods), 1),
+            "summary": summary, "per_seed": per_seed}
+
+
+def write_report(report: dict, directory: Path) -> None:
+    replace_atomically(directory / "report.json",
+                       lambda path: path.write_text(json.dumps(report, indent=1)))
+    replace_atomically(directory / "report.md",
+                       lambda path: path.write_text(markdown(report)))
+    log.info("experiment report: %s", directory / "report.md")
+
+
+def _mean_std(entry: dict) -> str:
+    return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+
+def markdown(report: dict) -> str:
+    summary = report["summary"]
+    lines = [f"# Experiment `{report['experiment']}`", "",
+             f"Seeds {report['seeds']} (each with its own `{report['split_strategy']}` split), "
+             f"device {report['device']}; training time {report['training_seconds'] / 60:.1f} min "
+             f"(all runs, as recorded in their results.json), this invocation "
+             f"{report['wall_seconds'] / 60:.1f} min (finished runs are not retrained).", "",
+             "Mean ± standard deviation over seeds, on the test part:", "",
+             "| method | Pearson R | RMSE (pK) | mean per-series Spearman ρ |",
+             "|---|---:|---:|---:|"]
+    for method, figures in summary.items():
+        lines.append(f"| {LABELS[method]} | " + " | ".join(_mean_std(figures[f])
+                                                          for f in FIGURES) + " |")
+    lines += ["", verdict(summary), "", "## Per seed", ""]
+    for seed, result in report["per_seed"].items():
+        lines.append(f"Seed {seed}: {result['test_complexes']} test complexes from "
+                     f"{len(result['test_series'])} series "
+                     f"({', '.join(result['test_series'])}).")
+        lines.append("")
+        lines.append("| method | Pearson R | RMSE | per-series Spearman ρ (series) |")
+        lines.append("|---|---:|---:|---:|")
+        for method in summary:
+            m = result[method]
+            lines.append(f"| {method} | {m['pearson']:.3f} | {m['rmse']:.3f} | "
+                         f"{m['series_spearman']:.3f} ({m['series_evaluated']}) |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(summary: dict) -> str:
+    """Plain words on whether the full model beats both baselines, figure by figure (means)."""
+    if "full" not in summary:
+        return ""
+    better = {"pearson": max, "series_spearman": max, "rmse": min}
+    names = {"pearson": "Pearson R", "rmse": "RMSE", "series_spearman": "per-series Spearman"}
+    wins, losses = [], []
+    for figure, best in better.items():
+        full = summary["full"][figure]["mean"]
+        others = [summary[m][figure]["mean"] for m in summary if m != "full"]
+        (wins if best([full, *others]) == full else losses).append(names[figure])
+    if not losses:
+        return ("The full model beats both baselines on every figure (means; compare the "
+                "spreads before calling a difference real).")
+    return (f"The full model does not beat the baselines on: {', '.join(losses)}"
+            + (f"; it does on: {', '.join(wins)}" if wins else "") + ".")

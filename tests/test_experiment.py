@@ -1,0 +1,102 @@
+"""``python main.py experiment=...``: seeds, baselines and the report, on 7 real FEP series."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from scipy import stats
+
+pytestmark = pytest.mark.slow
+
+# 9 real series (49 ligands) of 7 proteins: CHK1 and FXa have two series each.
+SERIES = ("opls_stress/chk1_set1", "opls_stress/chk1_set3", "opls_stress/fxa_set3",
+          "opls_stress/fxa_set6", "charge_annhil/dlk", "charge_annhil/ephx2",
+          "fragments/frag_mup1", "waterset/scyt_dehyd", "charge_annhil/cdk2")
+TINY = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8",
+        "trainer.max_epochs=2", "trainer.batch_size=4", "trainer.warmup_steps=2",
+        "data.workers=1", "tracking.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def experiment(fep_root_module: Path, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("experiment") / "fep"
+    for system in SERIES:
+        (root / system).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("_protein.pdb", "_ligands.sdf"):
+            shutil.copy(fep_root_module / f"{system}{suffix}", root / f"{system}{suffix}")
+    outputs = root.parent / "outputs"
+    result = run(root, outputs)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return outputs, result
+
+
+@pytest.fixture(scope="module")
+def fep_root_module() -> Path:
+    from conftest import FEP
+    if not FEP.is_dir():
+        pytest.skip(f"shared FEP benchmark not found at {FEP}")
+    return FEP
+
+
+def run(root: Path, outputs: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "experiment=fep_grouped", f"data.root={root}",
+         f"output_root={outputs}", "experiment.seeds=[0,1]", "split.train=0.5", "split.val=0.25",
+         "split.test=0.25", *TINY, *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_every_seed_and_method_is_reported(experiment):
+    outputs, _ = experiment
+    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    assert report["seeds"] == [0, 1]
+    assert set(report["summary"]) == {"full", "ligand_only", "heavy_atoms"}
+    for seed in ("0", "1"):
+        for method in ("full", "ligand_only"):
+            assert (outputs / f"fep_grouped-seed{seed}-{method}" / "results.json").is_file()
+    markdown = (outputs / "fep_grouped" / "report.md").read_text()
+    assert "heavy-atom count" in markdown and "±" in markdown
+    assert ("beats both baselines" in markdown) or ("does not beat" in markdown)
+
+
+def test_seeds_split_differently_and_keep_proteins_whole(experiment):
+    outputs, _ = experiment
+    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    tests = [set(report["per_seed"][s]["test_series"]) for s in ("0", "1")]
+    assert tests[0] != tests[1]
+    for series in tests:  # CHK1's two series (one protein) are both in test or both out
+        assert len({s for s in series if "chk1" in s}) in (0, 2)
+
+
+def test_figures_are_recomputed_from_the_runs_own_predictions(experiment):
+    outputs, _ = experiment
+    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    with open(outputs / "fep_grouped-seed0-full" / "test_predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = np.array([float(r["predicted_pk"]) for r in rows])
+    measured = np.array([float(r["measured_pk"]) for r in rows])
+    full = report["per_seed"]["0"]["full"]
+    assert full["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - measured) ** 2)))
+    assert full["pearson"] == pytest.approx(stats.pearsonr(predicted, measured)[0])
+    spearman = full["per_series_spearman"]
+    assert full["series_spearman"] == pytest.approx(np.mean(list(spearman.values())))
+    values = report["summary"]["full"]["rmse"]["values"]
+    assert report["summary"]["full"]["rmse"]["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_running_it_again_trains_nothing_and_reports_the_same(experiment):
+    outputs, _ = experiment
+    before = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    again = run(outputs.parent / "fep", outputs)
+    assert again.returncode == 0, again.stderr
+    assert (again.stdout + again.stderr).count("is finished") == 4
+    after = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    assert after["summary"] == before["summary"]
