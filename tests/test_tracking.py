@@ -267,3 +267,32 @@ def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continue
     assert "test_rmse" in run.data.metrics
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "results.json" in artifacts
+
+
+def test_training_ends_the_same_with_tracking_on_and_off(tmp_path):
+    from conftest import SAMPLE, copy_sample, data_config
+    from test_predict import TINY
+
+    from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig, TrainConfig
+    from plgraph.data import prepare_data
+    from plgraph.training.checkpoint import read_checkpoint
+    from plgraph.training.run_dir import RunDirectory
+    from plgraph.training.trainer import Trainer
+
+    ids = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir() and p.name != "processed"
+                 and p.name != "3qlb")[:10]
+    root = copy_sample(tmp_path / "ten", ids)
+    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+    final = {}
+    for enabled in (True, False):
+        config = AppConfig(data=data_config(root), model=TINY,
+                           output_root=str(tmp_path / f"outputs-{enabled}"),
+                           tracking=TrackingConfig(enabled=enabled),
+                           trainer=TrainConfig(max_epochs=2, batch_size=4, warmup_steps=1))
+        with RunDirectory(config.run_dir) as run:
+            Trainer(config, prepared, run, "python main.py").fit()
+        final[enabled] = read_checkpoint(config.run_dir / "checkpoints" / "last.pt")["model"]
+    assert (tmp_path / "outputs-True" / "mlflow.db").is_file()
+    assert not (tmp_path / "outputs-False" / "mlflow.db").exists()
+    for name, tensor in final[True].items():
+        assert tensor.equal(final[False][name]), name
