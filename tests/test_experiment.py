@@ -56,7 +56,7 @@ def run(root: Path, outputs: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_every_seed_and_method_is_reported(experiment):
     outputs, _ = experiment
-    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     assert report["seeds"] == [0, 1]
     assert set(report["summary"]) == {"full", "ligand_only", "heavy_atoms"}
     for seed in ("0", "1"):
@@ -69,7 +69,7 @@ def test_every_seed_and_method_is_reported(experiment):
 
 def test_seeds_split_differently_and_keep_proteins_whole(experiment):
     outputs, _ = experiment
-    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     tests = [set(report["per_seed"][s]["test_series"]) for s in ("0", "1")]
     assert tests[0] != tests[1]
     for series in tests:  # CHK1's two series (one protein) are both in test or both out
@@ -78,7 +78,7 @@ def test_seeds_split_differently_and_keep_proteins_whole(experiment):
 
 def test_figures_are_recomputed_from_the_runs_own_predictions(experiment):
     outputs, _ = experiment
-    report = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     with open(outputs / "fep_grouped-seed0-full" / "test_predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     predicted = np.array([float(r["predicted_pk"]) for r in rows])
@@ -94,9 +94,9 @@ def test_figures_are_recomputed_from_the_runs_own_predictions(experiment):
 
 def test_running_it_again_trains_nothing_and_reports_the_same(experiment):
     outputs, _ = experiment
-    before = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    before = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     again = run(outputs.parent / "fep", outputs)
     assert again.returncode == 0, again.stderr
     assert (again.stdout + again.stderr).count("is finished") == 4
-    after = json.loads((outputs / "fep_grouped" / "report.json").read_text())
+    after = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     assert after["summary"] == before["summary"]

@@ -6,7 +6,7 @@ with the seed), the full model, the same network on the ligand graph alone
 (``model.use_protein=false``), and a linear fit of pK on the ligand's heavy-atom count on the
 train part. Every training is an ordinary resumable run (``<run_name>-seed<N>-full`` and
 ``-ligand_only``): an interrupted experiment run again skips what is finished and resumes the
-rest. The report is ``<run_name>/report.json`` and ``report.md``.
+rest. The report is ``<run_name>/results.json`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
 
 
 def write_report(report: dict, directory: Path) -> None:
-    replace_atomically(directory / "report.json",
+    replace_atomically(directory / "results.json",
                        lambda path: path.write_text(json.dumps(report, indent=1)))
     replace_atomically(directory / "report.md",
                        lambda path: path.write_text(markdown(report)))
