@@ -15,11 +15,17 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE, copy_sample, data_config
 from mlflow.tracking import MlflowClient
+from test_predict import TINY
 
-from plgraph.config import TrackingConfig
+from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig, TrackingConfig, TrainConfig
+from plgraph.data import prepare_data
 from plgraph.errors import PlgraphError
 from plgraph.tracking import RUN_RECORD, Tracker, local_store_uri
+from plgraph.training.checkpoint import read_checkpoint
+from plgraph.training.run_dir import RunDirectory
+from plgraph.training.trainer import Trainer
 
 # MLflow's SQLAlchemy store uses an ORM option that SQLAlchemy 2.1 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
@@ -235,26 +241,33 @@ def test_empty_tracking_values_are_refused_naming_the_key(key: str, value: str):
         TrackingConfig(**{key: value})
 
 
-def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continues(tmp_path):
-    """The trainer's own calls: a real run of 2 epochs, then raised to 3 (a resume)."""
-    from conftest import SAMPLE, copy_sample, data_config
-    from test_predict import TINY
-
-    from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig, TrainConfig
-    from plgraph.data import prepare_data
-    from plgraph.training.run_dir import RunDirectory
-    from plgraph.training.trainer import Trainer
-
+@pytest.fixture
+def ten_complexes(tmp_path: Path):
+    """Ten real sample complexes, prepared: (data root, PreparedData)."""
     ids = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir() and p.name != "processed"
                  and p.name != "3qlb")[:10]
     root = copy_sample(tmp_path / "ten", ids)
-    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+    return root, prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+
+
+def train_tiny(ten_complexes, outputs: Path, epochs: int,
+               tracking: TrackingConfig | None = None) -> Path:
+    """Train (or resume) the tiny model to ``epochs``; the run directory."""
+    root, prepared = ten_complexes
+    config = AppConfig(data=data_config(root), model=TINY, output_root=str(outputs),
+                       tracking=tracking or TrackingConfig(),
+                       trainer=TrainConfig(max_epochs=epochs, batch_size=4, warmup_steps=1))
+    with RunDirectory(config.run_dir) as run:
+        Trainer(config, prepared, run, "python main.py").fit()
+    return config.run_dir
+
+
+def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continues(
+        ten_complexes, tmp_path):
+    """The trainer's own calls: a real run of 2 epochs, then raised to 3 (a resume)."""
     outputs = tmp_path / "outputs"
     for epochs in (2, 3):
-        config = AppConfig(data=data_config(root), model=TINY, output_root=str(outputs),
-                           trainer=TrainConfig(max_epochs=epochs, batch_size=4, warmup_steps=1))
-        with RunDirectory(config.run_dir) as run:
-            Trainer(config, prepared, run, "python main.py").fit()
+        train_tiny(ten_complexes, outputs, epochs)
     client = client_for(outputs)
     runs = client.search_runs([client.get_experiment_by_name("plgraph").experiment_id])
     assert len(runs) == 1  # the resume continued the same MLflow run
@@ -269,29 +282,12 @@ def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continue
     assert "results.json" in artifacts
 
 
-def test_training_ends_the_same_with_tracking_on_and_off(tmp_path):
-    from conftest import SAMPLE, copy_sample, data_config
-    from test_predict import TINY
-
-    from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig, TrainConfig
-    from plgraph.data import prepare_data
-    from plgraph.training.checkpoint import read_checkpoint
-    from plgraph.training.run_dir import RunDirectory
-    from plgraph.training.trainer import Trainer
-
-    ids = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir() and p.name != "processed"
-                 and p.name != "3qlb")[:10]
-    root = copy_sample(tmp_path / "ten", ids)
-    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+def test_training_ends_the_same_with_tracking_on_and_off(ten_complexes, tmp_path):
     final = {}
     for enabled in (True, False):
-        config = AppConfig(data=data_config(root), model=TINY,
-                           output_root=str(tmp_path / f"outputs-{enabled}"),
-                           tracking=TrackingConfig(enabled=enabled),
-                           trainer=TrainConfig(max_epochs=2, batch_size=4, warmup_steps=1))
-        with RunDirectory(config.run_dir) as run:
-            Trainer(config, prepared, run, "python main.py").fit()
-        final[enabled] = read_checkpoint(config.run_dir / "checkpoints" / "last.pt")["model"]
+        run_dir = train_tiny(ten_complexes, tmp_path / f"outputs-{enabled}", 2,
+                             TrackingConfig(enabled=enabled))
+        final[enabled] = read_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
     assert (tmp_path / "outputs-True" / "mlflow.db").is_file()
     assert not (tmp_path / "outputs-False" / "mlflow.db").exists()
     for name, tensor in final[True].items():
