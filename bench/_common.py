@@ -6,6 +6,7 @@ Not a benchmark itself. The scripts beside it import it as ``_common`` (``python
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -13,7 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from plgraph.config import DataConfig
+import torch
+from omegaconf import OmegaConf
+
+from plgraph.allocator import keep_freed_memory
+from plgraph.config import DataConfig, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
@@ -59,6 +64,26 @@ def fep_root(limit: int | None, scratch: Path) -> Path:
             if source.exists():
                 link.symlink_to(source)
     return mirror
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--model`` and ``--default-allocator``, shared by the timing scripts."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="small", help="a config name in conf/model/")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is (main.py and predict.py tune it)")
+
+
+def apply_allocator_option(args: argparse.Namespace) -> None:
+    """Tune glibc's malloc as main.py and predict.py do, unless ``--default-allocator``."""
+    if not args.default_allocator:
+        keep_freed_memory()
+
+
+def model_config(name: str) -> ModelConfig:
+    """``conf/model/<name>.yaml`` as a ModelConfig."""
+    return ModelConfig(**OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" /
+                                                                f"{name}.yaml")))
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:

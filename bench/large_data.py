@@ -48,15 +48,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from _common import FEP, REPO, fep_config, fep_systems, max_rss_mib, print_table, tree_bytes
-from omegaconf import OmegaConf
+from _common import (
+    FEP,
+    add_run_options,
+    apply_allocator_option,
+    fep_config,
+    fep_systems,
+    max_rss_mib,
+    model_config,
+    print_table,
+    tree_bytes,
+)
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.config import (
     AppConfig,
     DataConfig,
     FeaturizeConfig,
-    ModelConfig,
     SplitConfig,
     TrainConfig,
 )
@@ -164,11 +171,6 @@ def memory_sample() -> dict:
 
 
 # --- loader and model -----------------------------------------------------------------------
-def model_config(name: str) -> ModelConfig:
-    path = REPO / "conf" / "model" / f"{name}.yaml"
-    return ModelConfig(**OmegaConf.to_container(OmegaConf.load(path)))
-
-
 @contextlib.contextmanager
 def bench_trainer(prepared: PreparedData, data: DataConfig, args: argparse.Namespace,
                   scratch: Path, workers: int) -> Iterator[Trainer]:
@@ -344,10 +346,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=3, help="training steps before timing")
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
-    parser.add_argument("--model", default="small", help="a config name in conf/model/")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is (main.py tunes it)")
+    add_run_options(parser)
     parser.add_argument("--phase", choices=["build"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -439,8 +438,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    if not args.default_allocator:
-        keep_freed_memory()
+    apply_allocator_option(args)
     if args.phase == "build":
         print(RESULT + json.dumps(run_build(DataConfig(**json.loads(args.data)))), flush=True)
         return

@@ -23,10 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from _common import FEP, REPO, SAMPLE, fep_systems, print_table
-from omegaconf import OmegaConf
+from _common import (
+    FEP,
+    REPO,
+    SAMPLE,
+    add_run_options,
+    apply_allocator_option,
+    fep_systems,
+    model_config,
+    print_table,
+)
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.config import (
     AppConfig,
     DataConfig,
@@ -130,17 +137,12 @@ def run_predict_py(checkpoint: Path, ligands: Path, device: str, scratch: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="small", help="a config name in conf/model/")
+    add_run_options(parser)
     parser.add_argument("--systems", type=int, default=None, help="only the first N systems")
     parser.add_argument("--batch-size", type=int, default=32, help="predict.py's batch_size")
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is (main.py and predict.py tune it)")
     args = parser.parse_args()
-    if not args.default_allocator:
-        keep_freed_memory()
-    model = ModelConfig(**OmegaConf.to_container(
-        OmegaConf.load(REPO / "conf" / "model" / f"{args.model}.yaml")))
+    apply_allocator_option(args)
+    model = model_config(args.model)
     systems = fep_systems()[:args.systems]
     print(f"device {args.device}, model {args.model}, batch size {args.batch_size}, "
           f"{len(systems)} FEP systems from {FEP}, torch {torch.__version__}")

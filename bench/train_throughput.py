@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 import torch_geometric.nn.models.visnet as pyg_visnet_module
-from omegaconf import OmegaConf
+from _common import REPO, add_run_options, apply_allocator_option, model_config
 from torch_geometric.loader import DataLoader
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.config import (
     AppConfig,
     DataConfig,
@@ -39,7 +38,6 @@ from plgraph.model import PLGraphNet
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 _current_edges: dict[str, torch.Tensor] = {}
 
 
@@ -171,17 +169,12 @@ def checkpoint_share(config: ModelConfig, prepared, device: torch.device, steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="small", help="a config name in conf/model/")
+    add_run_options(parser)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is (main.py and predict.py tune it)")
     args = parser.parse_args()
-    if not args.default_allocator:
-        keep_freed_memory()
+    apply_allocator_option(args)
     device = torch.device(args.device)
-    config = ModelConfig(**OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" /
-                                                                 f"{args.model}.yaml")))
+    config = model_config(args.model)
     batch_size = TrainConfig().batch_size
     print(f"device {device}, model {args.model} ({config}), batch size {batch_size}, "
           f"torch {torch.__version__}")
