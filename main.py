@@ -31,12 +31,12 @@ def resume_command() -> str:
     return shlex.join([sys.executable.rsplit("/", 1)[-1], sys.argv[0], *arguments])
 
 
-def experiment(config) -> int:
+def experiment(config, ranks: Ranks) -> int:
     """``experiment=NAME``: every seed and baseline of conf/experiment/NAME.yaml, one report."""
     from plgraph.experiment import run_experiment
     from plgraph.training.trainer import TrainingInterrupted
 
-    if Ranks.from_environment().enabled:
+    if ranks.enabled:
         raise PlgraphError("an experiment runs its trainings one after another in one process; "
                            "run it with python main.py, not torchrun")
     try:
@@ -68,7 +68,7 @@ def main(cfg: DictConfig) -> None:
     def job() -> int:
         config = to_config(cfg)
         if config.experiment.name:
-            return experiment(config)
+            return experiment(config, ranks)
         # Every rank prepares: the cache lock lets the first build while the others wait, then
         # they open the same cache and split.
         data = prepare_data(config.data, config.featurize, config.split)

@@ -21,12 +21,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import stats
 
 from plgraph.atomic import replace_atomically
 from plgraph.config import AppConfig
 from plgraph.data import PreparedData, prepare_data
+from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
@@ -137,9 +137,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
             summary[method][figure] = {"mean": float(np.mean(values)),
                                        "std": float(np.std(values, ddof=1))
                                        if len(values) > 1 else math.nan, "values": values}
-    device = config.trainer.device  # as the trainings resolved it
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(config.trainer.device))  # as the trainings resolved it
     return {"experiment": config.experiment.name, "seeds": list(per_seed),
             "device": device, "model": config.model.to_dict(),
             "data_root": config.data.root, "split_strategy": config.split.strategy,
