@@ -232,7 +232,8 @@ class TrainConfig:
             (0 disables).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16 autocast on CUDA if supported, else fp16 with a GradScaler; fp32
-            on CPU), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
+            on CPU), ``fp32``, ``bf16`` or ``fp16`` (with a GradScaler); bf16 and fp16 run on CPU
+            too, slower than fp32 there (a way to test the mixed-precision paths without a GPU).
         checkpoint_every_n_steps: write ``last.pt`` every N optimizer steps (and at epoch ends).
         keep_periodic: periodic ``step_*.pt`` checkpoints kept (0 keeps none).
         periodic_every_n_steps: write a periodic checkpoint every N steps (0 disables).

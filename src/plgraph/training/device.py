@@ -1,10 +1,19 @@
 """Device and mixed precision: CUDA when present, bf16 autocast where supported, else fp16 with
-a GradScaler; fp32 on CPU."""
+a GradScaler; fp32 on CPU unless bf16 or fp16 is asked for.
+
+CPU autocast runs both low precisions with every op of the model (PyG's ``ViS_MP`` message
+passing and ``scatter`` included: their messages are promoted to fp32 by the fp32 edge lengths
+and directions, the linear layers run in bf16/fp16), and ``torch.amp.GradScaler("cpu")`` scales
+fp16 losses there as on CUDA. On a CPU without bf16/fp16 arithmetic that is slower than fp32: it
+serves to prove the mixed-precision paths (their checkpoints, their exact resume, the scaler's
+skipped steps) on machines without a GPU.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 
 import torch
 
@@ -29,13 +38,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a GradScaler is needed)."""
-    if device.type != "cuda":
-        if precision in ("fp16", "bf16"):
-            raise PlgraphError(f"trainer.precision={precision} needs a CUDA device; on "
-                               f"{device} use auto or fp32")
-        return None, False
+    """(autocast dtype or None for fp32, whether a GradScaler is needed).
+
+    ``auto`` is fp32 on CPU (low precision is no faster there) and on CUDA bf16 where the GPU
+    supports it, else fp16; an explicit ``bf16`` or ``fp16`` is honoured on either device."""
     if precision == "auto":
+        if device.type != "cuda":
+            return None, False
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "bf16":
         return torch.bfloat16, False
@@ -58,3 +67,31 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# fairseq's default ``--min-loss-scale``: a scale halved this far means the loss or the gradients
+# are non-finite at any scale (divergence, a bad complex), no longer an fp16 overflow.
+MIN_LOSS_SCALE = 1e-4
+
+
+def scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer,
+                parameters: Iterable[torch.nn.Parameter], grad_clip: float) -> bool:
+    """Unscale, clip, step and update the scale; whether the optimizer step was taken.
+
+    With fp16 the GradScaler skips a step whose gradients hold an inf or NaN and halves its scale
+    (the only case in which it lowers it), so a lower scale after the update means a skipped step.
+    A disabled scaler (fp32, bf16) always steps.
+    """
+    scale = scaler.get_scale() if scaler.is_enabled() else None
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return scale is None or scaler.get_scale() >= scale
+
+
+def gradient_scale(scaler_state: dict) -> float:
+    """The factor in gradients accumulated under a GradScaler with this ``state_dict()`` (1 for a
+    disabled one, whose state is empty): a checkpoint's unfinished accumulation carries it."""
+    return float(scaler_state.get("scale", 1.0)) if scaler_state else 1.0

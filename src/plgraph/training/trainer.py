@@ -46,9 +46,12 @@ from plgraph.training.checkpoint import (
     save_checkpoint,
 )
 from plgraph.training.device import (
+    MIN_LOSS_SCALE,
     autocast,
+    gradient_scale,
     resolve_device,
     resolve_precision,
+    scaled_step,
     set_determinism,
 )
 from plgraph.training.distributed import SINGLE_PROCESS, Collectives, Ranks, rank_order
@@ -202,9 +205,13 @@ class Trainer:
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
         loss = F.mse_loss(prediction.float(), target)
         finite = bool(torch.isfinite(loss))
-        # Agreed before backward: a rank that stopped alone would leave the others waiting in
-        # DDP's gradient all-reduce.
-        if self.comm.max_over_ranks(int(not finite))[0]:
+        # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
+        # the step is skipped and the scale halved (see _skipped_step). Otherwise agreed before
+        # backward: a rank that stopped alone would leave the others waiting in DDP's all-reduce.
+        if not finite and self.scaler.is_enabled():
+            log.info("fp16: non-finite loss at step %d (complexes %s); the GradScaler skips "
+                     "this step", self.progress.global_step, list(batch.complex_id))
+        elif self.comm.max_over_ranks(int(not finite))[0]:
             where = (f"complexes in the batch: {list(batch.complex_id)}" if not finite else
                      f"on another rank than rank {self.ranks.rank}")
             raise NonFiniteLossError(
@@ -214,8 +221,9 @@ class Trainer:
                 "trainer.lr or check these complexes.")
         self.scaler.scale(loss / group_size).backward()
         self.progress.batches_seen += 1
-        self.progress.epoch_loss_sum += loss.item() * batch.num_graphs
-        self.progress.epoch_graphs += batch.num_graphs
+        if finite:  # a batch of a skipped fp16 step adds nothing to the epoch's loss
+            self.progress.epoch_loss_sum += loss.item() * batch.num_graphs
+            self.progress.epoch_graphs += batch.num_graphs
         self._stepped = self.progress.batches_seen == group_start + group_size
         if self._stepped:
             self._optimizer_step()
@@ -226,13 +234,26 @@ class Trainer:
                            self.progress.plateau_scale)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        taken = scaled_step(self.scaler, self.optimizer, self.model.parameters(),
+                            self.cfg.grad_clip)
         self.optimizer.zero_grad(set_to_none=True)
-        self.progress.global_step += 1
+        if not taken:
+            self._skipped_step()
+        self.progress.global_step += 1  # a skipped step still moves the schedule, as in torch.amp
+
+    def _skipped_step(self) -> None:
+        """fp16: the GradScaler found an inf or NaN gradient, skipped the step and halved its
+        scale; the NaN guard is for non-finite values at any scale, hence the floor."""
+        scale = self.scaler.get_scale()
+        log.info("fp16: step %d skipped by the GradScaler (inf or NaN gradient); loss scale now "
+                 "%g", self.progress.global_step, scale)
+        if scale < MIN_LOSS_SCALE:
+            raise NonFiniteLossError(
+                f"fp16: the loss scale fell to {scale:g} (below {MIN_LOSS_SCALE:g}) at step "
+                f"{self.progress.global_step}, epoch {self.progress.epoch + 1}: the loss or the "
+                "gradients are non-finite at any scale. Nothing was saved from these steps: the "
+                f"last good checkpoint stays in {self.run.checkpoints}. Lower trainer.lr, try "
+                "trainer.precision=bf16 or fp32, or check the complexes named above.")
 
     def _after_batch(self, stop: StopRequests) -> int:
         """Scheduled and requested checkpoints; the agreed stop signal number, or 0."""
@@ -440,8 +461,13 @@ class Trainer:
             group["weight_decay"] = self.cfg.weight_decay
         if self.scaler.is_enabled() and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        # An unfinished accumulation carries the saved scale; a precision changed on resume
+        # (fp16 <-> fp32 / bf16) brings the other scale, to which its gradients are brought.
+        rescale = gradient_scale(self.scaler.state_dict()) / gradient_scale(state["scaler"])
         for name, parameter in self.model.named_parameters():
             grad = state["grads"].get(name)
+            if grad is not None and rescale != 1.0:
+                grad = grad * rescale
             parameter.grad = grad.to(self.device) if grad is not None else None
         self.progress, self.history = progress, list(state["history"])
         self._adapt_to_world_size(state, path)
