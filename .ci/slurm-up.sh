@@ -13,19 +13,22 @@ conf=/etc/slurm/slurm.conf
 marker="# written by plgraph .ci/slurm-up.sh"
 munge_pid=/run/munge/munged.pid
 
-stop_daemon() {  # pid file: TERM, then wait up to 10 s for the process to go
+# The daemon of this pid file runs (a stale file's pid may belong to another program by now).
+alive() { [[ -s "$1" ]] && [[ "$(ps -p "$(cat "$1")" -o comm= 2>/dev/null)" == "$2" ]]; }
+
+stop_daemon() {  # pid file, name: TERM, then wait up to 10 s for it to go
+    alive "$1" "$2" || return 0
     local pid
-    [[ -s "$1" ]] && pid="$(cat "$1")" && kill "$pid" 2>/dev/null || return 0
+    pid="$(cat "$1")"
+    kill "$pid" 2>/dev/null || return 0
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    echo "slurm-up: pid $pid ($1) still running after SIGTERM" >&2
+    echo "slurm-up: $2 (pid $pid) still running after SIGTERM" >&2
 }
 
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
 if [[ "${1:-}" == "--stop" ]]; then
-    stop_daemon "$state/slurmd.pid"
-    stop_daemon "$state/slurmctld.pid"
-    stop_daemon "$munge_pid"
+    stop_daemon "$state/slurmd.pid" slurmd
+    stop_daemon "$state/slurmctld.pid" slurmctld
+    stop_daemon "$munge_pid" munged
     exit 0
 fi
 
@@ -81,19 +84,19 @@ EOF
 if ! cmp -s "$conf.tmp" "$conf"; then
     mv "$conf.tmp" "$conf"
     # A changed config: restart the Slurm daemons that run with the old one.
-    stop_daemon "$state/slurmd.pid"
-    stop_daemon "$state/slurmctld.pid"
+    stop_daemon "$state/slurmd.pid" slurmd
+    stop_daemon "$state/slurmctld.pid" slurmctld
 else
     rm "$conf.tmp"
 fi
 
-if ! alive "$munge_pid"; then
+if ! alive "$munge_pid" munged; then
     [[ -s /etc/munge/munge.key ]] || runuser -u munge -- mungekey --create
     install -d -o munge -g munge -m 0755 /run/munge
     runuser -u munge -- munged
 fi
-alive "$state/slurmctld.pid" || slurmctld
-alive "$state/slurmd.pid" || slurmd
+alive "$state/slurmctld.pid" slurmctld || slurmctld
+alive "$state/slurmd.pid" slurmd || slurmd
 
 for _ in $(seq 60); do
     node_state="$(sinfo -h -N -n "$host" -o %T 2>/dev/null || true)"
