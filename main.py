@@ -1,49 +1,51 @@
 """Train plgraph: ``python main.py [key=value ...]`` (see conf/config.yaml and README.md).
 
-Running it again on the same ``run_name`` resumes from the newest valid checkpoint.
+Running it again on the same ``run_name`` resumes from the newest valid checkpoint. Ctrl-C,
+SIGTERM and SIGUSR1 are honoured from the first line to the last (plgraph.stop).
 """
 
+# ruff: noqa: E402 (the stop handlers go in before the imports, which take seconds)
 from __future__ import annotations
+
+import sys
+
+from plgraph.stop import STOP, ignore_stop_signals_in_worker
+
+# A multirun (-m) launches jobs, and on a login node waits for Slurm's: Ctrl-C ends that at once,
+# as before; each job installs the handlers in main().
+MULTIRUN = {"-m", "--multirun", "hydra.mode=MULTIRUN"}
+if __name__ == "__mp_main__":  # a featurization worker (spawn) importing this file: its parent
+    ignore_stop_signals_in_worker()  # decides when to stop, and ends it
+elif MULTIRUN.isdisjoint(sys.argv):
+    STOP.install()
 
 import logging
 import os
-import shlex
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from plgraph.allocator import keep_freed_memory
-from plgraph.cli import register_configs, run_cli, to_config
-from plgraph.data import prepare_data
+from plgraph.cli import register_configs, resume_command, run_cli, to_config
+from plgraph.config import AppConfig
+from plgraph.data import PreparedData, prepare_data
 from plgraph.errors import PlgraphError
 from plgraph.slurm import requeue_after_preemption
-from plgraph.training.distributed import Ranks
+from plgraph.training.distributed import Collectives, Ranks
 
 log = logging.getLogger("plgraph")
 register_configs()
 keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocator
 
 
-def resume_command() -> str:
-    """This command line without fresh=true: what resumes the run."""
-    arguments = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("+") != "fresh"]
-    return shlex.join([sys.executable.rsplit("/", 1)[-1], sys.argv[0], *arguments])
-
-
 def experiment(config, ranks: Ranks) -> int:
     """``experiment=NAME``: every seed and baseline of conf/experiment/NAME.yaml, one report."""
     from plgraph.experiment import run_experiment
-    from plgraph.training.trainer import TrainingInterrupted
 
     if ranks.enabled:
         raise PlgraphError("an experiment runs its trainings one after another in one process; "
                            "run it with python main.py, not torchrun")
-    try:
-        run_experiment(config, resume_command())
-    except TrainingInterrupted as stop:
-        log.warning("%s", stop)
-        return stop.exit_code
+    run_experiment(config, resume_command())
     return 0
 
 
@@ -59,55 +61,61 @@ def quiet_other_ranks() -> None:
     logging.getLogger("plgraph").setLevel(logging.WARNING)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    ranks = Ranks.from_environment()
-    if not ranks.is_main:
-        quiet_other_ranks()
+def train(cfg: DictConfig, ranks: Ranks) -> int:
+    """Prepare the data and train (or run an experiment); the exit code."""
+    config = to_config(cfg)
+    STOP.check("before the data preparation")
+    if config.experiment.name:
+        return experiment(config, ranks)
+    from plgraph.training.device import resolve_device
+    from plgraph.training.distributed import end_process_group, start_process_group
+    from plgraph.training.run_dir import RunDirectory
+    from plgraph.training.trainer import Trainer
 
-    def job() -> int:
-        config = to_config(cfg)
-        if config.experiment.name:
-            return experiment(config, ranks)
-        # Every rank prepares: the cache lock lets the first build while the others wait, then
-        # they open the same cache and split.
-        data = prepare_data(config.data, config.featurize, config.split)
+    device = resolve_device(config.trainer.device, ranks.local_rank)
+    # First: from here on, a stop or an error on one rank ends every rank at the same point.
+    start_process_group(ranks, device)
+    try:
+        comm = Collectives(ranks, device)
+        data = prepare_on_every_rank(config, comm)
         if config.prepare_only:
             log.info("data prepared (prepare_only=true); exiting")
             return 0
-        from plgraph.training.device import resolve_device
-        from plgraph.training.distributed import (
-            Collectives,
-            end_process_group,
-            start_process_group,
-        )
-        from plgraph.training.run_dir import RunDirectory
-        from plgraph.training.trainer import Trainer, TrainingInterrupted
+        with RunDirectory(config.run_dir, writer=ranks.is_main) as run:
+            if ranks.is_main:
+                if config.fresh:
+                    run.move_aside()
+                (run.path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            comm.agree("before training")  # nobody reads checkpoints being moved
+            Trainer(config, data, run, resume_command(), ranks).fit()
+    finally:
+        end_process_group()
+    return 0
 
-        device = resolve_device(config.trainer.device, ranks.local_rank)
-        start_process_group(ranks, device)
-        try:
-            with RunDirectory(config.run_dir, writer=ranks.is_main) as run:
-                if ranks.is_main:
-                    if config.fresh:
-                        run.move_aside()
-                    (run.path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-                Collectives(ranks, device).barrier()  # nobody reads checkpoints being moved
-                try:
-                    Trainer(config, data, run, resume_command(), ranks).fit()
-                except TrainingInterrupted as stop:
-                    log.warning("%s", stop)
-                    return stop.exit_code
-        finally:
-            end_process_group()
-        return 0
 
-    try:
-        code = run_cli(job)
-    except KeyboardInterrupt:
-        log.error("aborted by a second Ctrl-C; checkpoints are written atomically, the newest "
-                  "complete one is used on resume: %s", resume_command())
-        sys.exit(130)
+def prepare_on_every_rank(config: AppConfig, comm: Collectives) -> PreparedData:
+    """The first process of each node prepares the data (builds the cache when there is none)
+    while the others wait; then they open it. Under torchrun a stop or an error in either step
+    ends every rank together, and a rank that was not asked to stop never starts a build."""
+    first = comm.ranks.local_rank == 0
+
+    def prepare() -> PreparedData:
+        return prepare_data(config.data, config.featurize, config.split)
+
+    what = "while preparing the data; nothing was cached (the next run goes on from there)"
+    prepared = comm.agree(what, lambda: prepare() if first else None)
+    opened = comm.agree(what, lambda: None if first else prepare())
+    return prepared if first else opened
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    if not STOP.installed:  # a multirun job, or a Slurm job that submitit started
+        STOP.install()
+    ranks = Ranks.from_environment()
+    if not ranks.is_main:
+        quiet_other_ranks()
+    code = run_cli(lambda: train(cfg, ranks), resume_command())
     requeue_after_preemption(code)  # SIGUSR1 before a Slurm time limit: back in the queue
     # Return on success: submitit (hydra/launcher=slurm) records a job's result only when this
     # function returns; a non-zero code exits, so a requeued job records none and is waited for.

@@ -4,9 +4,15 @@ Also ``root=DIR`` (PDBbind layout, optional ``labels=``) or ``manifest=CSV``, an
 ``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models. The model and
 its featurization are rebuilt from the checkpoint alone; every input record gets one row in
 ``output`` (predicted pK, or the reason there is none). Exit code 1 when any record failed.
+Ctrl-C, SIGTERM and SIGUSR1 stop it between chunks, with exit code 128 + signal (plgraph.stop).
 """
 
+# ruff: noqa: E402 (the stop handlers go in before the imports, which take seconds)
 from __future__ import annotations
+
+from plgraph.stop import STOP
+
+STOP.install()
 
 import logging
 import sys
@@ -41,6 +47,8 @@ def predict(config: PredictConfig) -> int:
     writer = PredictionWriter(Path(config.output))
     try:
         for chunk in chunks(featurize_all(inputs, predictor.featurize)):
+            STOP.check(f"while predicting, after {writer.count} records: {config.output} holds "
+                       "only those; run the same command again for all")
             good = [row for row in chunk if row.graph is not None]
             mean, spread = predictor.predict([row.graph for row in good], config.batch_size)
             value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread,

@@ -18,9 +18,9 @@ from conftest import SAMPLE, copy_sample, data_config
 from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig, SplitConfig, TrainConfig
 from plgraph.data import prepare_data
 from plgraph.lock import LockedError
+from plgraph.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
-from plgraph.training.signals import StopRequests
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, dropout=0.1)

@@ -1,11 +1,14 @@
-"""The only library module that touches Hydra / OmegaConf: schema registration and conversion."""
+"""The only library module that touches Hydra / OmegaConf (schema registration and conversion),
+and the one place where an entry point's job becomes an exit code and a message."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -13,10 +16,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from plgraph.config import AppConfig, PredictConfig
 from plgraph.errors import PlgraphError
+from plgraph.stop import STOP, StopRequested
 
 log = logging.getLogger("plgraph")
-T = TypeVar("T")
 EXIT_USAGE = 2
+EXIT_ABORTED = 130  # a second Ctrl-C: 128 + SIGINT, as a shell reports it
+TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 
 
 def register_configs() -> None:
@@ -35,11 +40,74 @@ def to_config(cfg: DictConfig) -> AppConfig | PredictConfig:
     return config
 
 
-def run_cli(job: Callable[[], T]) -> T:
-    """Run ``job``; a plgraph or config error ends the program with its message and exit code 2,
-    not a traceback: the message already says what is wrong and what to do."""
+def run_cli(job: Callable[[], int], resume: str = "") -> int:
+    """Run ``job`` and return its exit code; never a traceback for what the message explains.
+
+    A stop request (:mod:`plgraph.stop`) is logged with what was stopped and how to resume, and
+    returns 128 + signal; a second Ctrl-C returns 130. A plgraph or config error ends the program
+    with its message and exit code 2: the message already says what is wrong and what to do.
+
+    Args:
+        job: the entry point's work, returning its exit code.
+        resume: the command that goes on after a stop, for the message ("" says nothing).
+    """
     try:
-        return job()
+        code = job()
+    except StopRequested as stop:
+        stop.resume = stop.resume or resume
+        log.warning("%s", stop)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        log.error("aborted by a second Ctrl-C; checkpoints and the processed cache are written "
+                  "atomically, so none is left half-written%s",
+                  f". Resume with: {resume}" if resume else "")
+        return EXIT_ABORTED
     except (PlgraphError, ValueError) as error:
         log.error("%s", error)
         sys.exit(EXIT_USAGE)
+    if STOP.signal is not None:
+        log.warning("%s arrived as the work ended: nothing was cut short", STOP.signal.name)
+    return code
+
+
+def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | None = None,
+                   launcher: list[str] | None = None) -> str:
+    """The command line that resumes this run: the one that started it, without ``fresh=true``.
+
+    Under torchrun it is torchrun's command (read from the launcher, this worker's parent
+    process), so that the run resumes with as many processes as it had.
+
+    Args:
+        argv, environ: this process's (``sys.argv``, ``os.environ``) unless given.
+        launcher: torchrun's command line unless read from ``/proc`` (for tests).
+    """
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    command = [Path(sys.executable).name, *argv]
+    if "TORCHELASTIC_RUN_ID" in environ:  # set by torchrun for its workers
+        parent = _parent_command() if launcher is None else launcher
+        command = torchrun_command(parent, argv, environ)
+    return shlex.join(a for a in command if a.split("=")[0].lstrip("+") != "fresh")
+
+
+def torchrun_command(parent: list[str], argv: list[str], environ: Mapping[str, str]) -> list[str]:
+    """torchrun's command line as it was typed, from the launcher process's ``parent`` argv; when
+    that is not torchrun (unreadable, another launcher), one rebuilt from torchrun's environment
+    for this node: the same number of processes per node and nodes."""
+    for position, part in enumerate(parent):
+        if Path(part).name == "torchrun":  # the console script, with or without its interpreter
+            return ["torchrun", *parent[position + 1:]]
+        module = parent[position + 1] if position + 1 < len(parent) else ""
+        if part == "-m" and module in TORCHRUN_MODULES:
+            return [Path(parent[0]).name, *parent[position:]]
+    per_node = int(environ.get("LOCAL_WORLD_SIZE", environ.get("WORLD_SIZE", "1")))
+    nodes = max(int(environ.get("WORLD_SIZE", per_node)) // per_node, 1)
+    return ["torchrun", f"--nnodes={nodes}", f"--nproc_per_node={per_node}", *argv]
+
+
+def _parent_command() -> list[str]:
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:  # not Linux, or /proc not mounted: torchrun_command rebuilds it
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]

@@ -26,6 +26,7 @@ from scipy import stats
 from plgraph.atomic import replace_atomically
 from plgraph.config import AppConfig
 from plgraph.data import PreparedData, prepare_data
+from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
 from plgraph.training.run_dir import RunDirectory
@@ -41,7 +42,15 @@ FIGURES = ("pearson", "rmse", "series_spearman")
 
 
 def run_experiment(config: AppConfig, resume_command: str) -> dict:
-    """Train and evaluate every seed and method, then write the report; returns its content."""
+    """Train and evaluate every seed and method, then write the report; returns its content.
+
+    A stop signal ends it at the next safe point with StopRequested (TrainingInterrupted in a
+    training); finished trainings are kept and the next run skips them."""
+    with STOP:  # main.py installed the handlers already; a library call installs them here
+        return _run_experiment(config, resume_command)
+
+
+def _run_experiment(config: AppConfig, resume_command: str) -> dict:
     experiment, started = config.experiment, time.monotonic()
     report_dir = config.run_dir
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +65,8 @@ def run_experiment(config: AppConfig, resume_command: str) -> dict:
         if not experiment.ligand_only_baseline:
             del variants["ligand_only"]
         for variant, use_protein in variants.items():
+            STOP.check(f"before the {variant} training of seed {seed}; finished trainings are "
+                       "kept, the next run skips them")
             run_config = dataclasses.replace(
                 config, seed=seed, split=split, run_name=f"{config.run_name}-seed{seed}-{variant}",
                 model=dataclasses.replace(config.model, use_protein=use_protein),

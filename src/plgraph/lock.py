@@ -10,13 +10,16 @@ import fcntl
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from plgraph.errors import PlgraphError
+from plgraph.stop import STOP
 
 log = logging.getLogger(__name__)
+WAIT_POLL_S = 0.2  # a blocking flock would sit through a stop signal (it retries after EINTR)
 
 
 class LockedError(PlgraphError):
@@ -44,9 +47,20 @@ def exclusive_lock(path: Path, what: str, wait: bool) -> Iterator[None]:
                 raise LockedError(f"{what} is in use by {holder} (lock file {path}); wait for it "
                                   "to finish or stop it") from None
             log.warning("waiting for %s, held by %s (lock file %s)", what, holder, path)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _wait_for_lock(fd, what)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _wait_for_lock(fd: int, what: str) -> None:
+    """Poll until the lock is ours; a stop signal ends the wait (the holder goes on)."""
+    while True:
+        STOP.check(f"while waiting for {what}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(WAIT_POLL_S)

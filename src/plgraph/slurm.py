@@ -1,7 +1,8 @@
 """Slurm time limits: requeue the job once the trainer has honoured the SIGUSR1 that Slurm sends
 before the limit (``--signal=USR1@<s>``, set by ``conf/hydra/launcher/slurm.yaml``).
 
-By then ``checkpoints/INTERRUPTED.pt`` is written and the run has ended with exit code
+By then ``checkpoints/INTERRUPTED.pt`` is written (or, for a signal before the first training step,
+the run stopped at a safe point with nothing to save) and the run has ended with exit code
 ``128 + SIGUSR1``. ``scontrol requeue`` puts this job back in the queue under the same id
 (PyTorch Lightning's SLURM auto-requeue does the same); Slurm ends the running instance and the
 rerun, same command and same ``run_name``, resumes from the newest checkpoint. Only SIGUSR1
@@ -50,12 +51,12 @@ def requeue_after_preemption(exit_code: int) -> bool:
     else:
         if done.returncode == 0:
             log.warning("%s before the Slurm time limit: requeued job %s (%s); it resumes from "
-                        "INTERRUPTED.pt when it starts again", REQUEUE_SIGNAL.name, job_id,
+                        "its newest checkpoint when it starts again", REQUEUE_SIGNAL.name, job_id,
                         shlex.join(command))
             return True
         output = (done.stderr or done.stdout).strip() or "no output"
         reason = f"exit code {done.returncode}: {output}"
-    log.error("could not requeue Slurm job %s: `%s` failed (%s). INTERRUPTED.pt is written: "
+    log.error("could not requeue Slurm job %s: `%s` failed (%s). Its checkpoints are written: "
               "submit the same command again (same run_name) to resume. scontrol requeues only "
               "batch jobs submitted with --requeue (hydra/launcher=slurm sets it).",
               job_id, shlex.join(command), reason)

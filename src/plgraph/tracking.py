@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from plgraph.atomic import replace_atomically
 from plgraph.config import TrackingConfig
 from plgraph.errors import PlgraphError
+from plgraph.stop import StopRequested
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -213,7 +214,8 @@ class Tracker:
         if exc_type is None:
             self.close("FINISHED")
         else:
-            self.close("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            stopped = issubclass(exc_type, KeyboardInterrupt | StopRequested)
+            self.close("KILLED" if stopped else "FAILED")
 
 
 def local_store_uri(output_root: Path) -> str:

@@ -17,8 +17,11 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
@@ -40,9 +43,13 @@ from plgraph.featurize import (
     parse_ligand_block,
     read_ligand_files,
 )
+from plgraph.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
 
 log = logging.getLogger(__name__)
 _PROTEINS_KEPT = 4  # parsed proteins kept per process: a series shares one protein
+STOP_POLL_S = 0.2
+FEATURIZING = ("while featurizing the inputs for the processed cache; nothing was cached "
+               "(the next run builds it)")
 
 
 def cache_identity(data: DataConfig, featurize: FeaturizeConfig, inputs: ReadResult) -> dict:
@@ -93,6 +100,7 @@ def _init_worker(config: FeaturizeConfig, pool_worker: bool) -> None:
     _worker_proteins.clear()  # a rebuild must not see proteins parsed before a file changed
     if pool_worker:
         torch.set_num_threads(1)  # one process per core already; never in the caller
+        ignore_stop_signals_in_worker()  # the caller stops the build and ends the pool
 
 
 def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
@@ -130,24 +138,60 @@ def worker_count(requested: int, complexes: int) -> int:
 
 def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
                 workers: int) -> Iterator[bytes | Failure]:
+    """The results in input order. A stop signal raises StopRequested between complexes, or
+    while waiting for the pool's next chunk."""
     if workers <= 1:
         _init_worker(config, pool_worker=False)
-        for chunk in _chunks(records):
-            yield from _featurize_chunk(chunk)
+        for record in records:  # chunks only save round trips to a pool
+            STOP.check(FEATURIZING)
+            yield from _featurize_chunk([record])
         return
     # spawn, not fork: the parent has torch loaded, and forking a process with OpenMP threads can
     # deadlock the children. An executor, not multiprocessing.Pool: when a worker is killed (out
     # of memory, kill -9) Pool waits forever for its result; the executor raises.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config, True)) as pool:
+    # The helper processes are born with the stop signals blocked, so that a Ctrl-C to the
+    # process group cannot kill one while it starts. The resource tracker first: starting it
+    # unblocks SIGINT and SIGTERM again (CPython's own guard for it, bpo-33613).
+    with stop_signals_blocked():
+        resource_tracker.ensure_running()
+    with stop_signals_blocked():  # the workers start on submit
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(config, True))
+        futures = [pool.submit(_featurize_chunk, chunk) for chunk in _chunks(records)]
+    try:
+        for future in futures:
+            yield from _chunk_result(future)
+        pool.shutdown(wait=True)
+    except BrokenProcessPool:
+        raise CacheError("a featurization worker died (killed, or out of memory?); nothing "
+                         "was cached. Run again, with fewer data.workers if memory is "
+                         "short.") from None
+    finally:
+        _end_pool(pool)
+
+
+def _chunk_result(future: Future) -> list[bytes | Failure]:
+    """Wait for a chunk, looking at the stop flag meanwhile: a chunk can take many seconds."""
+    while True:
+        STOP.check(FEATURIZING)
         try:
-            for results in pool.map(_featurize_chunk, _chunks(records)):
-                yield from results
-        except BrokenProcessPool:
-            raise CacheError("a featurization worker died (killed, or out of memory?); nothing "
-                             "was cached. Run again, with fewer data.workers if memory is "
-                             "short.") from None
+            return future.result(timeout=STOP_POLL_S)
+        except FuturesTimeout:
+            continue
+
+
+def _end_pool(pool: ProcessPoolExecutor) -> None:
+    """End the pool on every exit path (a stop, an error, a second Ctrl-C, the consumer giving
+    up): cancel the chunks not started and kill the workers, which ignore stop signals and hold
+    nothing worth finishing. ``shutdown(wait=True)`` would featurize every submitted chunk first,
+    and a worker left running keeps the resource tracker alive with it."""
+    for worker in list((pool._processes or {}).values()):  # no public handle before 3.14
+        if worker.is_alive():
+            worker.kill()
+    # Joins the workers and the pool's manager thread: one still running at exit could write
+    # to the pipe it is closing (OSError in concurrent.futures' exit hook).
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
@@ -185,19 +229,23 @@ def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataC
     by_id = {r.id: r for r in records}
     progress = tqdm(total=len(records), unit="complex", desc="featurizing", mininterval=1.0)
     workers = worker_count(data.num_workers, len(records))
-    for result in _featurized(records, FeaturizeConfig(**identity["featurize"]), workers):
-        progress.update()
-        if isinstance(result, Failure):
-            failures.append(result)
-            _check_failures(failures, total, data, partial)
-            continue
-        graph = pickle.loads(result)
-        record = by_id[graph.complex_id]
-        complexes.append({"id": record.id, "group": record.group, "label": record.label})
-        pending.append(graph)
-        if len(pending) == data.shard_size:
-            shards.append(_write_shard(partial, len(shards), pending))
-            pending = []
+    featurized = _featurized(records, FeaturizeConfig(**identity["featurize"]), workers)
+    # closing: an exception here (too many failures, a stop) ends the pool now, not at exit
+    with closing(featurized):
+        for result in featurized:
+            progress.update()
+            if isinstance(result, Failure):
+                failures.append(result)
+                _check_failures(failures, total, data, partial)
+                continue
+            graph = pickle.loads(result)
+            record = by_id[graph.complex_id]
+            complexes.append({"id": record.id, "group": record.group, "label": record.label,
+                          **({"extras": dict(record.extras)} if record.extras else {})})
+            pending.append(graph)
+            if len(pending) == data.shard_size:
+                shards.append(_write_shard(partial, len(shards), pending))
+                pending = []
     progress.close()
     if pending:
         shards.append(_write_shard(partial, len(shards), pending))

@@ -4,7 +4,9 @@ trainer needs to keep every rank at the same step.
 Rank 0 is the only writer (checkpoints, reports, the run lock); every other rank reads. Decisions
 that end or pause the loop (a stop signal on any rank, SAVE_NOW.flag, a non-finite loss, early
 stopping) are agreed by a collective after each batch, so all ranks stop together and none is
-left waiting in an all-reduce.
+left waiting in an all-reduce. The phases before and after the loop (data preparation, resume
+load, MLflow setup, preflight, test evaluation) end with :meth:`Collectives.agree` for the same
+reason: a stop signal or an error on one rank ends every rank at the same point.
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from plgraph.errors import PlgraphError
+from plgraph.stop import STOP, StopRequested
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# Long enough for rank 0 to build a large processed cache while the others wait.
+# Long enough for rank 0 to validate and write a checkpoint while the others wait.
 TIMEOUT = datetime.timedelta(minutes=60)
+# The agreement after a phase waits as long as the phase: the others wait while the first rank
+# builds the processed cache of a large dataset (hours on a few cores).
+PHASE_TIMEOUT = datetime.timedelta(hours=24)
+_phase_group: dist.ProcessGroup | None = None
 
 
 @dataclass(frozen=True)
@@ -64,14 +74,19 @@ def start_process_group(ranks: Ranks, device: torch.device) -> None:
     """NCCL between GPUs, gloo on CPU; torchrun's environment gives the rendezvous."""
     if not ranks.enabled or dist.is_initialized():
         return
+    global _phase_group
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
+    # CPU objects, so gloo also beside NCCL; a group of its own for its long timeout.
+    _phase_group = dist.new_group(backend="gloo", timeout=PHASE_TIMEOUT)
     log.info("process group: rank %d of %d (%s)", ranks.rank, ranks.world_size, backend)
 
 
 def end_process_group() -> None:
+    global _phase_group
     if dist.is_initialized():
         dist.destroy_process_group()
+    _phase_group = None
 
 
 class Collectives:
@@ -116,6 +131,65 @@ class Collectives:
         values: list = [None] * self.ranks.world_size
         dist.all_gather_object(values, value)
         return values
+
+    def agree(self, what: str, work: Callable[[], T] | None = None, *, check: bool = True) -> T:
+        """Run one phase on this rank, then go on only if every rank can.
+
+        A :class:`StopRequested` or a plgraph error raised by ``work`` on any rank is raised on
+        every rank, here, together: none is left waiting in a collective for a rank that has
+        gone. With ``check``, a stop signal that arrived on any rank during the phase stops
+        every rank too (a safe point). Every rank calls it at the same point of the program.
+
+        Args:
+            what: what a stop here cuts short, for the message.
+            work: the phase on this rank (the caller decides what each rank does); None: none.
+            check: False after the last phase, when a late signal has nothing left to stop.
+
+        Returns:
+            What ``work`` returned on this rank.
+        """
+        own: Exception | None = None
+        try:
+            result = work() if work is not None else None
+        except (StopRequested, PlgraphError, ValueError) as error:
+            if not self.ranks.enabled:
+                raise
+            own, result = error, None
+        if not self.ranks.enabled:
+            if check:
+                STOP.check(what)
+            return result
+        reports: list = [None] * self.ranks.world_size
+        dist.all_gather_object(reports, _report(own, what, check), group=_phase_group)
+        _raise_agreed(reports, own)
+        return result
+
+
+def _report(failure: Exception | None, what: str, check: bool) -> tuple | None:
+    """What this rank tells the others about a phase: plain values, pickled by gloo."""
+    if isinstance(failure, StopRequested):
+        return ("stop", int(failure.signal), failure.what)
+    if failure is not None:
+        return ("error", 0, str(failure))
+    if check and STOP.signal is not None:
+        return ("stop", int(STOP.signal), what)
+    return None
+
+
+def _raise_agreed(reports: list, own: Exception | None) -> None:
+    """Raise the same outcome on every rank: an error before a stop, the lowest rank's first. A
+    rank raises its own exception when it had one, so its message keeps its detail."""
+    for kind in ("error", "stop"):
+        found = [(rank, report) for rank, report in enumerate(reports)
+                 if report is not None and report[0] == kind]
+        if not found:
+            continue
+        if own is not None and (kind == "stop") == isinstance(own, StopRequested):
+            raise own
+        rank, (_, number, text) = found[0]
+        if kind == "error":
+            raise PlgraphError(f"rank {rank} stopped with an error: {text}")
+        raise StopRequested(number, text)
 
 
 def rank_order(size: int, seed: int, epoch: int, ranks: Ranks) -> list[int]:

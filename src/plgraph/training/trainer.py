@@ -18,7 +18,6 @@ import math
 import random
 import time
 from pathlib import Path
-from signal import Signals
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from plgraph.data import PreparedData
 from plgraph.errors import PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
+from plgraph.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
 from plgraph.tracking import Tracker
 from plgraph.training import reports
 from plgraph.training.checkpoint import (
@@ -58,18 +58,21 @@ from plgraph.training.distributed import SINGLE_PROCESS, Collectives, Ranks, ran
 from plgraph.training.metrics import regression_metrics
 from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
-from plgraph.training.signals import StopRequests, ignore_stop_signals_in_worker
 from plgraph.training.state import Progress, check_checkpoint_fits, provenance
 
 log = logging.getLogger(__name__)
 
 
-class TrainingInterrupted(PlgraphError):
-    """A stop signal was honoured: INTERRUPTED.pt is written, the run can resume."""
+# A stop before the loop cuts nothing short: the checkpoints are as the last session left them.
+NOTHING_TO_SAVE = "before the first training step, so nothing needed saving"
+IN_THE_LOOP = "finishing the current batch, then writing INTERRUPTED.pt"
+IN_THE_TEST = "stopping the test evaluation at its next batch"
+TESTING = ("during the test evaluation of best.pt; training is complete and saved, the next run "
+           "only evaluates")
 
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class TrainingInterrupted(StopRequested):
+    """A stop signal was honoured in the loop: INTERRUPTED.pt is written, the run can resume."""
 
 
 class NonFiniteLossError(PlgraphError):
@@ -126,31 +129,43 @@ class Trainer:
             The content of ``results.json``.
         Raises:
             TrainingInterrupted: after writing INTERRUPTED.pt on SIGINT / SIGTERM / SIGUSR1.
+            StopRequested: on those signals before the loop or during the test evaluation, at
+                the next safe point, where nothing needs saving (:mod:`plgraph.stop`).
         """
-        self.preflight()
+        # The entry point installed the handlers already; a library call installs them here.
+        with STOP as stop:
+            self.comm.agree(f"after the preflight, {NOTHING_TO_SAVE}", self.preflight)
+            found = self.comm.agree(f"after looking for a checkpoint to resume from, "
+                                    f"{NOTHING_TO_SAVE}", self._resume_or_start)
+            finished = self.progress.finished_by(self.cfg)
+            if finished and (self.run.path / "results.json").exists():
+                knob = ("trainer.max_epochs" if finished == "max_epochs"
+                        else "trainer.early_stopping_patience")
+                log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, "
+                         "or fresh=true to start over.", self.run.path, finished,
+                         self.progress.epoch, self.run.path / "results.json", knob)
+                return reports_json(self.run.path / "results.json")
+            self.tracker = self.comm.agree("while setting up MLflow tracking", lambda: Tracker(
+                self.config.tracking, self.run.path, self.config.run_name,
+                self._tracked_params(), resume=found is not None, active=self.ranks.is_main),
+                check=False)
+            with self.tracker, stop.acting(IN_THE_LOOP):
+                # Inside: a stop here ends the MLflow run as KILLED, not RUNNING forever.
+                self.comm.agree(f"after setting up MLflow tracking, {NOTHING_TO_SAVE}")
+                while not self.progress.finished_by(self.cfg):
+                    if signal_number := self._train_epoch(stop):
+                        self._interrupt(signal_number)
+                    self._end_epoch()
+                with stop.acting(IN_THE_TEST):
+                    return self._finish()
+
+    def _resume_or_start(self) -> FoundCheckpoint | None:
         found = find_latest_checkpoint(self.run.checkpoints)
         if found is not None:
             self._restore(found)
         else:
             self._start()
-        finished = self.progress.finished_by(self.cfg)
-        if finished and (self.run.path / "results.json").exists():
-            knob = ("trainer.max_epochs" if finished == "max_epochs"
-                    else "trainer.early_stopping_patience")
-            log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, or "
-                     "fresh=true to start over.", self.run.path, finished, self.progress.epoch,
-                     self.run.path / "results.json", knob)
-            return reports_json(self.run.path / "results.json")
-        self.tracker = Tracker(self.config.tracking, self.run.path, self.config.run_name,
-                               self._tracked_params(), resume=found is not None,
-                               active=self.ranks.is_main)
-        with self.tracker, StopRequests() as stop:
-            while not self.progress.finished_by(self.cfg):
-                if signal_number := self._train_epoch(stop):
-                    self._interrupt(signal_number)
-                self._end_epoch()
-            # Still inside: a stop signal during the test evaluation waits for it to end.
-            return self._finish()
+        return found
 
     def _tracked_params(self) -> dict:
         params = flatten(dataclasses.asdict(self.config))
@@ -276,11 +291,10 @@ class Trainer:
     def _interrupt(self, signal_number: int) -> None:
         path = self.save("INTERRUPTED.pt")
         self.tracker.close("KILLED")
-        signal = Signals(signal_number)
         raise TrainingInterrupted(
-            f"{signal.name}: stopped after step {self.progress.global_step} (epoch "
-            f"{self.progress.epoch + 1}, batch {self.progress.batches_seen}); wrote {path}. "
-            f"Resume with: {self.resume_command}", exit_code=128 + int(signal))
+            signal_number, f"after step {self.progress.global_step} (epoch "
+            f"{self.progress.epoch + 1}, batch {self.progress.batches_seen}); wrote {path}",
+            self.resume_command)
 
     def _end_epoch(self) -> None:
         validation = self.comm.from_main(self.evaluate("val")["metrics"]
@@ -320,8 +334,9 @@ class Trainer:
                  " (best)" if improved else "")
 
     def _finish(self) -> dict:
-        results = self._test_best() if self.ranks.is_main else None
-        self.comm.barrier()
+        # check=False: a signal after the last test batch has nothing left to stop.
+        results = self.comm.agree(TESTING, lambda: self._test_best() if self.ranks.is_main
+                                  else None, check=False)
         return self.comm.from_main(results)
 
     def _test_best(self) -> dict:
@@ -331,7 +346,7 @@ class Trainer:
                                "finite; check the validation complexes and trainer.lr")
         best = read_checkpoint(best_path)
         self.model.load_state_dict(best["model"])
-        test = self.evaluate("test")
+        test = self.evaluate("test", stoppable=True)
         best_row = self.history[self.progress.best_epoch]
         results = {
             "run": str(self.run.path), "stopped_by": self.progress.finished_by(self.cfg),
@@ -362,8 +377,13 @@ class Trainer:
 
     # --- evaluation and preflight ---------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, part: str) -> dict:
-        """Predicted and measured pK of a split part, and their metrics (eval mode)."""
+    def evaluate(self, part: str, stoppable: bool = False) -> dict:
+        """Predicted and measured pK of a split part, and their metrics (eval mode).
+
+        ``stoppable``: a stop signal ends it between batches (StopRequested). Only for the test
+        evaluation after the loop; the validation inside the loop stops at the loop's batch
+        boundary, after it, when every rank can.
+        """
         dataset = self.parts[part]
         size = self.cfg.batch_size
         batches = [list(range(i, min(i + size, len(dataset)))) for i in range(0, len(dataset),
@@ -371,6 +391,8 @@ class Trainer:
         self.model.eval()
         predicted, measured, ids = [], [], []
         for batch in self._loader(dataset, batches, epoch=0):
+            if stoppable:
+                STOP.check(TESTING)
             batch = batch.to(self.device)
             with autocast(self.device, self.amp_dtype):
                 predicted.append(self.model.predict_pk(batch).float().cpu())
