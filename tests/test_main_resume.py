@@ -91,19 +91,26 @@ def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly
     assert_identical(final_parameters(outputs, "ctrl_c"), straight)
 
 
-def test_kill_9_after_save_now_resumes_exactly(dataset, straight):
+def test_kill_9_as_soon_as_save_now_flag_is_gone_loses_nothing_and_resumes_exactly(dataset,
+                                                                                   straight):
+    """The README's protocol: touch the flag, wait until it is gone, then kill."""
     outputs = dataset.parent / "outputs"
     flag = outputs / "kill9" / "SAVE_NOW.flag"
     flag.parent.mkdir(parents=True)
-    flag.touch()
+    flag.touch()  # served after the first batch, before any scheduled checkpoint (every 2 steps)
     process = start(dataset, outputs, "kill9")
     wait_for(lambda: not flag.exists(), process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    assert not (outputs / "kill9" / "checkpoints" / "INTERRUPTED.pt").exists()
+    checkpoints = outputs / "kill9" / "checkpoints"
+    assert not (checkpoints / "INTERRUPTED.pt").exists()
+    step = read_checkpoint(checkpoints / "last.pt")["progress"]["global_step"]
+    assert step >= 1, "the flag vanished before its checkpoint was written"
     resumed = main(dataset, outputs, "kill9")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming from {checkpoints / 'last.pt'}: step {step}," in (resumed.stdout +
+                                                                       resumed.stderr)
     assert_identical(final_parameters(outputs, "kill9"), straight)
 
 

@@ -4,6 +4,7 @@ rules for resuming with a changed config."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -70,13 +71,26 @@ class RunDirectory:
         log.info("fresh=true: moved the previous checkpoints and results to %s", target)
         return target
 
-    def take_save_now_request(self) -> bool:
-        """True once per ``SAVE_NOW.flag`` a user creates; the flag is removed."""
+    def save_now_request(self) -> os.stat_result | None:
+        """The ``SAVE_NOW.flag`` a user created (its stat), or None.
+
+        The flag stays until :meth:`served_save_now`: its disappearance is what tells the user
+        (or a wrapper script) that a checkpoint is durable and the job may be killed."""
         try:
-            self.save_now_flag.unlink()
+            return self.save_now_flag.stat()
         except FileNotFoundError:
-            return False
-        return True
+            return None
+
+    def served_save_now(self, seen: os.stat_result) -> None:
+        """Remove the flag ``seen`` by :meth:`save_now_request`, once its checkpoint is durable
+        (written, fsynced, read back, renamed). A flag touched again meanwhile asks for another
+        save after the next batch, so it stays."""
+        try:
+            now = self.save_now_flag.stat()
+        except FileNotFoundError:
+            return
+        if (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns):
+            self.save_now_flag.unlink(missing_ok=True)
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

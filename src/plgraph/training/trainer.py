@@ -279,13 +279,15 @@ class Trainer:
                 step % self.cfg.periodic_every_n_steps == 0):
             self.save(f"step_{step:08d}.pt")
             prune_periodic(self.run.checkpoints, self.cfg.keep_periodic)
-        save_now = self.ranks.is_main and self.run.take_save_now_request()
-        save_now, signal_number = self.comm.max_over_ranks(int(save_now),
+        flag = self.run.save_now_request() if self.ranks.is_main else None
+        save_now, signal_number = self.comm.max_over_ranks(int(flag is not None),
                                                            int(stop.signal or 0))
         if save_now:
             path = self.save("last.pt")
-            log.info("SAVE_NOW.flag: wrote %s (step %d, epoch %d, batch %d)", path, step,
-                     self.progress.epoch + 1, self.progress.batches_seen)
+            if flag is not None:  # only now: its disappearance says the checkpoint is durable
+                self.run.served_save_now(flag)
+            log.info("SAVE_NOW.flag: wrote %s (step %d, epoch %d, batch %d) and removed the "
+                     "flag", path, step, self.progress.epoch + 1, self.progress.batches_seen)
         return signal_number
 
     def _interrupt(self, signal_number: int) -> None:
