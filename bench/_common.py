@@ -18,11 +18,13 @@ import torch
 from omegaconf import OmegaConf
 
 from plgraph.allocator import keep_freed_memory
-from plgraph.config import DataConfig, ModelConfig
+from plgraph.config import PRECISIONS, DataConfig, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
-FEP = REPO.parent / "shared" / "data" / "fep-benchmark"
+# Beside the checkout by default; PLGRAPH_FEP names another copy (a GPU machine that receives the
+# repository alone finds it where the copy was put, e.g. an ignored folder inside the checkout).
+FEP = Path(os.environ.get("PLGRAPH_FEP") or REPO.parent / "shared" / "data" / "fep-benchmark")
 
 
 def pocket_config(processed: Path, workers: int) -> DataConfig:
@@ -69,9 +71,17 @@ def fep_root(limit: int | None, scratch: Path) -> Path:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--model`` and ``--default-allocator``, shared by the timing scripts."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="small", help="a config name in conf/model/")
+    parser.add_argument("--model", default="small",
+                        help="a config name in conf/model/, or tiny (dry runs)")
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's malloc as it is (main.py and predict.py tune it)")
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, as ``trainer.precision``: auto is bf16 on CUDA (fp16 without bf16), fp32
+    on CPU."""
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="autocast of the training step, as trainer.precision (default auto)")
 
 
 def apply_allocator_option(args: argparse.Namespace) -> None:
@@ -80,8 +90,16 @@ def apply_allocator_option(args: argparse.Namespace) -> None:
         keep_freed_memory()
 
 
+# Not a product config: the size of the tests' model, for dry runs (bench/gpu_check.sh --dry-run)
+# that prove a benchmark still runs, at little cost, without measuring anything.
+DRY_RUN_MODELS = {"tiny": ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8,
+                                       lmax=1)}
+
+
 def model_config(name: str) -> ModelConfig:
-    """``conf/model/<name>.yaml`` as a ModelConfig."""
+    """``conf/model/<name>.yaml`` as a ModelConfig, or a dry-run size (``tiny``)."""
+    if name in DRY_RUN_MODELS:
+        return DRY_RUN_MODELS[name]
     return ModelConfig(**OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" /
                                                                 f"{name}.yaml")))
 

@@ -27,7 +27,8 @@ Everything goes to a temporary directory under /tmp, deleted at the end; ``--kee
 keeps DIR instead, and a later run with the same ``--keep DIR`` reuses the cache built there.
 
 Usage: ``python bench/large_data.py [--copies 21] [--keep DIR] [--workers 0,2] [--cold]
-[--loader-batches N] [--steps 30] [--model small|large] [--device cpu|cuda]``
+[--loader-batches N] [--steps 30] [--model small|large] [--device cpu|cuda]
+[--precision auto|fp32|bf16|fp16] [--fep-limit N]``
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from pathlib import Path
 import torch
 from _common import (
     FEP,
+    add_precision_option,
     add_run_options,
     apply_allocator_option,
     fep_config,
@@ -77,11 +79,12 @@ MEMORY_KEYS = ("RssAnon", "RssFile", "RssShmem")
 
 
 # --- input and cache ------------------------------------------------------------------------
-def replicate_fep(copies: int, root: Path) -> Path:
-    """``root/repNN/<FEP path>`` symlinks to every system's SDF and protein, ``copies`` times."""
+def replicate_fep(copies: int, root: Path, limit: int | None = None) -> Path:
+    """``root/repNN/<FEP path>`` symlinks to every system's SDF and protein (the first ``limit``
+    systems), ``copies`` times."""
     shutil.rmtree(root, ignore_errors=True)
     for copy in range(copies):
-        for sdf in fep_systems():
+        for sdf in fep_systems()[:limit]:
             protein = sdf.with_name(sdf.name.removesuffix("_ligands.sdf") + "_protein.pdb")
             for source in (sdf, protein):
                 link = root / f"rep{copy:02d}" / source.relative_to(FEP)
@@ -175,8 +178,8 @@ def memory_sample() -> dict:
 def bench_trainer(prepared: PreparedData, data: DataConfig, args: argparse.Namespace,
                   scratch: Path, workers: int) -> Iterator[Trainer]:
     """A Trainer as main.py builds it (its own run directory), with ``workers`` loader workers."""
-    trainer_config = TrainConfig(device=args.device, batch_size=args.batch_size,
-                                 loader_workers=workers)
+    trainer_config = TrainConfig(device=args.device, precision=args.precision,
+                                 batch_size=args.batch_size, loader_workers=workers)
     app = AppConfig(data=data, model=model_config(args.model), trainer=trainer_config,
                     output_root=str(scratch / "outputs"), run_name=f"workers{workers}")
     with RunDirectory(app.run_dir) as run:
@@ -332,6 +335,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=21,
                         help="copies of the FEP set (950 complexes each; default 21)")
+    parser.add_argument("--fep-limit", type=int, default=None, metavar="N",
+                        help="copy only the first N FEP systems (a dry run's few complexes)")
     parser.add_argument("--keep", metavar="DIR",
                         help="work in DIR and keep it; a cache already built there is reused")
     parser.add_argument("--build-workers", type=int, default=0,
@@ -347,6 +352,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="training steps before timing")
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     add_run_options(parser)
+    add_precision_option(parser)
     parser.add_argument("--phase", choices=["build"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -401,14 +407,16 @@ def one_training(data: DataConfig, args: argparse.Namespace, scratch: Path,
     prepared, _ = open_cache(data)
     with bench_trainer(prepared, data, args, scratch, workers) as trainer:
         result = train_steps(trainer, args.warmup, args.steps)
+    peak = result["device_peak_mib"]
+    memory = "" if peak is None else f"; peak GPU memory {peak:,.0f} MiB"
     print(f"training, {workers} workers: {result['step_rate']:.1f}/s step alone, "
-          f"{result['overall_rate']:.1f}/s with the wait", flush=True)
+          f"{result['overall_rate']:.1f}/s with the wait{memory}", flush=True)
     return result
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> None:
-    data = fep_config(replicate_fep(args.copies, scratch / "input"), scratch / "processed",
-                      args.build_workers)
+    data = fep_config(replicate_fep(args.copies, scratch / "input", args.fep_limit),
+                      scratch / "processed", args.build_workers)
     if (data.processed_path / "meta.json").is_file():
         build = cached_build(data)
     else:
