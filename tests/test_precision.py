@@ -56,8 +56,8 @@ def app_config(prepared, tmp_path, run_name: str, **trainer) -> AppConfig:
 class Probe:
     """A forward hook on the trainer's model that acts at chosen training steps.
 
-    It never acts at step 0, where the preflight's forward pass runs (before any resume) outside
-    the loop's signal handling, nor in evaluation (eval mode).
+    It never acts at step 0, where the preflight's forward pass runs (before any resume; a stop
+    there saves nothing), nor in evaluation (eval mode).
 
     Args:
         poison_grad_at: steps whose gradients become inf/NaN (the loss stays finite).
