@@ -62,7 +62,7 @@ def test_meta_records_version_config_counts_and_failures(sample_root, featurize_
     meta = json.loads((cache.path / "meta.json").read_text())
     assert meta["data_processing_version"] == DATA_PROCESSING_VERSION
     assert meta["featurize"] == featurize_config.to_dict()
-    assert meta["counts"] == {"inputs": 6, "processed": 5, "failed": 1}
+    assert meta["counts"] == {"inputs": 6, "processed": 5, "failed": 1, "duplicates": 0}
     assert meta["failures"][0]["id"] == "3qlb" and "sanitization" in meta["failures"][0]["reason"]
 
 

@@ -10,7 +10,12 @@ from plgraph.config import FeaturizeConfig
 from plgraph.featurize import DATA_PROCESSING_VERSION
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
-from make_golden import GOLDEN_FILE, featurize_golden_complex, summarize  # noqa: E402
+from make_golden import (  # noqa: E402
+    GOLDEN_FILE,
+    featurize_golden_complex,
+    featurize_golden_posed_complex,
+    summarize,
+)
 
 REGENERATE = ("bump DATA_PROCESSING_VERSION in src/plgraph/featurize/complex.py and regenerate "
               "the golden file: python tests/golden/make_golden.py")
@@ -24,10 +29,13 @@ def test_features_match_the_golden_file_of_this_version():
                              "python tests/golden/make_golden.py")
     assert golden["featurize"] == FeaturizeConfig().to_dict(), (
         f"the default featurization config changed: {REGENERATE}")
-    actual = summarize(featurize_golden_complex())
-    changed = sorted(k for k in golden["tensors"].keys() | actual.keys()
-                     if golden["tensors"].get(k) != actual.get(k))
-    assert not changed, f"features changed without a version bump ({changed}): {REGENERATE}"
+    for key, graph in (("tensors", featurize_golden_complex()),
+                       ("posed_tensors", featurize_golden_posed_complex())):
+        actual = summarize(graph)
+        changed = sorted(k for k in golden[key].keys() | actual.keys()
+                         if golden[key].get(k) != actual.get(k))
+        assert not changed, (f"{key}: features changed without a version bump ({changed}): "
+                             f"{REGENERATE}")
 
 
 def test_golden_check_notices_a_one_value_change():

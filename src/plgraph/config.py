@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LAYOUTS = ("pdbbind", "series", "manifest")
+LAYOUTS = ("pdbbind", "series", "manifest", "reference")
 LABEL_KINDS = ("pk", "dg_kcal_mol")
 SPLIT_STRATEGIES = ("random", "grouped", "target", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
@@ -22,6 +22,51 @@ LIGAND_FORMATS = ("sdf", "mol2")
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+@dataclass
+class PosingConfig:
+    """How a ligand given as SMILES is posed onto its system's reference ligand
+    (``plgraph.featurize.posing``). Part of the featurization config, so of the cache key and of
+    every checkpoint.
+
+    Args:
+        mcs_timeout: seconds the maximum-common-substructure search may take; a search that
+            reaches it is a failure (its result would depend on the machine's speed).
+        min_core_atoms, min_core_fraction: the common substructure must have at least this many
+            heavy atoms and this fraction of the ligand's heavy atoms.
+        attempts: seeded ETKDG embeddings tried per ligand; the least clashing one is kept.
+        seed: the embeddings' random seed.
+        clash_distance: a new ligand heavy atom closer than this (Å) to a protein heavy atom
+            (ions excepted) is a clash.
+        max_clashes: a pose with more clashing pairs than this is a failure.
+        relax: relax the new atoms with MMFF94, the core held fixed.
+        relax_iterations: MMFF94 minimization steps.
+    """
+
+    mcs_timeout: float = 10.0
+    min_core_atoms: int = 5
+    min_core_fraction: float = 0.3
+    attempts: int = 8
+    seed: int = 20240
+    clash_distance: float = 2.2
+    max_clashes: int = 2
+    relax: bool = True
+    relax_iterations: int = 200
+
+    def __post_init__(self) -> None:
+        _require(self.mcs_timeout >= 1, "featurize.posing.mcs_timeout must be >= 1 s "
+                 f"(got {self.mcs_timeout})")
+        for name in ("min_core_atoms", "attempts"):
+            value = getattr(self, name)
+            _require(value >= 1, f"featurize.posing.{name} must be >= 1 (got {value})")
+        _require(0.0 <= self.min_core_fraction <= 1.0, "featurize.posing.min_core_fraction "
+                 f"must be in [0, 1] (got {self.min_core_fraction})")
+        _require(self.clash_distance > 0, "featurize.posing.clash_distance must be > 0 Å "
+                 f"(got {self.clash_distance})")
+        for name in ("max_clashes", "relax_iterations", "seed"):
+            value = getattr(self, name)
+            _require(value >= 0, f"featurize.posing.{name} must be >= 0 (got {value})")
 
 
 @dataclass
@@ -37,6 +82,7 @@ class FeaturizeConfig:
         keep_hetero: keep ions, cofactors and modified residues (HETATM other than water).
         ligand_formats: the order in which ligand files are tried; the next format is the fallback
             when one fails to parse or sanitize.
+        posing: how ligands given as SMILES get their pose (the ``reference`` layout).
     """
 
     interaction_cutoff: float = 5.0
@@ -45,8 +91,11 @@ class FeaturizeConfig:
     keep_waters: bool = False
     keep_hetero: bool = True
     ligand_formats: list[str] = field(default_factory=lambda: ["sdf", "mol2"])
+    posing: PosingConfig = field(default_factory=PosingConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.posing, dict):  # rebuilt from a cache's meta.json or a checkpoint
+            self.posing = PosingConfig(**self.posing)
         for name in ("interaction_cutoff", "protein_edge_cutoff", "pocket_cutoff"):
             value = getattr(self, name)
             _require(value > 0, f"featurize.{name} must be > 0 Å (got {value})")
@@ -68,40 +117,119 @@ class FeaturizeConfig:
 
 
 @dataclass
-class DataConfig:
-    """Where the complexes are and how to read them.
+class ReferenceLayoutConfig:
+    """The ``reference`` layout's file and column names: ``<root>/<system>/`` holds the protein,
+    one posed reference ligand and a CSV of ligands as SMILES. The defaults read Uni-FEP's
+    benchmark folders as they are.
 
     Args:
+        protein: the protein PDB in each system folder.
+        ligand: the posed reference ligand, the first that exists and parses (SDF, mol2).
+        table: the CSV of ligands.
+        smiles_column, name_column, label_column: its columns; the label is read as
+            ``label_kind`` (ΔG in kcal/mol by default). Every other numeric column is kept with
+            the record (e.g. ``fep_dG (kcal/mol)``, a physics prediction to compare with).
+    """
+
+    protein: str = "protein.pdb"
+    ligand: list[str] = field(default_factory=lambda: ["ref_ligand.sdf", "ref_ligand.mol2"])
+    table: str = "result_dG.csv"
+    smiles_column: str = "ligand_smiles"
+    name_column: str = "ligand_name"
+    label_column: str = "exp_dG (kcal/mol)"
+
+
+@dataclass
+class SourceConfig:
+    """One dataset directory and how to read it.
+
+    Args:
+        name: names the source when ``data.sources`` lists several; its complex ids become
+            ``<name>:<id>``.
         root: the dataset directory.
         layout: ``pdbbind`` (``<root>/<id>/<id>_pocket.pdb`` ...), ``series`` (protein PDB +
-            multi-ligand SDF per system) or ``manifest`` (a CSV of id, protein, ligand, label).
+            multi-ligand SDF per system), ``manifest`` (a CSV of id, protein, ligand, label) or
+            ``reference`` (protein + one posed reference ligand + a CSV of SMILES per system).
         labels: a PDBbind INDEX file or ``id,pK`` CSV (pdbbind), or the manifest CSV (manifest).
             Default for pdbbind: ``<root>/labels.csv``.
         label_property: series layout: the SDF property holding the label.
         label_kind: ``dg_kcal_mol`` (converted to pK at 298.15 K) or ``pk``.
+        reference: the ``reference`` layout's file and column names.
+    """
+
+    name: str = ""
+    root: str = "data/sample"
+    layout: str = "pdbbind"
+    labels: str | None = None
+    label_property: str = "r_exp_dg"
+    label_kind: str = "dg_kcal_mol"
+    reference: ReferenceLayoutConfig = field(default_factory=ReferenceLayoutConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reference, dict):
+            self.reference = ReferenceLayoutConfig(**self.reference)
+
+    def check(self, key: str) -> None:
+        """Validate, naming keys under ``key`` (``data`` or ``data.sources[i]``)."""
+        _require(self.layout in LAYOUTS, f"{key}.layout must be one of {list(LAYOUTS)} "
+                 f"(got {self.layout!r})")
+        _require(self.label_kind in LABEL_KINDS, f"{key}.label_kind must be one of "
+                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
+        _require(self.layout != "manifest" or bool(self.labels),
+                 f"{key}.labels must name the manifest CSV when {key}.layout=manifest")
+        _require(bool(self.reference.ligand), f"{key}.reference.ligand must name at least one "
+                 "reference ligand file")
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root)
+
+
+@dataclass
+class DataConfig(SourceConfig):
+    """Where the complexes are, how to read them, and how to build the processed cache.
+
+    The source keys (``root``, ``layout``, ...: :class:`SourceConfig`) describe the one dataset,
+    unless ``sources`` lists several to train on together.
+
+    Args:
+        sources: several datasets read as one (e.g. uni-fep and fep-benchmark): each needs a
+            unique ``name``, and ``processed_dir`` must be set. The same ligand on the same
+            target (canonical SMILES equal, proteins at ``duplicate_identity`` sequence identity
+            or more) in two sources is kept once, from the source listed first.
+        duplicate_identity: see ``sources``.
         processed_dir: where the processed cache lives (default ``<root>/processed``).
         workers: processes for featurization; 0 means one per CPU core.
         max_failure_fraction: processing aborts when more complexes than this fraction fail.
         shard_size: complexes per cache shard file.
     """
 
-    root: str = "data/sample"
-    layout: str = "pdbbind"
-    labels: str | None = None
-    label_property: str = "r_exp_dg"
-    label_kind: str = "dg_kcal_mol"
+    sources: list[SourceConfig] = field(default_factory=list)
+    duplicate_identity: float = 0.9
     processed_dir: str | None = None
     workers: int = 0
     max_failure_fraction: float = 0.1
     shard_size: int = 512
 
     def __post_init__(self) -> None:
-        _require(self.layout in LAYOUTS, f"data.layout must be one of {list(LAYOUTS)} "
-                 f"(got {self.layout!r})")
-        _require(self.label_kind in LABEL_KINDS, f"data.label_kind must be one of "
-                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
-        _require(self.layout != "manifest" or bool(self.labels),
-                 "data.labels must name the manifest CSV when data.layout=manifest")
+        super().__post_init__()
+        if self.sources:
+            self.sources = [SourceConfig(**s) if isinstance(s, dict) else s
+                            for s in self.sources]
+            for index, source in enumerate(self.sources):
+                source.check(f"data.sources[{index}]")
+                _require(bool(source.name) and source.name.replace("-", "").replace(
+                    "_", "").isalnum(), f"data.sources[{index}].name must be a name of letters, "
+                    f"digits, '-' and '_' (got {source.name!r}): it prefixes the complex ids")
+            names = [source.name for source in self.sources]
+            _require(len(set(names)) == len(names),
+                     f"data.sources names must be unique (got {names})")
+            _require(bool(self.processed_dir), "data.processed_dir must be set when "
+                     "data.sources lists several datasets (no one root owns the cache)")
+        else:
+            self.check("data")
+        _require(0.0 < self.duplicate_identity <= 1.0, "data.duplicate_identity must be in "
+                 f"(0, 1] (got {self.duplicate_identity})")
         _require(self.workers >= 0,
                  f"data.workers must be >= 0, 0 = all cores (got {self.workers})")
         _require(0.0 <= self.max_failure_fraction <= 1.0,
@@ -109,8 +237,9 @@ class DataConfig:
         _require(self.shard_size >= 1, f"data.shard_size must be >= 1 (got {self.shard_size})")
 
     @property
-    def root_path(self) -> Path:
-        return Path(self.root)
+    def input_sources(self) -> list[SourceConfig]:
+        """The datasets to read: ``sources``, or this config's own source keys."""
+        return list(self.sources) or [self]
 
     @property
     def processed_path(self) -> Path:

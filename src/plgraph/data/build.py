@@ -8,6 +8,7 @@ that looks like a complete cache.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 import plgraph
 from plgraph.atomic import fsync_dir, replace_atomically
-from plgraph.config import DataConfig, FeaturizeConfig
+from plgraph.config import DataConfig, FeaturizeConfig, SourceConfig
 from plgraph.data.cache import META_FILE, SHARD_FORMAT, pack_graphs, shard_name
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
@@ -43,6 +44,7 @@ from plgraph.featurize import (
     parse_ligand_block,
     read_ligand_files,
 )
+from plgraph.featurize.posing import Pose, PosingSite, parse_smiles, pose_ligand
 from plgraph.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
 
 log = logging.getLogger(__name__)
@@ -54,32 +56,68 @@ FEATURIZING = ("while featurizing the inputs for the processed cache; nothing wa
 
 def cache_identity(data: DataConfig, featurize: FeaturizeConfig, inputs: ReadResult) -> dict:
     """What a cache must have been built with to be used for this config and these inputs."""
+    sources = [_source_identity(source) for source in data.input_sources]
     return {
         "featurize": featurize.to_dict(),
-        "source": {"layout": data.layout, "label_property": data.label_property,
-                   "label_kind": data.label_kind},
+        "source": sources if data.sources else sources[0],
         "inputs_fingerprint": inputs.fingerprint(),
     }
 
 
+def _source_identity(source: SourceConfig) -> dict:
+    identity = {"layout": source.layout, "label_property": source.label_property,
+                "label_kind": source.label_kind}
+    if source.name:
+        identity["name"] = source.name
+    if source.layout == "reference":
+        identity["reference"] = dataclasses.asdict(source.reference)
+    return identity
+
+
 def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
-                     proteins: OrderedDict[str, ProteinAtoms] | None = None) -> HeteroData:
-    """Featurize one input record (labels not attached). ``proteins`` caches parsed proteins."""
+                     proteins: OrderedDict[str, ProteinAtoms] | None = None,
+                     sites: OrderedDict[tuple, PosingSite] | None = None) -> HeteroData:
+    """Featurize one input record (labels not attached); a SMILES record is posed first.
+    ``proteins`` and ``sites`` cache parsed proteins and posing sites across calls."""
     key = str(record.protein)
     protein = proteins.get(key) if proteins is not None else None
     if protein is None:
         protein = load_protein(record.protein, config)
         if proteins is not None:
-            proteins[key] = protein
-            while len(proteins) > _PROTEINS_KEPT:
-                proteins.popitem(last=False)
-    if record.ligand_block is not None:
+            _keep(proteins, key, protein)
+    if record.smiles is not None:
+        ligand = pose_record(record, protein, config, sites).heavy
+    elif record.ligand_block is not None:
         ligand = parse_ligand_block(record.ligand_block, "sdf",
                                     f"{record.id}: {record.ligand_source}", record.ligand_line)
     else:
         ligand = read_ligand_files(record.ligand_files, record.id)
     return featurize_complex(ligand, protein, config, record.id,
                              cut_pocket=not is_pocket_file(record.protein))
+
+
+def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeConfig,
+                sites: OrderedDict[tuple, PosingSite] | None = None) -> Pose:
+    """Pose a SMILES record onto its system's reference ligand. ``sites`` caches the systems'
+    reference + protein pairs, like ``proteins`` in :func:`featurize_record`."""
+    key = (str(record.protein), record.reference_files)
+    site = sites.get(key) if sites is not None else None
+    if site is None:
+        try:
+            reference = read_ligand_files(record.reference_files, "reference ligand")
+        except FeaturizationError as error:
+            raise FeaturizationError(f"{record.id}: cannot pose it: {error}") from None
+        site = PosingSite.build(reference, protein, str(record.reference_files[0]))
+        if sites is not None:
+            _keep(sites, key, site)
+    source = f"{record.id} ({record.ligand_source})"
+    return pose_ligand(parse_smiles(record.smiles, source), site, config.posing, source)
+
+
+def _keep(cache: OrderedDict, key, value) -> None:
+    cache[key] = value
+    while len(cache) > _PROTEINS_KEPT:
+        cache.popitem(last=False)
 
 
 # A worker process pays ~2 s to start (spawn, imports); below this many complexes per extra
@@ -92,12 +130,14 @@ MIN_CHUNK, MAX_CHUNK = 8, 64
 
 _worker_config: FeaturizeConfig | None = None
 _worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
+_worker_sites: OrderedDict[tuple, PosingSite] = OrderedDict()
 
 
 def _init_worker(config: FeaturizeConfig, pool_worker: bool) -> None:
     global _worker_config
     _worker_config = config
     _worker_proteins.clear()  # a rebuild must not see proteins parsed before a file changed
+    _worker_sites.clear()
     if pool_worker:
         torch.set_num_threads(1)  # one process per core already; never in the caller
         ignore_stop_signals_in_worker()  # the caller stops the build and ends the pool
@@ -110,7 +150,7 @@ def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
     results: list[bytes | Failure] = []
     for record in records:
         try:
-            graph = featurize_record(record, _worker_config, _worker_proteins)
+            graph = featurize_record(record, _worker_config, _worker_proteins, _worker_sites)
         except FeaturizationError as error:
             results.append(Failure(record.id, str(error)))
             continue
@@ -252,8 +292,10 @@ def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataC
     _check_failures(failures, total, data, partial, final=not complexes)
     return {"data_processing_version": DATA_PROCESSING_VERSION, "shard_format": SHARD_FORMAT,
             **identity, "versions": _versions(),
-            "counts": {"inputs": total, "processed": len(complexes), "failed": len(failures)},
+            "counts": {"inputs": total, "processed": len(complexes), "failed": len(failures),
+                       "duplicates": len(inputs.duplicates)},
             "failures": [{"id": f.id, "reason": f.reason} for f in failures],
+            "duplicates": [{"id": f.id, "reason": f.reason} for f in inputs.duplicates],
             "shards": shards, "complexes": complexes}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,6 +77,7 @@ class CacheEntry:
     id: str
     group: str
     label: float
+    extras: dict[str, float] = field(default_factory=dict)  # e.g. fep_dG: reports, not training
 
 
 class ProcessedCache:

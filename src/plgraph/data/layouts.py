@@ -6,6 +6,11 @@
   property of each record (``data.label_property``), grouped by system.
 - ``manifest``: a CSV with ``id,protein,ligand`` and optional ``label,group``; paths relative to
   the CSV.
+- ``reference``: ``<root>/<system>/`` with a protein PDB, one posed reference ligand and a CSV of
+  ligands as SMILES (``data.reference.*``); each ligand is posed onto the reference when it is
+  featurized. Grouped by system.
+
+``data.sources`` reads several of these as one dataset (``plgraph.data.sources``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import csv
 import io
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from plgraph.config import DataConfig, FeaturizeConfig
+from plgraph.config import DataConfig, FeaturizeConfig, ReferenceLayoutConfig, SourceConfig
 from plgraph.data.labels import Label, read_labels
 from plgraph.data.records import (
     KCAL_PER_PK,
@@ -34,7 +40,19 @@ _SDF_PROPERTY = re.compile(r"^>\s*<([^>]+)>")
 
 def read_inputs(data: DataConfig, featurize: FeaturizeConfig,
                 require_labels: bool = True) -> ReadResult:
-    """Read the dataset described by ``data``; the layout chooses the reader."""
+    """Read the dataset described by ``data``: its one source, or every one of ``data.sources``
+    (ids prefixed with the source's name, cross-source duplicates dropped)."""
+    if not data.sources:
+        return read_source(data, featurize, require_labels)
+    from plgraph.data.sources import combine_sources
+
+    return combine_sources([(source.name, read_source(source, featurize, require_labels))
+                            for source in data.sources], data.duplicate_identity)
+
+
+def read_source(data: SourceConfig, featurize: FeaturizeConfig,
+                require_labels: bool = True) -> ReadResult:
+    """Read one dataset directory; the layout chooses the reader."""
     root = data.root_path
     if not root.is_dir():
         raise InputError(f"data.root={root} is not a directory")
@@ -42,10 +60,12 @@ def read_inputs(data: DataConfig, featurize: FeaturizeConfig,
         return read_pdbbind(root, _pdbbind_labels(data), featurize)
     if data.layout == "series":
         return read_series(root, data.label_property, data.label_kind, require_labels)
+    if data.layout == "reference":
+        return read_reference(root, data.reference, data.label_kind, featurize, require_labels)
     return read_manifest(Path(data.labels), require_labels)
 
 
-def _pdbbind_labels(data: DataConfig) -> Path:
+def _pdbbind_labels(data: SourceConfig) -> Path:
     labels = Path(data.labels) if data.labels else data.root_path / "labels.csv"
     if not labels.is_file():
         raise InputError(f"labels file {labels} not found; set data.labels=FILE (a PDBbind INDEX "
@@ -185,6 +205,79 @@ def _finite(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if value is not None and math.isfinite(value) else None
+
+
+def read_reference(root: Path, layout: ReferenceLayoutConfig, label_kind: str,
+                   featurize: FeaturizeConfig, require_labels: bool = True) -> ReadResult:
+    """Every ``<root>/<system>/`` holding ``layout.table``: one record per CSV row, the ligand a
+    SMILES to pose onto the system's reference ligand, grouped by system.
+
+    A system without its protein or reference ligand fails every row; a row without a SMILES,
+    or (training) without a finite label, fails alone. Other numeric columns become ``extras``.
+    """
+    systems = sorted(p for p in root.iterdir()
+                     if p.is_dir() and not _is_ours(p.name) and (p / layout.table).is_file())
+    if not systems:
+        raise InputError(f"{root}: no <system>/{layout.table} found for data.layout=reference "
+                         "(set data.reference.table to the CSV's name)")
+    result = ReadResult()
+    for folder in systems:
+        records = _reference_rows(folder, layout, label_kind, require_labels)
+        references = tuple(folder / name for name in layout.ligand
+                           if Path(name).suffix.lower().lstrip(".") in featurize.ligand_formats)
+        protein = folder / layout.protein
+        missing = ("protein " + layout.protein if not protein.is_file() else
+                   None if any(p.is_file() for p in references) else
+                   "reference ligand " + " / ".join(layout.ligand))
+        if missing:
+            result.failures += records.failures
+            result.failures += [Failure(r.id, f"{folder}: missing {missing}")
+                                 for r in records.records]
+            continue
+        result.failures += records.failures
+        result.records += [replace(r, protein=protein, reference_files=references)
+                           for r in records.records]
+    return _drop_duplicates(result)
+
+
+def _reference_rows(folder: Path, layout: ReferenceLayoutConfig, label_kind: str,
+                    require_labels: bool) -> ReadResult:
+    table = folder / layout.table
+    text = read_text(table, InputError).lstrip("\ufeff")  # Excel's "CSV UTF-8" starts with a BOM
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    needed = [layout.smiles_column] + ([layout.label_column] if require_labels else [])
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise InputError(f"{table}:1: no column {missing} (the header read is {header}); set "
+                         "data.reference.smiles_column / label_column / name_column")
+    result = ReadResult()
+    known = {layout.smiles_column, layout.name_column, layout.label_column}
+    for line, row in enumerate(reader, start=2):
+        name = (row.get(layout.name_column) or "").strip() or f"row{line}"
+        complex_id = f"{folder.name}/{name}"
+        smiles = (row.get(layout.smiles_column) or "").strip()
+        raw = row.get(layout.label_column)
+        label = _finite(raw)
+        where = f"{table}:{line}"
+        if not smiles:
+            result.failures.append(Failure(complex_id, f"{where}: empty {layout.smiles_column}"))
+            continue
+        if require_labels and label is None:
+            result.failures.append(Failure(complex_id, f"{where}: {layout.label_column} {raw!r} "
+                                                       "is missing or not a finite number"))
+            continue
+        if label is not None and label_kind == "dg_kcal_mol":
+            label = dg_to_pk(label)
+        extras = tuple((column, value) for column in header if column not in known
+                       for value in [_finite(row.get(column))] if value is not None)
+        result.records.append(ComplexRecord(
+            id=complex_id, protein=folder, smiles=smiles, ligand_name=name,
+            ligand_source=where, label=label, group=folder.name, extras=extras))
+    if require_labels and label_kind == "dg_kcal_mol":
+        _exclude_relative_series(result, table)
+    return result
 
 
 def read_manifest(manifest: Path, require_labels: bool = True) -> ReadResult:

@@ -34,6 +34,11 @@ class ComplexRecord:
         ligand_line: the file line the record starts on, so messages give file lines.
         label: pK, or None where the input has none (prediction).
         group: what a grouped split keeps together (protein / series); "" when unknown.
+        smiles: the ligand as SMILES, to be posed onto ``reference_files`` (reference layout);
+            then ``ligand_files`` and ``ligand_block`` are empty.
+        reference_files: the system's posed reference ligand, with its fallbacks.
+        extras: other numeric values the input gives for the record, e.g. Uni-FEP's
+            ``fep_dG (kcal/mol)``: kept for reports, never a label.
     """
 
     id: str
@@ -46,12 +51,20 @@ class ComplexRecord:
     ligand_line: int = 1
     label: float | None = None
     group: str = ""
+    smiles: str | None = None
+    reference_files: tuple[Path, ...] = ()
+    extras: tuple[tuple[str, float], ...] = ()
 
     def fingerprint_fields(self) -> list:
         """What identifies this record's input; a changed value makes a cache stale."""
-        ligand = ([hashlib.sha256(self.ligand_block.encode()).hexdigest()]
-                  if self.ligand_block is not None else [_file_stamp(p) for p in self.ligand_files])
-        return [self.id, _file_stamp(self.protein), ligand, self.label, self.group]
+        if self.smiles is not None:
+            ligand = [self.smiles, [_file_stamp(p) for p in self.reference_files]]
+        elif self.ligand_block is not None:
+            ligand = [hashlib.sha256(self.ligand_block.encode()).hexdigest()]
+        else:
+            ligand = [_file_stamp(p) for p in self.ligand_files]
+        fields = [self.id, _file_stamp(self.protein), ligand, self.label, self.group]
+        return fields + [list(map(list, self.extras))] if self.extras else fields
 
 
 @dataclass(frozen=True)
@@ -64,15 +77,19 @@ class Failure:
 
 @dataclass
 class ReadResult:
-    """Everything an input reader found."""
+    """Everything an input reader found. ``duplicates`` are records dropped as copies of a
+    record of an earlier source (``data.sources``): not failures, but listed with the reason."""
 
     records: list[ComplexRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    duplicates: list[Failure] = field(default_factory=list)
 
     def fingerprint(self) -> str:
-        """A hash of every record's input and every reader failure."""
+        """A hash of every record's input, every reader failure and every dropped duplicate."""
         payload = [r.fingerprint_fields() for r in self.records]
         payload.append(sorted([f.id, f.reason] for f in self.failures))
+        if self.duplicates:
+            payload.append(sorted([f.id, f.reason] for f in self.duplicates))
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 

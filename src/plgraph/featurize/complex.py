@@ -20,9 +20,10 @@ from plgraph.featurize.ligand import (
 )
 from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_edges
 
-# Bump on ANY change to what the graphs contain (features, vocabularies, edge rules, dtypes).
+# Bump on ANY change to what the graphs contain (features, vocabularies, edge rules, dtypes,
+# posing). 2: ligands given as SMILES are posed (featurize.posing joins the config).
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 1
+DATA_PROCESSING_VERSION = 2
 
 LIGAND = "ligand"
 PROTEIN = "protein"

@@ -46,7 +46,7 @@ def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) ->
     readers = {"sdf": Chem.MolFromMolBlock, "mol2": Chem.MolFromMol2Block}
     if fmt not in readers:
         raise ValueError(f"unknown ligand format {fmt!r}; valid: {sorted(readers)}")
-    with _rdkit_messages() as messages:
+    with rdkit_messages() as messages:
         mol = readers[fmt](text, sanitize=False, removeHs=False)
     if mol is None or mol.GetNumAtoms() == 0:
         said = f" ({_file_lines('; '.join(messages), first_line)})" if messages else ""
@@ -65,7 +65,7 @@ def _file_lines(message: str, first_line: int) -> str:
 
 
 @contextmanager
-def _rdkit_messages() -> Iterator[list[str]]:
+def rdkit_messages() -> Iterator[list[str]]:
     """Collect what RDKit logs inside the block."""
     messages: list[str] = []
 
