@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -259,3 +260,17 @@ def test_the_first_signal_asks_to_stop_and_a_second_ctrl_c_aborts_at_once():
         with pytest.raises(KeyboardInterrupt, match="second Ctrl-C"):
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C once a stop is pending: abort now
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_key_added_by_a_newer_plgraph_at_its_default_does_not_block_a_resume():
+    """An upgrade mid-chain (Slurm requeues) must resume: the checkpoint's config lacks the new
+    key, whose default keeps the old behaviour; the same key set otherwise is a change."""
+    from plgraph.training.run_dir import check_config_change
+
+    current = dataclasses.asdict(AppConfig())
+    saved = copy.deepcopy(current)
+    del saved["data"]["duplicate_identity"], saved["featurize"]["posing"]
+    assert check_config_change(saved, current, mid_epoch=True) == []
+    current["data"]["duplicate_identity"] = 0.5
+    with pytest.raises(ConfigChangeError, match=r"data.duplicate_identity \(None -> 0.5\)"):
+        check_config_change(saved, current, mid_epoch=True)

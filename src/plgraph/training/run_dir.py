@@ -3,6 +3,7 @@ rules for resuming with a changed config."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -111,8 +112,9 @@ def check_config_change(saved: dict, current: dict, mid_epoch: bool) -> list[str
         ConfigChangeError: a change that would corrupt the run, with the way out.
     """
     old, new = flatten(saved), flatten(current)
+    added = _keys_added_at_their_default(old, new)
     changed = sorted(k for k in old.keys() | new.keys()
-                     if old.get(k) != new.get(k) and not _irrelevant(k))
+                     if old.get(k) != new.get(k) and not _irrelevant(k) and k not in added)
     allowed = RESUMABLE_CHANGES | (set() if mid_epoch else EPOCH_BOUNDARY_CHANGES)
     refused = [k for k in changed if k not in allowed]
     lines = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
@@ -125,6 +127,18 @@ def check_config_change(saved: dict, current: dict, mid_epoch: bool) -> list[str
             "over with fresh=true (old checkpoints are moved aside), or train under a new "
             "run_name=...")
     return lines
+
+
+def _keys_added_at_their_default(old: dict, new: dict) -> set[str]:
+    """Keys a newer plgraph added since the checkpoint was written, at their default value.
+
+    A key's default keeps the behaviour the run had before the key existed, so an upgrade in the
+    middle of a chain of jobs resumes; the same key set to another value is a real change.
+    """
+    from plgraph.config import AppConfig
+
+    defaults = flatten(dataclasses.asdict(AppConfig()))
+    return {k for k in new.keys() - old.keys() if k in defaults and new[k] == defaults[k]}
 
 
 def _irrelevant(key: str) -> bool:
