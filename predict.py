@@ -1,6 +1,8 @@
 """Predict pK: ``python predict.py [checkpoint=PATH] protein=P.pdb ligands=L.sdf``.
 
-Also ``root=DIR`` (PDBbind layout, optional ``labels=``) or ``manifest=CSV``, and
+Also ``protein=P.pdb reference=REF.sdf ligands=library.smi`` (SMILES posed onto the reference
+as in training; ``poses=posed.sdf`` writes the poses), ``root=DIR`` (PDBbind layout, optional
+``labels=``) or ``manifest=CSV``, and
 ``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models. The model and
 its featurization are rebuilt from the checkpoint alone; every input record gets one row in
 ``output`` (predicted pK, or the reason there is none). Exit code 1 when any record failed.
@@ -25,7 +27,13 @@ from omegaconf import DictConfig
 from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, to_config
 from plgraph.config import PredictConfig
-from plgraph.inference import PredictionWriter, chunks, featurize_all, read_prediction_inputs
+from plgraph.inference import (
+    PoseWriter,
+    PredictionWriter,
+    chunks,
+    featurize_all,
+    read_prediction_inputs,
+)
 from plgraph.predictor import Predictor, latest_best_checkpoint
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
@@ -45,6 +53,8 @@ def predict(config: PredictConfig) -> int:
              ", ".join(map(str, checkpoints)))
     inputs = read_prediction_inputs(config, predictor.featurize)
     writer = PredictionWriter(Path(config.output))
+    poses = PoseWriter(Path(config.poses)) if config.poses else None
+    complete = False
     try:
         for chunk in chunks(featurize_all(inputs, predictor.featurize)):
             STOP.check(f"while predicting, after {writer.count} records: {config.output} holds "
@@ -55,9 +65,16 @@ def predict(config: PredictConfig) -> int:
                                                                         strict=True)}
             for row in chunk:
                 writer.write(row, *value.get(id(row), (None, None)))
+                if poses is not None:
+                    poses.write(row, *value.get(id(row), (None, None)))
+        complete = True
     finally:
         writer.close()
+        if poses is not None:
+            poses.close(complete)
     report(writer, config)
+    if poses is not None:
+        log.info("%d posed ligands with their predictions in %s", poses.count, config.poses)
     return 1 if writer.failures else 0
 
 

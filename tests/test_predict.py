@@ -154,3 +154,51 @@ def test_without_a_checkpoint_the_latest_runs_best_is_used_or_the_way_is_named(t
         best.touch()
         os.utime(best, (time.time() - age, time.time() - age))
     assert latest_best_checkpoint(tmp_path).parent.parent.name == "new"
+
+
+@pytest.mark.slow
+def test_a_smiles_library_is_posed_as_in_training_one_row_per_line(trained, tmp_path):
+    """protein= reference= ligands=library.smi: every line gets its row, the bad one with the
+    reason; the prediction equals the model's on the training featurizer's graph of the same
+    SMILES (reference layout), and poses= holds each posed ligand with its prediction."""
+    from rdkit import Chem
+
+    from plgraph.data.layouts import read_inputs
+
+    _, run = trained
+    series = REPO / "tests" / "data" / "uni-fep-mini" / "WaterSet|Brd4(1)-ASH106"
+    records = read_inputs(data_config(series.parent, layout="reference"),
+                          FeaturizeConfig()).records
+    brd4 = [r for r in records if r.group == series.name][:3]
+    library = tmp_path / "library.smi"
+    library.write_text("# a screen\n" + "".join(
+        f"{r.smiles} {r.ligand_name.replace(' ', '_')}\n" for r in brd4[:2])
+        + "C1CC broken\n" + f"{brd4[2].smiles}\n")
+    output, poses = tmp_path / "preds.csv", tmp_path / "posed.sdf"
+    checkpoint = run / "checkpoints" / "best.pt"
+    # Quoted: Hydra's override grammar does not take '(' or '|' in a bare value.
+    result = run_predict(f"checkpoint={checkpoint}", f"protein='{series / 'protein.pdb'}'",
+                         f"reference='{series / 'ref_ligand.sdf'}'", f"ligands={library}",
+                         f"output={output}", f"poses={poses}", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = list(csv.DictReader(output.open()))
+    assert [r["ligand_name"] for r in rows] == ["cmpd_4_(Crotyl)", "cmpd_6_(ethyl)", "broken",
+                                                "line5"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "ok"]
+    assert "cannot parse the SMILES 'C1CC'" in rows[2]["error"] and "library.smi:4" in rows[2][
+        "error"]
+    predictor = Predictor.load([checkpoint], torch.device("cpu"))
+    expected, _ = predictor.predict([featurize_record(r, predictor.featurize) for r in brd4])
+    assert [float(rows[i]["predicted_pk"]) for i in (0, 1, 3)] == pytest.approx(
+        [round(float(v), 4) for v in expected], abs=1e-4)
+    posed = [m for m in Chem.SDMolSupplier(str(poses), removeHs=False)]
+    assert [m.GetProp("_Name") for m in posed] == ["cmpd_4_(Crotyl)", "cmpd_6_(ethyl)", "line5"]
+    assert float(posed[0].GetProp("predicted_pk")) == pytest.approx(float(rows[0]["predicted_pk"]))
+    assert posed[0].GetConformer().Is3D() and posed[0].GetNumAtoms() > posed[0].GetNumHeavyAtoms()
+
+
+def test_a_smiles_library_without_a_reference_is_refused_with_the_way(tmp_path):
+    from plgraph.config import PredictConfig
+
+    with pytest.raises(ValueError, match="SMILES library: give reference=REF.sdf"):
+        PredictConfig(protein="p.pdb", ligands="lib.smi")

@@ -17,6 +17,7 @@ SPLIT_STRATEGIES = ("random", "grouped", "target", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LIGAND_FORMATS = ("sdf", "mol2")
+SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -512,7 +513,15 @@ class PredictConfig:
     Args:
         checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``.
         ensemble: more checkpoints; predictions are their mean and standard deviation.
-        protein, ligands: one protein (pocket or full) and a multi-ligand SDF.
+        protein, ligands: one protein (pocket or full) and a multi-ligand SDF, or, with
+            ``reference``, a SMILES library: ``.smi`` (SMILES and an optional name per line) or
+            ``.csv`` (columns ``smiles`` and optional ``name``; ``smiles_column`` /
+            ``name_column`` rename them).
+        reference: a posed reference ligand (SDF or mol2) in ``protein``'s binding site: each
+            SMILES is posed onto it exactly as in training (``featurize.posing`` of the
+            checkpoint).
+        poses: with ``reference``, an SDF to write every posed ligand to, with its prediction
+            as SDF properties.
         label_property, label_kind: with protein + ligands, the SDF property holding measured
             values (e.g. ``r_exp_dg``), for metrics; optional.
         root, labels: a PDBbind-layout directory and, optionally, its labels.
@@ -524,6 +533,10 @@ class PredictConfig:
     ensemble: list[str] = field(default_factory=list)
     protein: str | None = None
     ligands: str | None = None
+    reference: str | None = None
+    smiles_column: str = "smiles"
+    name_column: str = "name"
+    poses: str | None = None
     label_property: str | None = None
     label_kind: str = "dg_kcal_mol"
     root: str | None = None
@@ -542,6 +555,16 @@ class PredictConfig:
                  f"root=DIR (PDBbind layout) or manifest=CSV (got {kinds or 'none'})")
         _require(not (self.protein or self.ligands) or bool(self.protein and self.ligands),
                  "protein= and ligands= go together")
+        smiles_library = bool(self.ligands) and Path(self.ligands).suffix.lower() in (
+            SMILES_SUFFIXES)
+        _require(not smiles_library or bool(self.reference),
+                 f"ligands={self.ligands} is a SMILES library: give reference=REF.sdf, a posed "
+                 "ligand in the protein's binding site, to pose each SMILES onto")
+        _require(not self.reference or smiles_library, "reference= poses a SMILES library: "
+                 f"give ligands= as one of {list(SMILES_SUFFIXES)} (got {self.ligands})")
+        _require(not self.poses or bool(self.reference),
+                 "poses= writes the poses made from SMILES: it needs reference= and a SMILES "
+                 "library as ligands=")
         _require(self.label_kind in LABEL_KINDS, f"label_kind must be one of "
                  f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
         _require(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")

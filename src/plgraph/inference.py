@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from rdkit import Chem
 from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 from plgraph.config import FeaturizeConfig, PredictConfig
-from plgraph.data.build import featurize_record
-from plgraph.data.layouts import read_manifest, read_pdbbind, read_sdf_records
+from plgraph.data.build import featurize_record_with_pose
+from plgraph.data.layouts import (
+    read_manifest,
+    read_pdbbind,
+    read_sdf_records,
+    read_smiles_library,
+)
 from plgraph.data.records import ComplexRecord, ReadResult
 from plgraph.errors import FeaturizationError, InputError
+from plgraph.featurize.posing import Pose
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
                "measured_pk", "status", "error")
@@ -33,14 +41,19 @@ class Featurized:
     graph: HeteroData | None
     error: str = ""
     label: float | None = None
+    pose: Pose | None = None  # the pose made for a SMILES record
 
 
 def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> ReadResult:
     """The records of whichever input ``config`` names; labels are optional."""
-    for name in ("protein", "ligands", "root", "labels", "manifest"):
+    for name in ("protein", "ligands", "reference", "root", "labels", "manifest"):
         value = getattr(config, name)
         if value and not Path(value).exists():
             raise InputError(f"{name}={value}: not found")
+    if config.reference:
+        return read_smiles_library(Path(config.ligands), Path(config.protein),
+                                   Path(config.reference), config.smiles_column,
+                                   config.name_column, config.label_property, config.label_kind)
     if config.protein and config.ligands:
         ligands = Path(config.ligands)
         return read_sdf_records(ligands, Path(config.protein), ligands.stem,
@@ -62,18 +75,20 @@ def featurize_all(inputs: ReadResult, config: FeaturizeConfig) -> Iterator[Featu
     for failure in inputs.failures:
         yield Featurized(failure.id, "", -1, None, failure.reason)
     proteins: OrderedDict = OrderedDict()
+    sites: OrderedDict = OrderedDict()
     for record in tqdm(inputs.records, unit="complex", desc="featurizing", mininterval=1.0):
         try:
-            graph = featurize_record(record, config, proteins)
+            graph, pose = featurize_record_with_pose(record, config, proteins, sites)
         except FeaturizationError as error:
             yield _row(record, None, str(error))
             continue
-        yield _row(record, graph, "")
+        yield _row(record, graph, "", pose)
 
 
-def _row(record: ComplexRecord, graph: HeteroData | None, error: str) -> Featurized:
+def _row(record: ComplexRecord, graph: HeteroData | None, error: str,
+         pose: Pose | None = None) -> Featurized:
     return Featurized(record.id, record.ligand_name, record.ligand_index, graph, error,
-                      record.label)
+                      record.label, pose)
 
 
 def chunks(rows: Iterable[Featurized], size: int = CHUNK) -> Iterator[list[Featurized]]:
@@ -110,3 +125,35 @@ class PredictionWriter:
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+class PoseWriter:
+    """Writes the poses made from SMILES to an SDF, each with its prediction as properties, so
+    that a chemist can look at them in any viewer. Written beside the target and renamed onto it
+    when complete: an interrupted run never leaves a half file under the requested name."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._writer = Chem.SDWriter(str(self._partial))
+        self.count = 0
+
+    def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
+        if row.pose is None or predicted is None:
+            return
+        mol = Chem.Mol(row.pose.mol)
+        mol.SetProp("_Name", row.ligand_name or row.id)
+        for name, value in (("plgraph_id", row.id), ("predicted_pk", _number(predicted)),
+                            ("predicted_pk_std", _number(spread)),
+                            ("pose_core_atoms", str(len(row.pose.core))),
+                            ("pose_clashes", str(row.pose.clashes))):
+            mol.SetProp(name, value)
+        self._writer.write(mol)
+        self.count += 1
+
+    def close(self, complete: bool) -> None:
+        self._writer.close()
+        if complete:
+            os.replace(self._partial, self.path)
+        else:
+            self._partial.unlink(missing_ok=True)

@@ -79,21 +79,32 @@ def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
                      sites: OrderedDict[tuple, PosingSite] | None = None) -> HeteroData:
     """Featurize one input record (labels not attached); a SMILES record is posed first.
     ``proteins`` and ``sites`` cache parsed proteins and posing sites across calls."""
+    return featurize_record_with_pose(record, config, proteins, sites)[0]
+
+
+def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
+                               proteins: OrderedDict[str, ProteinAtoms] | None = None,
+                               sites: OrderedDict[tuple, PosingSite] | None = None,
+                               ) -> tuple[HeteroData, Pose | None]:
+    """:func:`featurize_record`, and the pose made for a SMILES record (None for the others)."""
     key = str(record.protein)
     protein = proteins.get(key) if proteins is not None else None
     if protein is None:
         protein = load_protein(record.protein, config)
         if proteins is not None:
             _keep(proteins, key, protein)
+    pose = None
     if record.smiles is not None:
-        ligand = pose_record(record, protein, config, sites).heavy
+        pose = pose_record(record, protein, config, sites)
+        ligand = pose.heavy
     elif record.ligand_block is not None:
         ligand = parse_ligand_block(record.ligand_block, "sdf",
                                     f"{record.id}: {record.ligand_source}", record.ligand_line)
     else:
         ligand = read_ligand_files(record.ligand_files, record.id)
-    return featurize_complex(ligand, protein, config, record.id,
-                             cut_pocket=not is_pocket_file(record.protein))
+    graph = featurize_complex(ligand, protein, config, record.id,
+                              cut_pocket=not is_pocket_file(record.protein))
+    return graph, pose
 
 
 def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeConfig,

@@ -280,6 +280,52 @@ def _reference_rows(folder: Path, layout: ReferenceLayoutConfig, label_kind: str
     return result
 
 
+def read_smiles_library(library: Path, protein: Path, reference: Path, smiles_column: str,
+                        name_column: str, label_column: str | None = None,
+                        label_kind: str = "pk") -> ReadResult:
+    """A SMILES library to pose onto ``reference`` in ``protein``: one record per line, in order.
+
+    ``.smi``: ``SMILES [name]`` per line (whitespace-separated; ``#`` lines and blank lines
+    skipped). ``.csv``: a header with ``smiles_column`` and optionally ``name_column`` and
+    ``label_column``. A line whose SMILES is bad becomes a record all the same: posing fails it
+    with the reason, so every line gets its row.
+    """
+    text = read_text(library, InputError).lstrip("\ufeff")
+    if library.suffix.lower() == ".csv":
+        rows = _library_csv_rows(library, text, smiles_column, name_column, label_column)
+    else:
+        rows = [(line, *(content.split(None, 1) + [""])[:2], None)
+                for line, content in enumerate(text.splitlines(), start=1)
+                if content.strip() and not content.lstrip().startswith("#")]
+    if not rows:
+        raise InputError(f"{library}: no SMILES found")
+    result = ReadResult()
+    for index, (line, smiles, name, raw_label) in enumerate(rows):
+        name = name.strip() or f"line{line}"
+        label = _finite(raw_label)
+        if label is not None and label_kind == "dg_kcal_mol":
+            label = dg_to_pk(label)
+        result.records.append(ComplexRecord(
+            id=f"{library.stem}/{name}", protein=protein, smiles=smiles.strip(),
+            reference_files=(reference,), ligand_name=name, ligand_index=index,
+            ligand_source=f"{library}:{line}", ligand_line=line, label=label,
+            group=library.stem))
+    return result
+
+
+def _library_csv_rows(library: Path, text: str, smiles_column: str, name_column: str,
+                      label_column: str | None) -> list[tuple[int, str, str, str | None]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    if smiles_column not in header:
+        raise InputError(f"{library}:1: no column {smiles_column!r} (the header read is "
+                         f"{header}); set smiles_column=")
+    return [(line, row.get(smiles_column) or "", row.get(name_column) or "",
+             row.get(label_column) if label_column else None)
+            for line, row in enumerate(reader, start=2)]
+
+
 def read_manifest(manifest: Path, require_labels: bool = True) -> ReadResult:
     """A CSV with columns ``id, protein, ligand`` and optional ``label, group``."""
     rows = list(csv.DictReader(io.StringIO(read_text(manifest, InputError))))
