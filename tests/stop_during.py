@@ -2,6 +2,7 @@
 the tests hit a phase exactly, however fast or slow the machine (tests/test_stop.py).
 
     PLGRAPH_TEST_STOP=preflight:SIGTERM[:RANK] python tests/stop_during.py key=value ...
+    PLGRAPH_TEST_STOP=predict:SIGTERM python tests/stop_during.py predict.py key=value ...
 
 The phase comes from the environment, not the command line, so that the ``Resume with:`` command
 that main.py prints runs the same script without a signal. With RANK, only that torchrun rank
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-MAIN = Path(__file__).resolve().parents[1] / "main.py"
+REPO = Path(__file__).resolve().parents[1]
 ENVIRONMENT = "PLGRAPH_TEST_STOP"
 # phase: (module, the function or method that starts it)
 PHASES = {
@@ -29,6 +30,7 @@ PHASES = {
     "mlflow": ("plgraph.tracking", "_open_run"),
     "preflight": ("plgraph.training.trainer", "Trainer.preflight"),
     "test": ("plgraph.training.trainer", "Trainer._test_best"),
+    "predict": ("plgraph.inference", "featurize_all"),  # predict.py
 }
 
 
@@ -59,5 +61,7 @@ if __name__ == "__main__":
         phase, signal_name, *rank = request.split(":")
         if not rank or os.environ.get("RANK", "0") == rank[0]:
             signal_at_start(phase, signal.Signals[signal_name])
-    sys.argv = [str(MAIN), *sys.argv[1:]]
-    runpy.run_path(str(MAIN), run_name="__main__")
+    arguments = sys.argv[1:]
+    script = REPO / (arguments.pop(0) if arguments[:1] == ["predict.py"] else "main.py")
+    sys.argv = [str(script), *arguments]
+    runpy.run_path(str(script), run_name="__main__")

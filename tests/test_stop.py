@@ -7,6 +7,7 @@ test_main_resume.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -27,7 +28,7 @@ from test_slurm import FAKE_SCONTROL, JOB_ID, fake_executable
 from test_training import IDS, app_config, fit
 
 from plgraph.cli import resume_command, run_cli, torchrun_command
-from plgraph.config import FeaturizeConfig, SplitConfig
+from plgraph.config import FeaturizeConfig, SplitConfig, TrackingConfig
 from plgraph.data import prepare_data
 from plgraph.stop import StopRequested, StopRequests
 from plgraph.tracking import local_store_uri
@@ -171,6 +172,21 @@ def test_a_signal_in_the_test_evaluation_or_the_resume_load_loses_nothing_and_th
     assert code == 0 and f": step {steps}, epoch 2, batch 0" in log and "resuming from" in log
     results = (config.run_dir / "results.json").read_text()
     assert f'"steps": {steps}' in results
+
+
+@pytest.mark.slow
+def test_a_signal_while_predict_py_featurizes_stops_it_before_predicting(prepared, tmp_path):
+    config = dataclasses.replace(app_config(prepared, tmp_path, max_epochs=1),
+                                 tracking=TrackingConfig(enabled=False))
+    fit(config, prepared)
+    output = tmp_path / "predictions.csv"
+    result = run([sys.executable, str(DRIVER), "predict.py",
+                  f"checkpoint={config.run_dir / 'checkpoints' / 'best.pt'}",
+                  f"root={prepared[0].root}", f"output={output}"], "predict:SIGTERM")
+    log = result.stdout + result.stderr
+    assert result.returncode == 143, log
+    assert f"SIGTERM: stopped while predicting, after 0 records: {output} holds only those" in log
+    assert "Traceback" not in log
 
 
 # --- main.py and torchrun, as users and schedulers stop them ---------------------------------
