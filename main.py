@@ -64,7 +64,6 @@ def quiet_other_ranks() -> None:
 def train(cfg: DictConfig, ranks: Ranks) -> int:
     """Prepare the data and train (or run an experiment); the exit code."""
     config = to_config(cfg)
-    STOP.check("before the data preparation")
     if config.experiment.name:
         return experiment(config, ranks)
     from plgraph.training.device import resolve_device
@@ -73,7 +72,8 @@ def train(cfg: DictConfig, ranks: Ranks) -> int:
     from plgraph.training.trainer import Trainer
 
     device = resolve_device(config.trainer.device, ranks.local_rank)
-    # First: from here on, a stop or an error on one rank ends every rank at the same point.
+    # First: from here on, a stop or an error on one rank ends every rank at the same point (a
+    # signal that came during the imports too: the first agreement below stops them all).
     start_process_group(ranks, device)
     try:
         comm = Collectives(ranks, device)
