@@ -30,7 +30,8 @@ from test_training import IDS, app_config, fit
 from plgraph.cli import resume_command, run_cli, torchrun_command
 from plgraph.config import FeaturizeConfig, SplitConfig, TrackingConfig
 from plgraph.data import prepare_data
-from plgraph.stop import StopRequested, StopRequests
+from plgraph.lock import exclusive_lock
+from plgraph.stop import STOP, StopRequested, StopRequests
 from plgraph.tracking import local_store_uri
 from plgraph.training.checkpoint import read_checkpoint
 
@@ -60,6 +61,15 @@ def test_nested_installs_share_one_flag_and_the_outermost_restores_the_handlers(
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     with stop:
         assert stop.signal is None, "a new outermost install starts without a stop pending"
+
+
+def test_a_stop_signal_ends_the_wait_for_a_cache_another_process_is_building(tmp_path):
+    lock = tmp_path / "processed.lock"
+    with exclusive_lock(lock, "the cache", wait=False), STOP:  # the other build
+        os.kill(os.getpid(), signal.SIGTERM)
+        with (pytest.raises(StopRequested, match="SIGTERM: stopped while waiting for the cache"),
+              exclusive_lock(lock, "the cache", wait=True)):
+            pytest.fail("the lock was taken while another holder had it")
 
 
 def test_the_entry_point_turns_a_stop_into_one_message_and_128_plus_the_signal(caplog):
