@@ -60,8 +60,8 @@ else
   mode="dry run (no CUDA device here): tiny sizes on CPU, the figures measure nothing"
 fi
 
-# Sizes and time limits (s). On a GPU the limits add up to 460 s, so the whole run, with the
-# start, stays within 8 minutes even if every check runs out of its time.
+# Sizes and time limits (s). On a GPU the limits add up to 420 s (470 s with timeout's 10 s of
+# grace each), so the whole run stays within 8 minutes even if every check runs out of its time.
 if [ "$dry_run" = 1 ]; then
   device=cpu
   precision_args=(--model tiny --complexes 12 --epochs 1 --batch-size 4)
@@ -77,7 +77,7 @@ else
   small_args=(--model small); large_args=(--model large); large_skipped=""
   predict_args=(--model small)
   loader_args=(--model small --copies 10 --loader-batches 1000)
-  limits=(100 60 90 80 130)
+  limits=(90 55 80 70 125)
 fi
 
 titles=(
