@@ -55,8 +55,8 @@ class StopRequests:
     """The process's stop flag and the handlers that set it.
 
     :meth:`install` may be nested (the entry point, then the trainer when it is used as a
-    library); the outermost one installs the handlers and clears the flag, the matching
-    :meth:`uninstall` restores the previous handlers. The first signal sets the flag; a second
+    library); the outermost one installs the handlers, the matching :meth:`uninstall` restores
+    the previous handlers and clears the flag. The first signal sets the flag; a second
     Ctrl-C raises KeyboardInterrupt at once (checkpoints and the cache are written atomically, so
     an abort in the middle of a write leaves the previous file intact).
     """
@@ -78,7 +78,7 @@ class StopRequests:
 
     def install(self) -> StopRequests:
         if self._depth == 0:
-            self.signal, self.action = None, BEFORE_TRAINING
+            self.action = BEFORE_TRAINING
             for number in STOP_SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)
         self._depth += 1
@@ -90,6 +90,7 @@ class StopRequests:
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
             self._previous.clear()
+            self.signal = None  # answered by whoever installed them: nothing is pending outside
 
     def __enter__(self) -> StopRequests:
         return self.install()
