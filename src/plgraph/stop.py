@@ -2,10 +2,12 @@
 point to its last, at points where stopping leaves nothing half-done.
 
 A handler only records the signal (:data:`STOP`). Before the first optimizer step there is
-nothing to save, so long phases call :meth:`StopRequests.check` at safe points (between cache
-chunks, after the resume load, after the MLflow setup, after the preflight, between test batches)
-and it raises :class:`StopRequested`; their ``finally`` blocks and ``with`` statements clean up
-(no partial cache, no held lock, no pool worker left). The training loop reads the same flag and
+nothing to save, so long phases call :meth:`StopRequests.check` at safe points (while building
+the cache or waiting for its lock, after the resume load, the MLflow setup and the preflight,
+between test batches, between prediction chunks) and it raises :class:`StopRequested`; their
+``finally`` blocks and ``with`` statements clean up (no partial cache, no held lock, no pool
+worker left). Under torchrun the ranks agree on it (:meth:`Collectives.agree
+<plgraph.training.distributed.Collectives.agree>`). The training loop reads the same flag and
 instead finishes its batch and writes ``INTERRUPTED.pt``. The entry point turns either into one
 message and exit code 128 + signal (:func:`plgraph.cli.run_cli`).
 
