@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, copy_sample, data_config
 
-from plgraph.config import SplitConfig
+from plgraph.config import FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
 from plgraph.data.split import make_split, split_fingerprint, split_path, verify_split
 from plgraph.errors import SplitError
@@ -189,3 +189,31 @@ def test_a_test_id_that_failed_featurization_is_named_with_its_reason(sample_roo
 def test_invalid_fractions_fail_before_any_work():
     with pytest.raises(ValueError, match=r"split.train \+ split.val \+ split.test must be 1"):
         SplitConfig(train=0.8, val=0.2, test=0.2)
+
+
+def test_family_clusters_join_kinases_but_not_unrelated_targets(fep_root):
+    """CDK2, JNK1 and p38 (CMGC kinases, 40-50 % identical) are one family but no target at 0.9
+    identity; TYK2 (a JAK kinase) joins them only through other kinases, which this set lacks;
+    thrombin, BACE1 and MCL1 stay families of their own."""
+    from plgraph.data.targets import family_clusters, target_clusters
+
+    names = ("cdk2", "jnk1_manual_flips", "p38", "tyk2", "thrombin_core", "bace",
+             "mcl1_extra_flips")
+    files = [fep_root / "jacs_set" / f"{name}_protein.pdb" for name in names]
+    family = dict(zip(names, (family_clusters(files, 0.2)[f] for f in files), strict=True))
+    assert len({family[k] for k in ("cdk2", "jnk1_manual_flips", "p38")}) == 1
+    assert len(set(family.values())) == 5
+    assert len(set(target_clusters(files, 0.9).values())) == 7
+
+
+def test_a_family_split_keeps_families_whole_and_no_part_oversized(fep_systems):
+    split = SplitConfig(strategy="family", name="fam", train=0.6, val=0.2, test=0.2)
+    prepared = prepare_data(data_config(fep_systems, layout="series"), FeaturizeConfig(), split)
+    family_of = prepared.split["target_of"]
+    assert prepared.split["recipe"]["family_similarity"] == 0.2
+    parts = {family_of[i]: part for part, ids in prepared.split["parts"].items() for i in ids}
+    for part, ids in prepared.split["parts"].items():
+        assert all(parts[family_of[i]] == part for i in ids)
+    size = len(prepared.cache)
+    for part in ("val", "test"):
+        assert len(prepared.split["parts"][part]) <= 1.5 * 0.2 * size

@@ -13,7 +13,7 @@ from pathlib import Path
 
 LAYOUTS = ("pdbbind", "series", "manifest", "reference")
 LABEL_KINDS = ("pk", "dg_kcal_mol")
-SPLIT_STRATEGIES = ("random", "grouped", "target", "ids")
+SPLIT_STRATEGIES = ("random", "grouped", "target", "family", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LIGAND_FORMATS = ("sdf", "mol2")
@@ -58,9 +58,10 @@ class PosingConfig:
     def __post_init__(self) -> None:
         _require(self.mcs_timeout >= 1, "featurize.posing.mcs_timeout must be >= 1 s "
                  f"(got {self.mcs_timeout})")
-        for name in ("min_core_atoms", "attempts"):
-            value = getattr(self, name)
-            _require(value >= 1, f"featurize.posing.{name} must be >= 1 (got {value})")
+        _require(self.min_core_atoms >= 3, "featurize.posing.min_core_atoms must be >= 3: "
+                 f"fewer atoms fix no orientation in the site (got {self.min_core_atoms})")
+        _require(self.attempts >= 1, f"featurize.posing.attempts must be >= 1 "
+                 f"(got {self.attempts})")
         _require(0.0 <= self.min_core_fraction <= 1.0, "featurize.posing.min_core_fraction "
                  f"must be in [0, 1] (got {self.min_core_fraction})")
         _require(self.clash_distance > 0, "featurize.posing.clash_distance must be > 0 Å "
@@ -271,6 +272,9 @@ class SplitConfig:
         test_ids, val_ids: files with one id per line (strategy ``ids``).
         target_identity: strategy ``target``: the sequence identity that makes two proteins
             one target.
+        family_similarity: strategy ``family``: proteins whose chains align (local, BLOSUM62)
+            with at least this fraction of the smaller chain's self-score are one family
+            (``plgraph.data.targets.family_clusters``); families never straddle two parts.
     """
 
     name: str = "default"
@@ -282,6 +286,7 @@ class SplitConfig:
     test_ids: str | None = None
     val_ids: str | None = None
     target_identity: float = 0.9
+    family_similarity: float = 0.2
 
     def __post_init__(self) -> None:
         _require(self.strategy in SPLIT_STRATEGIES, f"split.strategy must be one of "
@@ -295,6 +300,8 @@ class SplitConfig:
         _require(self.train > 0, f"split.train must be > 0 (got {self.train})")
         _require(0.0 < self.target_identity <= 1.0, f"split.target_identity must be in (0, 1] "
                  f"(got {self.target_identity})")
+        _require(0.0 < self.family_similarity <= 1.0, "split.family_similarity must be in "
+                 f"(0, 1] (got {self.family_similarity})")
         _require(self.strategy != "ids" or bool(self.test_ids),
                  "split.test_ids must name a file of test ids when split.strategy=ids")
         _require(self.name.replace("-", "").replace("_", "").isalnum(),

@@ -18,7 +18,7 @@ import numpy as np
 from plgraph.config import SplitConfig
 from plgraph.data.cache import ProcessedCache
 from plgraph.data.labels import read_id_list
-from plgraph.data.targets import target_clusters
+from plgraph.data.targets import family_clusters, target_clusters
 from plgraph.errors import SplitError
 
 PARTS = ("train", "val", "test")
@@ -47,7 +47,8 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
                              f"to make a new one, set split.name=<new name> (or delete {path}).")
         verify_split(split, cache)
         return split
-    target_of = target_groups(cache, config, proteins) if config.strategy == "target" else None
+    target_of = (target_groups(cache, config, proteins)
+                 if config.strategy in ("target", "family") else None)
     split = {"name": config.name, "recipe": wanted,
              "parts": make_split(cache, config, target_of)}
     if target_of is not None:
@@ -66,6 +67,8 @@ def split_recipe(config: SplitConfig) -> dict:
     recipe = {"strategy": config.strategy, "seed": config.seed, **config.fractions()}
     if config.strategy == "target":
         recipe["target_identity"] = config.target_identity
+    if config.strategy == "family":
+        recipe["family_similarity"] = config.family_similarity
     for key in ("test_ids", "val_ids"):
         file = getattr(config, key)
         recipe[key] = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None
@@ -78,11 +81,14 @@ def split_fingerprint(parts: dict[str, list[str]]) -> str:
 
 def target_groups(cache: ProcessedCache, config: SplitConfig,
                   proteins: dict[str, Path] | None) -> dict[str, str]:
-    """Each cached complex's target cluster (protein chains at ``split.target_identity``)."""
+    """Each cached complex's target cluster (protein chains at ``split.target_identity``), or
+    its family (``split.family_similarity``) for ``strategy=family``."""
     if proteins is None or not set(cache.ids) <= proteins.keys():
-        raise SplitError("split.strategy=target needs the protein file of every complex; "
-                         "prepare the data with prepare_data")
-    cluster = target_clusters({proteins[i] for i in cache.ids}, config.target_identity)
+        raise SplitError(f"split.strategy={config.strategy} needs the protein file of every "
+                         "complex; prepare the data with prepare_data")
+    files = {proteins[i] for i in cache.ids}
+    cluster = (family_clusters(files, config.family_similarity) if config.strategy == "family"
+               else target_clusters(files, config.target_identity))
     return {complex_id: cluster[proteins[complex_id]] for complex_id in sorted(cache.ids)}
 
 
@@ -92,9 +98,10 @@ def make_split(cache: ProcessedCache, config: SplitConfig,
     rng = np.random.default_rng(config.seed)
     if config.strategy == "grouped":
         parts = _grouped(_by_entry_group(cache), config, rng, len(cache))
-    elif config.strategy == "target":
+    elif config.strategy in ("target", "family"):
         assert target_of is not None
-        parts = _grouped(target_of, config, rng, len(cache))
+        parts = _grouped(target_of, config, rng, len(cache),
+                         skip_oversized=config.strategy == "family")
     elif config.strategy == "ids":
         parts = _from_id_files(cache, config, rng)
     else:
@@ -118,8 +125,12 @@ def _by_entry_group(cache: ProcessedCache) -> dict[str, str]:
     return {entry.id: entry.group for entry in cache.entries}
 
 
-def _grouped(group_of: dict[str, str], config: SplitConfig, rng,
-             size: int) -> dict[str, list[str]]:
+def _grouped(group_of: dict[str, str], config: SplitConfig, rng, size: int,
+             skip_oversized: bool = False) -> dict[str, list[str]]:
+    """Shuffled groups fill test, then val, then train: a group is never cut in two.
+
+    ``skip_oversized``: a group that would take test or val past 1.5 times its share goes to
+    train instead (families are uneven: the kinases are a third of Uni-FEP's targets)."""
     members: dict[str, list[str]] = defaultdict(list)
     for complex_id in sorted(group_of):
         members[group_of[complex_id]].append(complex_id)
@@ -129,9 +140,10 @@ def _grouped(group_of: dict[str, str], config: SplitConfig, rng,
                          f"{len(groups)}")
     targets = {p: f * size for p, f in config.fractions().items()}
     parts: dict[str, list[str]] = {p: [] for p in PARTS}
-    # Shuffled groups fill test, then val, then train: a group is never cut in two.
     for group in (groups[i] for i in rng.permutation(len(groups))):
-        part = next((p for p in ("test", "val") if len(parts[p]) < targets[p] - 0.5), "train")
+        part = next((p for p in ("test", "val") if len(parts[p]) < targets[p] - 0.5
+                     and not (skip_oversized and len(parts[p]) + len(members[group])
+                              > 1.5 * targets[p])), "train")
         parts[part] += members[group]
     if not parts["train"]:
         raise SplitError(f"split.strategy={config.strategy} left no group for train: lower "
@@ -182,7 +194,7 @@ def verify_split(split: dict, cache: ProcessedCache) -> None:
     if split_fingerprint(parts) != split["fingerprint"]:
         raise SplitError(f"{where}: content does not match its fingerprint (edited by hand?)")
     strategy = split["recipe"]["strategy"]
-    if strategy in ("grouped", "target"):
+    if strategy in ("grouped", "target", "family"):
         group_of = (_by_entry_group(cache) if strategy == "grouped"
                     else split.get("target_of", {}))
         part_of_group: dict[str, str] = {}
