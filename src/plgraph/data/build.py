@@ -111,6 +111,14 @@ def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeC
                 sites: OrderedDict[tuple, PosingSite] | None = None) -> Pose:
     """Pose a SMILES record onto its system's reference ligand. ``sites`` caches the systems'
     reference + protein pairs, like ``proteins`` in :func:`featurize_record`."""
+    site = posing_site(record, protein, sites)
+    source = f"{record.id} ({record.ligand_source})"
+    return pose_ligand(parse_smiles(record.smiles, source), site, config.posing, source)
+
+
+def posing_site(record: ComplexRecord, protein: ProteinAtoms,
+                sites: OrderedDict[tuple, PosingSite] | None = None) -> PosingSite:
+    """The record's reference ligand in its protein, from ``sites`` or read now (and kept)."""
     key = (str(record.protein), record.reference_files)
     site = sites.get(key) if sites is not None else None
     if site is None:
@@ -121,8 +129,7 @@ def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeC
         site = PosingSite.build(reference, protein, str(record.reference_files[0]))
         if sites is not None:
             _keep(sites, key, site)
-    source = f"{record.id} ({record.ligand_source})"
-    return pose_ligand(parse_smiles(record.smiles, source), site, config.posing, source)
+    return site
 
 
 def _keep(cache: OrderedDict, key, value) -> None:
