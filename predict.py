@@ -5,8 +5,11 @@ as in training; ``poses=posed.sdf`` writes the poses), ``root=DIR`` (PDBbind lay
 ``labels=``) or ``manifest=CSV``, and
 ``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models. The model and
 its featurization are rebuilt from the checkpoint alone; every input record gets one row in
-``output`` (predicted pK, or the reason there is none). Exit code 1 when any record failed.
-Ctrl-C, SIGTERM and SIGUSR1 stop it between chunks, with exit code 128 + signal (plgraph.stop).
+``output`` (predicted pK, or the reason there is none; ``out_of_domain`` and the reasons where
+the prediction is outside the model's domain, see plgraph.applicability). Exit codes: 0 every
+record predicted, 1 some records failed (the CSV complete), 2 nothing done (a usage or input
+error, named), 128 + signal when Ctrl-C, SIGTERM or SIGUSR1 stopped it between chunks
+(plgraph.stop). The CSV appears at ``output`` only once complete.
 """
 
 # ruff: noqa: E402 (the stop handlers go in before the imports, which take seconds)
@@ -25,11 +28,12 @@ import numpy as np
 from omegaconf import DictConfig
 
 from plgraph.allocator import keep_freed_memory
-from plgraph.cli import register_configs, run_cli, to_config
+from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
 from plgraph.inference import (
     PoseWriter,
     PredictionWriter,
+    check_output,
     chunks,
     featurize_all,
     read_prediction_inputs,
@@ -45,6 +49,9 @@ keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocato
 
 
 def predict(config: PredictConfig) -> int:
+    check_output(Path(config.output), "output")
+    if config.poses:
+        check_output(Path(config.poses), "poses")
     checkpoints = [Path(config.checkpoint) if config.checkpoint
                    else latest_best_checkpoint(Path(config.output_root))]
     checkpoints += [Path(p) for p in config.ensemble]
@@ -52,13 +59,13 @@ def predict(config: PredictConfig) -> int:
     log.info("model%s: %s", "s" if len(checkpoints) > 1 else "",
              ", ".join(map(str, checkpoints)))
     inputs = read_prediction_inputs(config, predictor.featurize)
-    writer = PredictionWriter(Path(config.output))
+    writer = PredictionWriter(Path(config.output), predictor.training_sizes)
     poses = PoseWriter(Path(config.poses)) if config.poses else None
     complete = False
     try:
-        for chunk in chunks(featurize_all(inputs, predictor.featurize)):
-            STOP.check(f"while predicting, after {writer.count} records: {config.output} holds "
-                       "only those; run the same command again for all")
+        for chunk in chunks(featurize_all(inputs, predictor.featurize), config.chunk_size):
+            STOP.check(f"while predicting, after {writer.count} records: nothing was written to "
+                       f"{config.output}; run the same command again")
             good = [row for row in chunk if row.graph is not None]
             mean, spread = predictor.predict([row.graph for row in good], config.batch_size)
             value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread,
@@ -69,9 +76,13 @@ def predict(config: PredictConfig) -> int:
                     poses.write(row, *value.get(id(row), (None, None)))
         complete = True
     finally:
-        writer.close()
+        writer.close(complete)
         if poses is not None:
             poses.close(complete)
+        if not complete:
+            earlier = (" (the file there is an earlier run's)" if Path(config.output).exists()
+                       else "")
+            log.warning("nothing was written to %s%s", config.output, earlier)
     report(writer, config)
     if poses is not None:
         log.info("%d posed ligands with their predictions in %s", poses.count, config.poses)
@@ -83,6 +94,11 @@ def report(writer: PredictionWriter, config: PredictConfig) -> None:
              writer.count, config.output)
     for row in writer.failures[:10]:
         log.warning("  failed %s: %s", row.id, row.error)
+    if writer.out_of_domain:
+        log.warning("%d predictions are out of the model's domain (status out_of_domain, the "
+                    "reasons in the warnings column)", len(writer.out_of_domain))
+        for row, warnings in writer.out_of_domain[:10]:
+            log.warning("  out of domain %s: %s", row.id, "; ".join(warnings))
     if len(writer.labelled) >= 2:
         predicted, measured = (np.array(v) for v in zip(*writer.labelled, strict=True))
         metrics = regression_metrics(predicted, measured)
@@ -99,4 +115,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main)  # a command line Hydra refuses exits 2 too

@@ -222,7 +222,7 @@ def test_a_pdb_without_atom_records_says_it_has_no_protein_atoms(pair):
     path = pocket(pair / VICTIM)
     writable(path).write_text(ligand(pair / VICTIM, "sdf").read_text())  # a real file, wrong format
     error = victim_error(pair)
-    assert str(path) in error and "no protein heavy atoms" in error
+    assert str(path) in error and "no ATOM/HETATM records" in error
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
@@ -521,13 +521,25 @@ def test_a_non_utf8_ligand_sdf_names_the_file_and_the_line(pair):
     assert f"{path}: line 3: byte 0xe9 is not valid UTF-8" in error
 
 
-def test_a_non_utf8_series_sdf_fails_its_series_naming_file_and_line(series):
+def test_a_non_utf8_byte_fails_only_its_sdf_record_and_only_in_the_atom_block(series):
+    """Split first, decode per record: a Latin-1 byte in a header line or a property of one
+    record costs nothing; in another record's atom block it fails that record alone, naming the
+    file line."""
     sdf = series / f"{BRD4}_ligands.sdf"
-    inject_byte(sdf, 3, b"\xf6")
-    result = read(series, layout="series")
-    assert {r.group for r in result.records} == {TPSB2} and len(result.records) == 2
+    lines = sdf.read_bytes().splitlines(keepends=True)
+    end_of_1 = [i for i, line in enumerate(lines) if line.startswith(b"$$$$")][1]
+    lines[end_of_1:end_of_1] = [b"> <assay>\n", "Kd in µM\n".encode("latin-1"), b"\n"]
+    writable(sdf).write_bytes(b"".join(lines))  # record 1: a property the app does not read
+    starts = [0] + [i + 1 for i, line in enumerate(lines) if line.startswith(b"$$$$")][:-1]
+    inject_byte(sdf, starts[0] + 3, b"\xf6")  # record 0: the header's comment line
+    inject_byte(sdf, starts[2] + 5, b"\xb5")  # record 2: its first atom line
+    result = read(series, layout="series", label_property="r_exp_dg")
+    brd4 = [r for r in result.records if r.group == BRD4]
+    assert [r.ligand_index for r in brd4] == [0, 1]
     (reason,) = system_failures(result, BRD4)
-    assert reason.startswith(f"{sdf}: line 3: byte 0xf6 is not valid UTF-8")
+    assert reason.endswith(f"line {starts[2] + 5}: byte 0xb5 in the molecule block is not valid "
+                           "UTF-8") and "record 2" in reason
+    assert len([r for r in result.records if r.group == TPSB2]) == 2
 
 
 def test_a_non_utf8_labels_file_is_refused_naming_the_file_and_the_line(pair):
@@ -608,7 +620,7 @@ def test_after_too_many_failures_a_run_with_a_higher_fraction_builds_the_cache(s
 
 
 def test_a_lost_series_counts_all_its_ligands_toward_the_failure_fraction(series, tmp_path):
-    inject_byte(series / f"{BRD4}_ligands.sdf", 3, b"\xf6")  # 3 of 5 ligands lost: 60%
+    (series / f"{BRD4}_protein.pdb").unlink()  # 3 of 5 ligands lost: 60%
     with pytest.raises(TooManyFailuresError):
         prepare(series, tmp_path, fraction=0.5, layout="series")
 

@@ -12,7 +12,7 @@ from conftest import SAMPLE
 
 from plgraph import vocab
 from plgraph.config import FeaturizeConfig
-from plgraph.data.layouts import read_sdf_records
+from plgraph.data.libraries import read_sdf_records
 from plgraph.featurize import (
     BOND,
     CONTACT,

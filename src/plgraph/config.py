@@ -533,6 +533,8 @@ class PredictConfig:
             values (e.g. ``r_exp_dg``), for metrics; optional.
         root, labels: a PDBbind-layout directory and, optionally, its labels.
         manifest: a manifest CSV (``id,protein,ligand[,label]``).
+        chunk_size: records read, featurized and predicted together (memory stays bounded
+            for a library of any size; the rows do not depend on it).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
     """
 
@@ -552,6 +554,7 @@ class PredictConfig:
     output: str = "predictions.csv"
     output_root: str = "outputs"
     batch_size: int = 32
+    chunk_size: int = 512
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -575,3 +578,4 @@ class PredictConfig:
         _require(self.label_kind in LABEL_KINDS, f"label_kind must be one of "
                  f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
         _require(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _require(self.chunk_size >= 1, f"chunk_size must be >= 1 (got {self.chunk_size})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 
@@ -30,18 +32,14 @@ class TooManyFailuresError(PlgraphError):
 
 
 def read_text(path: Path | str, error_type: type[PlgraphError] = FeaturizationError) -> str:
-    """Read a text file as UTF-8, failing with the file, line and byte of the first bad byte.
+    """Read a text file (gzipped when named ``*.gz``) as UTF-8, failing with the file, line and
+    byte of the first bad byte.
 
     Structure files are ASCII by specification; a stray byte usually means a corrupted copy, and a
     silent replacement character could land inside a coordinate column.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise error_type(f"{path}: file not found") from None
-    except OSError as error:
-        raise error_type(f"{path}: cannot be read ({error.strerror})") from None
+    raw = read_bytes(path, error_type)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -50,3 +48,45 @@ def read_text(path: Path | str, error_type: type[PlgraphError] = FeaturizationEr
             f"{path}: line {line}: byte 0x{raw[error.start]:02x} is not valid UTF-8 "
             "(the file is corrupted or in another encoding)"
         ) from None
+
+
+def plain_suffix(path: Path | str) -> str:
+    """The format suffix of ``path``, lower case, under a ``.gz``: ``x.sdf.gz`` -> ``.sdf``."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return Path(name).suffix
+
+
+def read_bytes(path: Path, error_type: type[PlgraphError] = FeaturizationError) -> bytes:
+    """The bytes of ``path``, decompressed when it is named ``*.gz`` (libraries and PDB downloads
+    come gzipped); a missing, unreadable or damaged file raises ``error_type`` naming it."""
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error_type(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error_type(f"{path}: is a directory, not a file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise error_type(f"{path}: not a complete gzip file ({error}; a cut-off download?)"
+                         ) from None
+    except OSError as error:
+        raise error_type(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def iter_lines(path: Path, error_type: type[PlgraphError] = FeaturizationError):
+    """The lines of ``path`` as bytes (with their line ends), one at a time, decompressed when
+    it is named ``*.gz``: a library of any size is read without holding it in memory. Callers
+    decode each record themselves, so one bad byte costs one record, not the file."""
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            yield from handle
+    except FileNotFoundError:
+        raise error_type(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error_type(f"{path}: is a directory, not a file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise error_type(f"{path}: not a complete gzip file ({error}; a cut-off download?)"
+                         ) from None

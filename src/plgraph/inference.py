@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -16,21 +17,20 @@ from rdkit import Chem
 from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
+from plgraph.applicability import domain_warnings
+from plgraph.atomic import fsync_dir
 from plgraph.config import FeaturizeConfig, PredictConfig
 from plgraph.data.build import featurize_record_with_pose
-from plgraph.data.layouts import (
-    read_manifest,
-    read_pdbbind,
-    read_sdf_records,
-    read_smiles_library,
-)
-from plgraph.data.records import ComplexRecord, ReadResult
+from plgraph.data.layouts import read_manifest, read_pdbbind
+from plgraph.data.libraries import iter_ligand_records, iter_smiles_library, read_sdf_records
+from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import FeaturizationError, InputError
 from plgraph.featurize.posing import Pose
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
-               "measured_pk", "status", "error")
+               "measured_pk", "status", "error", "warnings")
 CHUNK = 512  # records featurized and predicted together: memory stays bounded for any library
+Inputs = ReadResult | Iterable[ComplexRecord | Failure]
 
 
 @dataclass(frozen=True)
@@ -44,24 +44,46 @@ class Featurized:
     pose: Pose | None = None  # the pose made for a SMILES record
 
 
-def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> ReadResult:
-    """The records of whichever input ``config`` names; labels are optional."""
+def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> Inputs:
+    """The records of whichever input ``config`` names; labels are optional. A ligand library
+    (SDF, mol2, SMILES) is read lazily, record by record, as the caller consumes it."""
     for name in ("protein", "ligands", "reference", "root", "labels", "manifest"):
         value = getattr(config, name)
         if value and not Path(value).exists():
             raise InputError(f"{name}={value}: not found")
+    for name in ("protein", "ligands", "reference", "labels", "manifest"):
+        value = getattr(config, name)
+        if value and Path(value).is_dir():
+            raise InputError(f"{name}={value} is a directory; give a file (root=DIR reads a "
+                             "PDBbind-layout directory)")
     if config.reference:
-        return read_smiles_library(Path(config.ligands), Path(config.protein),
+        return iter_smiles_library(Path(config.ligands), Path(config.protein),
                                    Path(config.reference), config.smiles_column,
                                    config.name_column, config.label_property, config.label_kind)
     if config.protein and config.ligands:
         ligands = Path(config.ligands)
-        return read_sdf_records(ligands, Path(config.protein), ligands.stem,
-                                config.label_property, config.label_kind, require_labels=False)
+        return iter_ligand_records(ligands, Path(config.protein), ligands.name.split(".")[0],
+                                   config.label_property, config.label_kind)
     if config.root:
         return read_pdbbind(Path(config.root), Path(config.labels) if config.labels else None,
                             featurize)
     return read_manifest(Path(config.manifest), require_labels=False)
+
+
+def check_output(path: Path, name: str) -> None:
+    """Fail now, before any work, when ``path`` cannot be written (``name=`` for the message):
+    a directory, a missing or read-only directory, or a read-only file."""
+    where = f"{name}={path}"
+    if path.is_dir():
+        raise InputError(f"{where} is a directory; give a file name, e.g. {name}={path / 'x'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{where}: the directory {folder} does not exist; create it first")
+    try:  # trying is the only test that also sees read-only mounts and ACLs
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InputError(f"{where}: cannot write in {folder} ({error.strerror})") from None
 
 
 def read_protein_with_ligands(protein: Path, ligands: Path) -> ReadResult:
@@ -69,14 +91,18 @@ def read_protein_with_ligands(protein: Path, ligands: Path) -> ReadResult:
     return read_sdf_records(ligands, protein, ligands.stem, None, "pk", require_labels=False)
 
 
-def featurize_all(inputs: ReadResult, config: FeaturizeConfig) -> Iterator[Featurized]:
-    """Featurize every record in input order (reader rejects first); each protein file is
-    parsed once."""
-    for failure in inputs.failures:
-        yield Featurized(failure.id, "", -1, None, failure.reason)
+def featurize_all(inputs: Inputs, config: FeaturizeConfig) -> Iterator[Featurized]:
+    """Featurize every record in input order, one at a time as ``inputs`` yields them (a
+    ``ReadResult``: its reader rejects first); each protein file is parsed once."""
+    if isinstance(inputs, ReadResult):
+        inputs = [*inputs.failures, *inputs.records]
     proteins: OrderedDict = OrderedDict()
     sites: OrderedDict = OrderedDict()
-    for record in tqdm(inputs.records, unit="complex", desc="featurizing", mininterval=1.0):
+    for record in tqdm(inputs, unit="complex", desc="featurizing", mininterval=1.0):
+        if isinstance(record, Failure):
+            yield Featurized(record.id, record.ligand_name, record.ligand_index, None,
+                             record.reason)
+            continue
         try:
             graph, pose = featurize_record_with_pose(record, config, proteins, sites)
         except FeaturizationError as error:
@@ -98,29 +124,52 @@ def chunks(rows: Iterable[Featurized], size: int = CHUNK) -> Iterator[list[Featu
 
 
 class PredictionWriter:
-    """Writes one CSV row per input record and keeps what the summary and metrics need."""
+    """Writes one CSV row per input record and keeps what the summary and metrics need.
 
-    def __init__(self, path: Path):
+    Rows go to a temporary file beside ``path``, renamed onto it by ``close(complete=True)``: an
+    earlier run's CSV at ``path`` is replaced whole or left as it was, never mixed with or
+    mistaken for this run's. A predicted row outside the model's domain
+    (:mod:`plgraph.applicability`) has status ``out_of_domain`` and its reasons in ``warnings``.
+    """
+
+    def __init__(self, path: Path, training_sizes: Sequence[int] | None = None):
         self.path = path
-        self._handle = open(path, "w", newline="")  # noqa: SIM115 (closed in close())
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        self._handle = open(self.partial, "w", newline="")  # noqa: SIM115 (closed in close())
         self._writer = csv.writer(self._handle)
         self._writer.writerow(CSV_COLUMNS)
+        self.training_sizes = training_sizes
         self.failures: list[Featurized] = []
+        self.out_of_domain: list[tuple[Featurized, list[str]]] = []
         self.labelled: list[tuple[float, float]] = []  # (predicted, measured)
         self.count = 0
 
     def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
         self.count += 1
+        warnings: list[str] = []
         if predicted is None:
             self.failures.append(row)
-        elif row.label is not None and math.isfinite(row.label):
-            self.labelled.append((predicted, row.label))
+        else:
+            warnings = domain_warnings(row.graph, predicted, self.training_sizes)
+            if warnings:
+                self.out_of_domain.append((row, warnings))
+            if row.label is not None and math.isfinite(row.label):
+                self.labelled.append((predicted, row.label))
+        status = "failed" if predicted is None else "out_of_domain" if warnings else "ok"
         self._writer.writerow([
             row.id, row.ligand_name, row.ligand_index, _number(predicted), _number(spread),
-            _number(row.label), "ok" if predicted is not None else "failed", row.error])
+            _number(row.label), status, row.error, "; ".join(warnings)])
 
-    def close(self) -> None:
+    def close(self, complete: bool) -> None:
+        """Rename the rows onto ``path`` (durably) when ``complete``, else delete them."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
         self._handle.close()
+        if complete:
+            os.replace(self.partial, self.path)
+            fsync_dir(self.path.parent)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def _number(value: float | None) -> str:

@@ -29,6 +29,9 @@ class Predictor:
     featurize: FeaturizeConfig
     sources: list[Path]
     device: torch.device
+    # [smallest, largest] ligand heavy-atom count the models were trained on (over the ensemble);
+    # None when a checkpoint predates storing it: then predict.py checks no ligand size.
+    training_sizes: list[int] | None = None
 
     @classmethod
     def load(cls, checkpoints: list[Path], device: torch.device) -> Predictor:
@@ -40,7 +43,7 @@ class Predictor:
         """
         if not checkpoints:
             raise PlgraphError("no checkpoint given")
-        models, featurize = [], None
+        models, featurize, sizes = [], None, []
         for path in checkpoints:
             state = read_checkpoint(path)
             if state["data_processing_version"] != DATA_PROCESSING_VERSION:
@@ -54,11 +57,13 @@ class Predictor:
                 raise CheckpointError(f"{path} was featurized with {config.to_dict()}, the "
                                       f"ensemble's first member with {featurize.to_dict()}")
             featurize = config
+            sizes.append(state.get("ligand_heavy_atoms") or None)
             model = PLGraphNet(ModelConfig(**state["model_config"]))
             model.load_state_dict(state["model"], strict=True)
             models.append(model.to(device).eval())
         assert featurize is not None
-        return cls(models, featurize, list(checkpoints), device)
+        known = None if None in sizes else [min(s[0] for s in sizes), max(s[1] for s in sizes)]
+        return cls(models, featurize, list(checkpoints), device, known)
 
     @torch.no_grad()
     def predict(self, graphs: list, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:

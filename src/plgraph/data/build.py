@@ -98,7 +98,7 @@ def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
         pose = pose_record(record, protein, config, sites)
         ligand = pose.heavy
     elif record.ligand_block is not None:
-        ligand = parse_ligand_block(record.ligand_block, "sdf",
+        ligand = parse_ligand_block(record.ligand_block, record.ligand_format,
                                     f"{record.id}: {record.ligand_source}", record.ligand_line)
     else:
         ligand = read_ligand_files(record.ligand_files, record.id)

@@ -130,6 +130,17 @@ class ProcessedCache:
     def ids(self) -> list[str]:
         return [e.id for e in self.entries]
 
+    def ligand_atom_counts(self) -> list[int]:
+        """Heavy atoms of each complex's ligand, in cache order, from the shard offsets alone
+        (no graph is rebuilt): the training range that prediction's applicability check uses."""
+        counts = []
+        for number, shard in enumerate(self.meta["shards"]):
+            if number not in self._shards:
+                self._shards[number] = torch.load(self.path / shard["file"], mmap=True,
+                                                  weights_only=True)
+            counts += self._shards[number]["offsets"]["ligand/x"].diff().tolist()
+        return counts
+
 
 def read_meta(path: Path) -> dict:
     if not path.is_dir():

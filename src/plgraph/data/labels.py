@@ -8,7 +8,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from plgraph.data.records import Failure
+from plgraph.data.records import (
+    KCAL_PER_PK,
+    ComplexRecord,
+    Failure,
+    ReadResult,
+    implausible_label,
+)
 from plgraph.errors import InputError, read_text
 
 ID_COLUMNS = ("id", "pdbid", "pdb_id", "pdb", "complex_id", "name")
@@ -43,10 +49,13 @@ def read_labels(path: Path | str) -> tuple[dict[str, Label], list[Failure]]:
             failures.append(Failure(complex_id, f"{where}: duplicate id (first at "
                                                 f"{labels[complex_id].where})"))
             continue
-        value = _parse_label(raw_value)
+        value = parse_label(raw_value)
         if value is None:
             failures.append(Failure(complex_id, f"{where}: label {raw_value!r} is missing or "
                                                 "not a finite number"))
+            continue
+        if implausible_label(value):
+            failures.append(Failure(complex_id, f"{where}: {implausible_label(value)}"))
             continue
         labels[complex_id] = Label(value, where, group)
     duplicates = {f.id for f in failures if "duplicate id" in f.reason}
@@ -56,10 +65,13 @@ def read_labels(path: Path | str) -> tuple[dict[str, Label], list[Failure]]:
     return labels, failures
 
 
-def _parse_label(raw: str) -> float | None:
+def parse_label(raw: str | None) -> float | None:
+    """The finite number ``raw`` holds, or None (missing, non-numeric, NaN or infinite)."""
     try:
-        value = float(raw)
+        value = float(raw) if raw is not None else None
     except ValueError:
+        return None
+    if value is None:
         return None
     return value if math.isfinite(value) else None
 
@@ -114,3 +126,23 @@ def read_id_list(path: Path | str) -> list[tuple[str, str]]:
     if not ids:
         raise InputError(f"{path}: no ids found (one id per line expected)")
     return ids
+
+
+def plausible(record: ComplexRecord) -> ComplexRecord | Failure:
+    """The record, or its failure when its label cannot be a measured pK."""
+    problem = implausible_label(record.label)
+    if problem is None:
+        return record
+    return Failure(record.id, f"{record.ligand_source or record.id}: {problem}",
+                   record.ligand_name, record.ligand_index)
+
+
+def exclude_relative_series(result: ReadResult, sdf: Path) -> None:
+    pks = [r.label for r in result.records]
+    if pks and min(pks) < 0:  # pK < 0 <=> ΔG > 0
+        dgs = [-pk * KCAL_PER_PK for pk in pks]
+        reason = (f"{sdf}: ΔG values span {min(dgs):.1f} to {max(dgs):+.1f} kcal/mol; a positive "
+                  "ΔG is no absolute binding free energy, so the series carries relative values "
+                  "and is excluded")
+        result.failures += [Failure(r.id, reason) for r in result.records]
+        result.records.clear()

@@ -17,25 +17,29 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import re
 from dataclasses import replace
 from pathlib import Path
 
 from plgraph.config import DataConfig, FeaturizeConfig, ReferenceLayoutConfig, SourceConfig
-from plgraph.data.labels import Label, read_labels
+from plgraph.data.labels import (
+    Label,
+    exclude_relative_series,
+    parse_label,
+    plausible,
+    read_labels,
+)
+from plgraph.data.libraries import read_sdf_records
 from plgraph.data.records import (
-    KCAL_PER_PK,
     ComplexRecord,
     Failure,
     ReadResult,
     dg_to_pk,
     find_duplicates,
+    implausible_label,
 )
-from plgraph.errors import FeaturizationError, InputError, read_text
+from plgraph.errors import FeaturizationError, InputError, plain_suffix, read_text
 
 LIGAND_SUFFIXES = {"sdf": ".sdf", "mol2": ".mol2"}
-_SDF_PROPERTY = re.compile(r"^>\s*<([^>]+)>")
 
 
 def read_inputs(data: DataConfig, featurize: FeaturizeConfig,
@@ -135,78 +139,6 @@ def read_series(root: Path, label_property: str, label_kind: str,
     return _drop_duplicates(result)
 
 
-def read_sdf_records(sdf: Path, protein: Path, system: str, label_property: str | None,
-                     label_kind: str, require_labels: bool) -> ReadResult:
-    """Split a multi-ligand SDF into records ``<system>/<ligand name>`` sharing one protein.
-
-    With labels required, a record without a finite ``label_property`` is a failure, and a
-    ``dg_kcal_mol`` series with any positive ΔG is excluded whole: binding free energies are
-    negative, so positive values mean the series carries relative ΔG (e.g. FEP+ ``cr_bace``).
-    """
-    if not protein.is_file():
-        raise FeaturizationError(f"{sdf}: no protein file {protein.name} beside it")
-    result = ReadResult()
-    for index, (block, first_line) in enumerate(_sdf_blocks(sdf)):
-        name = block.split("\n", 1)[0].strip()
-        complex_id = f"{system}/{name or f'record{index}'}"
-        where = f"{sdf}: record {index} ({name or 'no name'}, from line {first_line})"
-        raw = _sdf_properties(block).get(label_property) if label_property else None
-        label = _finite(raw)
-        if require_labels and label is None:
-            problem = "no property" if raw is None else f"non-numeric {raw!r} in property"
-            result.failures.append(Failure(complex_id, f"{where}: {problem} {label_property}"))
-            continue
-        if label is not None and label_kind == "dg_kcal_mol":
-            label = dg_to_pk(label)
-        result.records.append(ComplexRecord(
-            id=complex_id, protein=protein, ligand_block=block + "$$$$\n", ligand_name=name,
-            ligand_index=index, ligand_source=f"{sdf}: record {index} ({name or 'no name'})",
-            ligand_line=first_line, label=label, group=system))
-    if require_labels and label_kind == "dg_kcal_mol":
-        _exclude_relative_series(result, sdf)
-    return result
-
-
-def _sdf_blocks(sdf: Path) -> list[tuple[str, int]]:
-    """The records of a multi-molecule SDF with the file line each starts on."""
-    blocks, first_line = [], 1
-    for block in re.split(r"^\$\$\$\$[^\n]*\n", read_text(sdf), flags=re.M):
-        if block.strip():
-            blocks.append((block, first_line))
-        first_line += block.count("\n") + 1
-    if not blocks:
-        raise FeaturizationError(f"{sdf}: no SDF records (empty file)")
-    return blocks
-
-
-def _exclude_relative_series(result: ReadResult, sdf: Path) -> None:
-    pks = [r.label for r in result.records]
-    if pks and min(pks) < 0:  # pK < 0 <=> ΔG > 0
-        dgs = [-pk * KCAL_PER_PK for pk in pks]
-        reason = (f"{sdf}: ΔG values span {min(dgs):.1f} to {max(dgs):+.1f} kcal/mol; a positive "
-                  "ΔG is no absolute binding free energy, so the series carries relative values "
-                  "and is excluded")
-        result.failures += [Failure(r.id, reason) for r in result.records]
-        result.records.clear()
-
-
-def _sdf_properties(block: str) -> dict[str, str]:
-    properties, lines = {}, block.splitlines()
-    for i, line in enumerate(lines[:-1]):
-        match = _SDF_PROPERTY.match(line)
-        if match:
-            properties[match.group(1).strip()] = lines[i + 1].strip()
-    return properties
-
-
-def _finite(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
 def read_reference(root: Path, layout: ReferenceLayoutConfig, label_kind: str,
                    featurize: FeaturizeConfig, require_labels: bool = True) -> ReadResult:
     """Every ``<root>/<system>/`` holding ``layout.table``: one record per CSV row, the ligand a
@@ -259,7 +191,7 @@ def _reference_rows(folder: Path, layout: ReferenceLayoutConfig, label_kind: str
         complex_id = f"{folder.name}/{name}"
         smiles = (row.get(layout.smiles_column) or "").strip()
         raw = row.get(layout.label_column)
-        label = _finite(raw)
+        label = parse_label(raw)
         where = f"{table}:{line}"
         if not smiles:
             result.failures.append(Failure(complex_id, f"{where}: empty {layout.smiles_column}"))
@@ -271,84 +203,63 @@ def _reference_rows(folder: Path, layout: ReferenceLayoutConfig, label_kind: str
         if label is not None and label_kind == "dg_kcal_mol":
             label = dg_to_pk(label)
         extras = tuple((column, value) for column in header if column not in known
-                       for value in [_finite(row.get(column))] if value is not None)
+                       for value in [parse_label(row.get(column))] if value is not None)
         result.records.append(ComplexRecord(
             id=complex_id, protein=folder, smiles=smiles, ligand_name=name,
             ligand_source=where, label=label, group=folder.name, extras=extras))
     if require_labels and label_kind == "dg_kcal_mol":
-        _exclude_relative_series(result, table)
+        exclude_relative_series(result, table)
+    checked = [plausible(record) for record in result.records]
+    result.failures += [item for item in checked if isinstance(item, Failure)]
+    result.records = [item for item in checked if isinstance(item, ComplexRecord)]
     return result
-
-
-def read_smiles_library(library: Path, protein: Path, reference: Path, smiles_column: str,
-                        name_column: str, label_column: str | None = None,
-                        label_kind: str = "pk") -> ReadResult:
-    """A SMILES library to pose onto ``reference`` in ``protein``: one record per line, in order.
-
-    ``.smi``: ``SMILES [name]`` per line (whitespace-separated; ``#`` lines and blank lines
-    skipped). ``.csv``: a header with ``smiles_column`` and optionally ``name_column`` and
-    ``label_column``. A line whose SMILES is bad becomes a record all the same: posing fails it
-    with the reason, so every line gets its row.
-    """
-    text = read_text(library, InputError).lstrip("\ufeff")
-    if library.suffix.lower() == ".csv":
-        rows = _library_csv_rows(library, text, smiles_column, name_column, label_column)
-    else:
-        rows = [(line, *(content.split(None, 1) + [""])[:2], None)
-                for line, content in enumerate(text.splitlines(), start=1)
-                if content.strip() and not content.lstrip().startswith("#")]
-    if not rows:
-        raise InputError(f"{library}: no SMILES found")
-    result = ReadResult()
-    for index, (line, smiles, name, raw_label) in enumerate(rows):
-        name = name.strip() or f"line{line}"
-        label = _finite(raw_label)
-        if label is not None and label_kind == "dg_kcal_mol":
-            label = dg_to_pk(label)
-        result.records.append(ComplexRecord(
-            id=f"{library.stem}/{name}", protein=protein, smiles=smiles.strip(),
-            reference_files=(reference,), ligand_name=name, ligand_index=index,
-            ligand_source=f"{library}:{line}", ligand_line=line, label=label,
-            group=library.stem))
-    return result
-
-
-def _library_csv_rows(library: Path, text: str, smiles_column: str, name_column: str,
-                      label_column: str | None) -> list[tuple[int, str, str, str | None]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    if smiles_column not in header:
-        raise InputError(f"{library}:1: no column {smiles_column!r} (the header read is "
-                         f"{header}); set smiles_column=")
-    return [(line, row.get(smiles_column) or "", row.get(name_column) or "",
-             row.get(label_column) if label_column else None)
-            for line, row in enumerate(reader, start=2)]
 
 
 def read_manifest(manifest: Path, require_labels: bool = True) -> ReadResult:
-    """A CSV with columns ``id, protein, ligand`` and optional ``label, group``."""
-    rows = list(csv.DictReader(io.StringIO(read_text(manifest, InputError))))
-    header = set(rows[0]) if rows else set()
-    missing = {"id", "protein", "ligand"} - header
+    """A CSV with columns ``id, protein, ligand`` and optional ``label, group``.
+
+    Excel's "CSV UTF-8" (a byte-order mark) is read, and spaces around header names ignored.
+    A ligand ``x.sdf`` falls back to a sibling ``x.mol2`` (and the other way round) when it does
+    not parse, as in the PDBbind layout.
+    """
+    text = read_text(manifest, InputError).lstrip("\ufeff")  # Excel's "CSV UTF-8" BOM
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    rows = list(reader)
+    missing = {"id", "protein", "ligand"} - set(header)
     if missing:
         raise InputError(f"{manifest}:1: manifest needs columns id, protein, ligand (and label "
-                         f"for training); missing {sorted(missing)}")
+                         f"for training); missing {sorted(missing)} (the header read is "
+                         f"{header})")
     result = ReadResult()
     for line, row in enumerate(rows, start=2):
         complex_id = (row["id"] or "").strip()
-        label = _finite(row.get("label"))
+        label = parse_label(row.get("label"))
         where = f"{manifest}:{line}"
-        problem = _manifest_problem(manifest.parent, row, complex_id, label, require_labels)
+        problem = (_manifest_problem(manifest.parent, row, complex_id, label, require_labels)
+                   or implausible_label(label))
         if problem:
             result.failures.append(Failure(complex_id or f"line{line}", f"{where}: {problem}"))
             continue
+        ligand = manifest.parent / row["ligand"].strip()
         result.records.append(ComplexRecord(
             id=complex_id, protein=manifest.parent / row["protein"].strip(),
-            ligand_files=(manifest.parent / row["ligand"].strip(),),
-            ligand_name=Path(row["ligand"].strip()).stem, label=label,
+            ligand_files=_with_sibling(ligand),
+            ligand_name=Path(ligand.name.removesuffix(".gz")).stem, label=label,
             group=(row.get("group") or "").strip()))
     return _drop_duplicates(result)
+
+
+def _with_sibling(ligand: Path) -> tuple[Path, ...]:
+    """``ligand`` and, when present, the same name in the other ligand format as a fallback."""
+    suffix = plain_suffix(ligand)
+    other = {".sdf": ".mol2", ".mol2": ".sdf"}.get(suffix)
+    if other is None:
+        return (ligand,)
+    base = ligand.name[:ligand.name.lower().rfind(suffix)]
+    siblings = [ligand.with_name(base + other + gz) for gz in ("", ".gz")]
+    return (ligand, *[p for p in siblings if p.is_file()][:1])
 
 
 def _manifest_problem(base: Path, row: dict, complex_id: str, label: float | None,

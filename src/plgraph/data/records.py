@@ -14,9 +14,24 @@ TEMPERATURE_K = 298.15
 KCAL_PER_PK = GAS_CONSTANT_KCAL * TEMPERATURE_K * 2.302585092994046
 
 
+# The pK a binding measurement can have: Kd above 10 M is no binding, below 1e-16 M tighter than
+# any measured complex (streptavidin-biotin ~1e-14 M). A label outside is a unit mistake (a Kd in
+# nM given as pK, a ΔG in J/mol) or a placeholder (-1e300), never data.
+PLAUSIBLE_PK = (-1.0, 16.0)
+
+
 def dg_to_pk(dg_kcal_mol: float) -> float:
     """Binding free energy (kcal/mol) to pK = -log10(Kd) at 298.15 K."""
     return -dg_kcal_mol / KCAL_PER_PK
+
+
+def implausible_label(pk: float | None) -> str | None:
+    """Why the label ``pk`` cannot be a measured pK, or None when it can (or there is none)."""
+    low, high = PLAUSIBLE_PK
+    if pk is None or low <= pk <= high:
+        return None
+    return (f"label pK {pk:.4g} is outside the plausible range {low:g} to {high:g} (a Kd in nM "
+            "given as pK, or the wrong label_kind?)")
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,8 @@ class ComplexRecord:
         id: unique id (PDB code, ``system/ligand`` for series, the manifest's id).
         protein: the protein or pocket PDB file.
         ligand_files: ligand files to try in order (fallbacks); empty when ``ligand_block`` is set.
-        ligand_block: one record of a multi-ligand SDF (series layout).
+        ligand_block: one record of a multi-ligand SDF (series layout) or mol2 file.
+        ligand_format: the format of ``ligand_block``: ``sdf`` or ``mol2``.
         ligand_name: the ligand's name (SDF title line) where known.
         ligand_index: the record's position in its SDF (0-based), -1 for single-ligand files.
         ligand_source: where the record is, for messages (SDF file and record).
@@ -45,6 +61,7 @@ class ComplexRecord:
     protein: Path
     ligand_files: tuple[Path, ...] = ()
     ligand_block: str | None = None
+    ligand_format: str = "sdf"
     ligand_name: str = ""
     ligand_index: int = -1
     ligand_source: str = ""
@@ -61,6 +78,7 @@ class ComplexRecord:
             ligand = [self.smiles, [_file_stamp(p) for p in self.reference_files]]
         elif self.ligand_block is not None:
             ligand = [hashlib.sha256(self.ligand_block.encode()).hexdigest()]
+            ligand += [self.ligand_format] if self.ligand_format != "sdf" else []
         else:
             ligand = [_file_stamp(p) for p in self.ligand_files]
         fields = [self.id, _file_stamp(self.protein), ligand, self.label, self.group]
@@ -69,10 +87,13 @@ class ComplexRecord:
 
 @dataclass(frozen=True)
 class Failure:
-    """A complex that could not be used, and why (the reason names the file / line / rule)."""
+    """A complex that could not be used, and why (the reason names the file / line / rule).
+    ``ligand_name`` / ``ligand_index``: a failed record of a multi-ligand file, for its row."""
 
     id: str
     reason: str
+    ligand_name: str = ""
+    ligand_index: int = -1
 
 
 @dataclass

@@ -111,6 +111,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.data = data
         self.parts = {name: data.part(name) for name in ("train", "val", "test")}
+        self.ligand_size_range = data.ligand_size_range("train")  # predict.py's domain check
         self.progress = Progress()
         self.history: list[dict] = []
         self._session_start = time.monotonic()
@@ -458,6 +459,7 @@ class Trainer:
             "featurize_config": self.config.featurize.to_dict(),
             "data_processing_version": DATA_PROCESSING_VERSION,
             "split_fingerprint": self.data.split["fingerprint"],
+            "ligand_heavy_atoms": self.ligand_size_range,
             "provenance": provenance(),
         }
         if self.ranks.is_main:
