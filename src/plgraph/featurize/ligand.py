@@ -12,7 +12,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from plgraph import vocab
-from plgraph.errors import FeaturizationError, read_text
+from plgraph.errors import FeaturizationError, plain_suffix, read_text
 
 # RDKit would print every parse problem to stderr, where nobody connects it to a complex. Its log
 # goes to a silent Python logger instead; parse_ligand_block collects the messages into the
@@ -27,7 +27,11 @@ _HYBRIDIZATION_INDEX = {name: i for i, name in enumerate(vocab.HYBRIDIZATIONS)}
 _CHIRALITY_INDEX = {name: i for i, name in enumerate(vocab.CHIRALITIES)}
 _BOND_INDEX = {name: i for i, name in enumerate(vocab.BOND_TYPES)}
 _CHARGE_INDEX = {charge: i for i, charge in enumerate(vocab.FORMAL_CHARGES)}
-SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}
+SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}  # each also as .gz
+# Å: a pose spans more than this in z (any real 3D pose does, by far: the flattest ligand in
+# data/sample, the PDBbind toy set and the FEP benchmark spans 1.17 Å); a 2D depiction written
+# with a stray z (one atom at z = 0.001) does not.
+FLAT_Z_TOLERANCE = 0.01
 
 
 def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) -> Chem.Mol:
@@ -55,7 +59,11 @@ def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) ->
         Chem.SanitizeMol(mol)
     except Exception as error:  # RDKit raises several MolSanitizeException subclasses
         raise FeaturizationError(f"{source}: fails RDKit sanitization: {error}") from None
+    hydrogens = mol.GetNumAtoms()
     mol = Chem.RemoveAllHs(mol, sanitize=False)
+    if mol.GetNumAtoms() == 0:
+        raise FeaturizationError(f"{source}: ligand has only hydrogens ({hydrogens} atoms), no "
+                                 "heavy atom")
     _check_pose(mol, source)
     return mol
 
@@ -84,8 +92,8 @@ def rdkit_messages() -> Iterator[list[str]]:
 def read_ligand_files(paths: Sequence[Path], source: str) -> Chem.Mol:
     """Read the first of ``paths`` that parses and sanitizes; the rest are the fallbacks.
 
-    The format comes from each file's suffix (.sdf, .mol, .mol2). When every file fails, the error
-    lists each reason.
+    The format comes from each file's suffix (.sdf, .mol, .mol2, each optionally .gz). When every
+    file fails, the error lists each reason.
     """
     reasons = []
     for path in paths:
@@ -93,10 +101,10 @@ def read_ligand_files(paths: Sequence[Path], source: str) -> Chem.Mol:
             reasons.append(f"{path.name}: file not found")
             continue
         try:
-            fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+            fmt = SUFFIX_FORMATS.get(plain_suffix(path))
             if fmt is None:
                 raise FeaturizationError(f"{path.name}: unknown ligand file type; valid: "
-                                         f"{sorted(SUFFIX_FORMATS)}")
+                                         f"{sorted(SUFFIX_FORMATS)}, each optionally .gz")
             return parse_ligand_block(read_text(path), fmt, path.name)
         except FeaturizationError as error:
             reasons.append(str(error))
@@ -109,9 +117,9 @@ def _check_pose(mol: Chem.Mol, source: str) -> None:
     pos = mol.GetConformer().GetPositions()
     if not np.isfinite(pos).all():
         raise FeaturizationError(f"{source}: ligand has NaN or infinite coordinates")
-    if mol.GetNumAtoms() > 1 and np.ptp(pos[:, 2]) == 0.0:
-        raise FeaturizationError(f"{source}: ligand has no 3D coordinates (all z equal: a 2D "
-                                 "depiction, not a pose)")
+    if mol.GetNumAtoms() > 1 and np.ptp(pos[:, 2]) < FLAT_Z_TOLERANCE:
+        raise FeaturizationError(f"{source}: ligand has no 3D coordinates (all z within "
+                                 f"{FLAT_Z_TOLERANCE} Å: a 2D depiction, not a pose)")
 
 
 def ligand_atom_features(mol: Chem.Mol) -> np.ndarray:

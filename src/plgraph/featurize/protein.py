@@ -10,6 +10,9 @@ Rules, applied in this order to every protein or pocket file:
    group with an atom within 1 Å of a ligand atom is a copy of the ligand and is dropped.
 6. A full protein is cut to the residues with an atom within ``featurize.pocket_cutoff`` of the
    ligand; a file named ``*_pocket.pdb`` is a pocket already and is used as given.
+
+PDB and mmCIF files (``.cif``, what the PDB serves by default), each optionally gzipped, give the
+same atoms: Biopython's two parsers build the same structure, and the rules read only that.
 """
 
 from __future__ import annotations
@@ -19,21 +22,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from Bio.PDB import PDBParser
+from Bio.PDB import MMCIFParser, PDBParser
 from scipy.spatial import cKDTree
 
 from plgraph import vocab
 from plgraph.config import FeaturizeConfig
-from plgraph.errors import FeaturizationError, read_text
+from plgraph.errors import FeaturizationError, plain_suffix, read_text
 
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
 _HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})
 _ROLE_HETERO, _ROLE_BACKBONE, _ROLE_SIDE_CHAIN = range(3)
+MMCIF_SUFFIXES = (".cif", ".mmcif")
 
 
 def is_pocket_file(path: Path | str) -> bool:
-    """The one rule deciding whether a protein file is used as given or cut around the ligand."""
-    return Path(path).name.lower().endswith("_pocket.pdb")
+    """The one rule deciding whether a protein file is used as given or cut around the ligand:
+    ``*_pocket.pdb`` (or ``.cif``, each optionally ``.gz``)."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return any(name.endswith(f"_pocket{suffix}") for suffix in (".pdb", *MMCIF_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -57,23 +63,30 @@ class ProteinAtoms:
 
 
 def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
-    """Parse a PDB file into heavy atoms under the module's rules.
+    """Parse a PDB or mmCIF file (optionally gzipped) into heavy atoms under the module's rules.
 
     Raises:
-        FeaturizationError: the file is missing, not UTF-8, unparsable, or has no heavy atom.
+        FeaturizationError: the file is missing, a directory, not UTF-8, unparsable, truncated,
+            or has no heavy atom (each its own reason).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FeaturizationError(f"{path}: the protein is a directory; give its PDB or mmCIF file")
     text = read_text(path)
     if not text.strip():
         raise FeaturizationError(f"{path}: protein file is empty")
-    _check_coordinate_columns(path, text)
+    mmcif = plain_suffix(path) in MMCIF_SUFFIXES
+    if not mmcif:
+        _check_coordinate_columns(path, text)
     try:
-        structure = PDBParser(QUIET=True).get_structure(path.stem, io.StringIO(text))
+        parser = MMCIFParser(QUIET=True) if mmcif else PDBParser(QUIET=True)
+        structure = parser.get_structure(path.stem, io.StringIO(text))
     except Exception as error:  # Biopython raises ValueError, PDBConstructionException, ...
-        raise FeaturizationError(f"{path}: unparsable PDB: {error}") from None
+        kind = "mmCIF" if mmcif else "PDB"
+        raise FeaturizationError(f"{path}: unparsable {kind}: {error}") from None
     rows = list(_heavy_atom_rows(structure, config))
     if not rows:
-        raise FeaturizationError(f"{path}: no protein heavy atoms (empty or truncated PDB?)")
+        raise FeaturizationError(f"{path}: {_why_no_atoms(structure, config)}")
     pos, features, radius, residue, hetero = zip(*rows, strict=True)
     pos = np.asarray(pos, dtype=np.float64)
     if not np.isfinite(pos).all():
@@ -84,11 +97,37 @@ def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
 
 
 def _check_coordinate_columns(path: Path, text: str) -> None:
-    """A file cut inside the z column would still parse, with a wrong last coordinate."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith(("ATOM  ", "HETATM")) and len(line.rstrip()) < 54:
+    """A file cut inside the z column would still parse, with a wrong last coordinate; one cut
+    after it would parse with the rest of the protein missing. A last record without a line end
+    that is shorter than the record before it is where the file was cut (some writers end a
+    complete file without a line end: Uni-FEP's proteins, whose last record is full length)."""
+    lines = text.splitlines()
+    records = [(number, line.rstrip()) for number, line in enumerate(lines, start=1)
+               if line.startswith(("ATOM  ", "HETATM"))]
+    for number, line in records:
+        if len(line) < 54:
             raise FeaturizationError(f"{path}: line {number}: ATOM/HETATM record ends before its "
                                      "coordinates do (columns 31-54): truncated file?")
+    cut = (len(records) >= 2 and records[-1][0] == len(lines) and not text.endswith("\n")
+           and len(records[-1][1]) < len(records[-2][1]))
+    if cut:
+        raise FeaturizationError(f"{path}: line {len(lines)}: the file ends inside an "
+                                 "ATOM/HETATM record (shorter than the one before, no line end): "
+                                 "truncated file?")
+
+
+def _why_no_atoms(structure, config: FeaturizeConfig) -> str:
+    """Why the rules left no atom: the reason for the file's actual content."""
+    residues = [residue for model in list(structure)[:1] for residue in model.get_residues()]
+    if not residues:
+        return "no ATOM/HETATM records (empty or truncated file?)"
+    waters = sum(r.id[0] == "W" or r.get_resname().strip().upper() in vocab.WATER_NAMES
+                 for r in residues)
+    if waters == len(residues):
+        return (f"only waters ({waters} residues), and waters are dropped (featurize.keep_waters"
+                "=false): not a protein file")
+    return ("no protein heavy atom under the rules (hydrogens only, or only hetero groups with "
+            "featurize.keep_hetero=false)")
 
 
 def _heavy_atom_rows(structure, config: FeaturizeConfig):
