@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from plgraph.allocator import keep_freed_memory
-from plgraph.cli import register_configs, resume_command, run_cli, to_config
+from plgraph.cli import register_configs, resume_command, run_cli, run_entry, to_config
 from plgraph.config import AppConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.errors import PlgraphError
@@ -124,4 +124,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main)  # a command line Hydra refuses exits 2 too

@@ -20,6 +20,10 @@ from plgraph.stop import STOP, StopRequested
 
 log = logging.getLogger("plgraph")
 EXIT_USAGE = 2
+QUOTING = ("a value with spaces, parentheses, commas, brackets, quotes or non-ASCII characters "
+           "must be quoted for Hydra, and that quoted for the shell: "
+           "'protein=\"/data/my file (1).pdb\"'")
+_job_started = False  # run_cli was reached: an exit code from here on is the job's own
 EXIT_ABORTED = 130  # a second Ctrl-C: 128 + SIGINT, as a shell reports it
 TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 
@@ -51,6 +55,8 @@ def run_cli(job: Callable[[], int], resume: str = "") -> int:
         job: the entry point's work, returning its exit code.
         resume: the command that goes on after a stop, for the message ("" says nothing).
     """
+    global _job_started
+    _job_started = True
     try:
         code = job()
     except StopRequested as stop:
@@ -68,6 +74,45 @@ def run_cli(job: Callable[[], int], resume: str = "") -> int:
     if STOP.signal is not None:
         log.warning("%s arrived as the work ended: nothing was cut short", STOP.signal.name)
     return code
+
+
+def run_entry(main: Callable[[], None], argv: list[str] | None = None) -> None:
+    """Call a ``@hydra.main`` entry point so that a command line that Hydra cannot parse or
+    compose ends with exit code 2 (a usage error) like every other one: Hydra itself exits with
+    1, which a script would read as "some records failed". An override the grammar refuses is
+    caught first, named, with how to quote it, and without Hydra's grammar dump.
+
+    Args:
+        main: the decorated entry point.
+        argv: the arguments (``sys.argv[1:]`` unless given).
+    """
+    problem = override_problem(sys.argv[1:] if argv is None else argv)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _job_started:  # Hydra's: it printed why (composition)
+            sys.exit(EXIT_USAGE)
+        raise
+
+
+def override_problem(argv: list[str]) -> str:
+    """What is wrong with the first command-line override Hydra's grammar refuses ("" if none)."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    overrides = get_args_parser().parse_known_args(argv)[0].overrides
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as error:
+            said = str(error).strip().splitlines()[0]
+            return f"cannot read the argument {override!r} ({said}); {QUOTING}"
+    return ""
 
 
 def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | None = None,
