@@ -41,7 +41,7 @@ def domain_warnings(graph: HeteroData, predicted: float,
             the checkpoint; None for a checkpoint written before it was stored (no size check).
     """
     reasons = []
-    atoms = int(graph[LIGAND].num_nodes)
+    atoms = int(graph[LIGAND].x.shape[0])
     if training_sizes:
         smallest, largest = training_sizes
         if atoms < smallest / SIZE_FACTOR or atoms > largest * SIZE_FACTOR:
