@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "golden"))
 from make_golden import (  # noqa: E402
     GOLDEN_FILE,
     featurize_golden_complex,
+    featurize_golden_paths,
     featurize_golden_posed_complex,
     summarize,
 )
@@ -29,11 +30,16 @@ def test_features_match_the_golden_file_of_this_version():
                              "python tests/golden/make_golden.py")
     assert golden["featurize"] == FeaturizeConfig().to_dict(), (
         f"the default featurization config changed: {REGENERATE}")
-    for key, graph in (("tensors", featurize_golden_complex()),
-                       ("posed_tensors", featurize_golden_posed_complex())):
+    expected = {"tensors": golden["tensors"], "posed_tensors": golden["posed_tensors"],
+                **{f"paths/{name}": tensors for name, tensors in golden["paths"].items()}}
+    graphs = {"tensors": featurize_golden_complex(),
+              "posed_tensors": featurize_golden_posed_complex(),
+              **{f"paths/{name}": graph for name, graph in featurize_golden_paths().items()}}
+    assert expected.keys() == graphs.keys()
+    for key, graph in graphs.items():
         actual = summarize(graph)
-        changed = sorted(k for k in golden[key].keys() | actual.keys()
-                         if golden[key].get(k) != actual.get(k))
+        changed = sorted(k for k in expected[key].keys() | actual.keys()
+                         if expected[key].get(k) != actual.get(k))
         assert not changed, (f"{key}: features changed without a version bump ({changed}): "
                              f"{REGENERATE}")
 

@@ -1,6 +1,11 @@
 """Regenerate tests/golden/1h1d.json after a deliberate featurization change.
 
 Run only together with a DATA_PROCESSING_VERSION bump: python tests/golden/make_golden.py
+
+Besides 1h1d (SDF ligand, pocket given) and a posed Uni-FEP ligand, ``paths`` guards the other
+featurization paths: the mol2 fallback (2l1r's SDF fails sanitization), a pocket cut from a full
+protein (Uni-FEP's FKBP12), and waters and an ion kept (1h1d with ``keep_waters``: its waters and
+its Mg).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ COMPLEX_ID = "1h1d"
 GOLDEN_FILE = HERE / f"{COMPLEX_ID}.json"
 POSED_ROOT = HERE.parent / "data" / "uni-fep-mini"
 POSED_ID = "WaterSet|Brd4(1)-ASH106/cmpd 9 (methoxyethyl)"
+SAMPLE = HERE.parent.parent / "data" / "sample"
+FULL_PROTEIN = POSED_ROOT / "Hermite|FKBP12"
 
 
 def featurize_golden_complex():
@@ -43,6 +50,27 @@ def featurize_golden_posed_complex():
     return featurize_record(record, config)
 
 
+def featurize_golden_paths() -> dict:
+    """The graphs of the other featurization paths, by name (see the module docstring)."""
+    config = FeaturizeConfig()
+    fallback = read_ligand_files([SAMPLE / "2l1r" / "2l1r_ligand.sdf",
+                                  SAMPLE / "2l1r" / "2l1r_ligand.mol2"], "2l1r")
+    reference = read_ligand_files([FULL_PROTEIN / "ref_ligand.sdf"], "FKBP12")
+    waters = FeaturizeConfig(keep_waters=True)
+    return {
+        "mol2_fallback": featurize_complex(
+            fallback, load_protein(SAMPLE / "2l1r" / "2l1r_pocket.pdb", config), config, "2l1r",
+            cut_pocket=False),
+        "pocket_cut_from_full_protein": featurize_complex(
+            reference, load_protein(FULL_PROTEIN / "protein.pdb", config), config, "FKBP12",
+            cut_pocket=True),
+        "waters_and_ion_kept": featurize_complex(
+            read_ligand_files([HERE / f"{COMPLEX_ID}_ligand.sdf"], COMPLEX_ID),
+            load_protein(HERE / f"{COMPLEX_ID}_pocket.pdb", waters), waters, COMPLEX_ID,
+            cut_pocket=False),
+    }
+
+
 def summarize(graph) -> dict:
     """Shape, dtype and content hash of every tensor of the graph, keyed ``store/attr``."""
     tensors = {}
@@ -59,7 +87,9 @@ def main() -> None:
     golden = {"data_processing_version": DATA_PROCESSING_VERSION,
               "featurize": FeaturizeConfig().to_dict(),
               "tensors": summarize(featurize_golden_complex()),
-              "posed_tensors": summarize(featurize_golden_posed_complex())}
+              "posed_tensors": summarize(featurize_golden_posed_complex()),
+              "paths": {name: summarize(graph)
+                        for name, graph in featurize_golden_paths().items()}}
     GOLDEN_FILE.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {GOLDEN_FILE}")
 
