@@ -40,9 +40,9 @@ def experiment(fep_root_module: Path, tmp_path_factory) -> tuple[Path, subproces
 
 @pytest.fixture(scope="module")
 def fep_root_module() -> Path:
-    from conftest import FEP
+    from conftest import FEP, missing_shared
     if not FEP.is_dir():
-        pytest.skip(f"shared FEP benchmark not found at {FEP}")
+        missing_shared(FEP)
     return FEP
 
 

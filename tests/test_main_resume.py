@@ -4,6 +4,7 @@ an uninterrupted run ends."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,9 +86,11 @@ def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly
     assert process.returncode == 130, output
     assert (checkpoints / "INTERRUPTED.pt").is_file()
     assert "Resume with:" in output and "run_name=ctrl_c" in output
+    step = read_checkpoint(checkpoints / "INTERRUPTED.pt")["progress"]["global_step"]
+    assert step >= 1, "interrupted before a step: a restart would look the same as a resume"
     resumed = main(dataset, outputs, "ctrl_c")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert re.search(rf"resuming from \S+\.pt: step {step},", resumed.stdout + resumed.stderr)
     assert_identical(final_parameters(outputs, "ctrl_c"), straight)
 
 

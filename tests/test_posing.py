@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FEP, REPO, data_config
+from conftest import FEP, REPO, data_config, missing_shared
 from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 from scipy.spatial import cKDTree
@@ -174,7 +174,7 @@ def test_a_flat_reference_fails_every_ligand_of_its_system(uni_fep_root):
 def test_reposing_fep_benchmark_ligands_reproduces_their_given_poses(series):
     sdf = FEP / f"{series}_ligands.sdf"
     if not sdf.is_file():
-        pytest.skip(f"shared FEP benchmark not found at {FEP}")
+        missing_shared(FEP)
     blocks = [b for b in re.split(r"^\$\$\$\$[^\n]*\n", sdf.read_text(), flags=re.M)
               if b.strip()]
     given = [parse_ligand_block(b, "sdf", f"{series}:{i}") for i, b in enumerate(blocks[:7])]
@@ -197,7 +197,7 @@ def test_two_sources_keep_a_complex_they_share_once_from_the_first_source(uni_fe
     for suffix in ("_ligands.sdf", "_protein.pdb"):
         source = FEP / "waterset" / f"brd41_ASH106{suffix}"
         if not source.is_file():
-            pytest.skip(f"shared FEP benchmark not found at {FEP}")
+            missing_shared(FEP)
         shutil.copy(source, series / source.name)
     data = data_config(uni_fep_root, processed_dir=str(tmp_path / "processed"), sources=[
         {"name": "fep", "root": str(series), "layout": "series"},

@@ -202,3 +202,45 @@ def test_a_smiles_library_without_a_reference_is_refused_with_the_way(tmp_path):
 
     with pytest.raises(ValueError, match="SMILES library: give reference=REF.sdf"):
         PredictConfig(protein="p.pdb", ligands="lib.smi")
+
+
+@pytest.mark.slow
+def test_rows_do_not_depend_on_the_chunk_size_and_an_overlapping_pose_is_out_of_domain(
+        trained, tmp_path):
+    """Two records of one ligand, the second moved onto a protein atom: chunk_size=1 and the
+    default write the same bytes; the overlapping pose is predicted but marked out_of_domain
+    with the clash, and the checkpoint holds the training range of ligand sizes."""
+    from rdkit import Chem
+
+    root, run = trained
+    checkpoint = run / "checkpoints" / "best.pt"
+    protein = root / "1h1d" / "1h1d_pocket.pdb"
+    ligand = Chem.MolFromMolFile(str(root / "1h1d" / "1h1d_ligand.sdf"), removeHs=False)
+    assert ligand is not None
+    moved = Chem.Mol(ligand)
+    conformer = moved.GetConformer()
+    atom = next(line for line in protein.read_text().splitlines() if line.startswith("ATOM"))
+    target = [float(atom[30:38]), float(atom[38:46]), float(atom[46:54])]
+    shift = [t - c for t, c in zip(target, conformer.GetAtomPosition(0), strict=True)]
+    for i in range(moved.GetNumAtoms()):
+        p = conformer.GetAtomPosition(i)
+        conformer.SetAtomPosition(i, (p.x + shift[0], p.y + shift[1], p.z + shift[2]))
+    ligands = tmp_path / "two.sdf"
+    with Chem.SDWriter(str(ligands)) as writer:
+        writer.write(ligand)
+        writer.write(moved)
+    outputs = []
+    for size in (1, 512):
+        output = tmp_path / f"chunk{size}.csv"
+        result = run_predict(f"checkpoint={checkpoint}", f"protein={protein}",
+                             f"ligands={ligands}", f"output={output}", f"chunk_size={size}",
+                             cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(output.read_bytes())
+    assert outputs[0] == outputs[1]
+    rows = list(csv.DictReader((tmp_path / "chunk1.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "out_of_domain"]
+    assert rows[0]["warnings"] == "" and rows[1]["warnings"].startswith("clash:")
+    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
+    sizes = [graph["ligand"].x.shape[0] for graph in prepared.part("train")]
+    assert read_checkpoint(checkpoint)["ligand_heavy_atoms"] == [min(sizes), max(sizes)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FEP, MOL2_FALLBACK_ID, SAMPLE
+from conftest import FEP, MOL2_FALLBACK_ID, SAMPLE, missing_shared
 
 from plgraph.applicability import domain_warnings
 from plgraph.config import FeaturizeConfig, PredictConfig
@@ -28,7 +28,7 @@ CDK2 = "jacs_set/cdk2"  # 16 ligands
 
 def cdk2(tmp_path: Path) -> tuple[Path, Path]:
     if not FEP.is_dir():
-        pytest.skip(f"shared FEP benchmark not found at {FEP}")
+        missing_shared(FEP)
     protein, ligands = (Path(shutil.copy(FEP / f"{CDK2}{suffix}", tmp_path))
                         for suffix in ("_protein.pdb", "_ligands.sdf"))
     return protein, ligands

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FEP, REPO, SAMPLE, copy_sample, data_config
+from conftest import FEP, REPO, SAMPLE, copy_sample, data_config, missing_shared
 from stop_during import ENVIRONMENT, signal_at_start
 from test_distributed import free_port
 from test_main_resume import TINY
@@ -237,7 +237,7 @@ def assert_no_cache(processed: Path) -> None:
 def test_a_signal_during_a_cache_build_with_two_workers_leaves_no_cache_and_no_process(
         tmp_path, name, to_group):
     if not FEP.is_dir():
-        pytest.skip(f"shared FEP benchmark not found at {FEP}")
+        missing_shared(FEP)
     processed = tmp_path / "processed"
     command = [sys.executable, str(REPO / "main.py"), f"data.root={FEP}", "data.layout=series",
                f"data.processed_dir={processed}", "data.workers=2", "prepare_only=true",

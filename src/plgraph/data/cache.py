@@ -166,6 +166,6 @@ def _staleness(meta: dict, expected: dict) -> list[str]:
         changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
         problems += [f"{section}.{k} was {have.get(k)!r}, now {want.get(k)!r}" for k in changed]
     if not problems and meta.get("inputs_fingerprint") != expected["inputs_fingerprint"]:
-        problems.append("the input files or labels changed since it was built (ids, labels or "
-                        "file sizes differ)")
+        problems.append("the input files or labels changed since it was built (ids, labels, "
+                        "file sizes or modification times differ)")
     return problems

@@ -115,12 +115,15 @@ class ReadResult:
 
 
 def _file_stamp(path: Path) -> list:
-    # Name and size, not content: hashing ~1 GB of PDBbind on every start would cost seconds; an
-    # edit that keeps the size exactly is rare enough, and deleting processed/ always reprocesses.
+    # Name, size and modification time (ns), not content: hashing ~1 GB of PDBbind on every start
+    # would cost seconds, and an edit in place (a fixed coordinate keeps the size) changes the
+    # time. A copy that does not keep times (cp without -p) makes a cache stale: rebuilt, never
+    # wrongly reused. Caches built before the time was part of it are stale once.
     try:
-        return [path.name, path.stat().st_size]
+        stat = path.stat()
     except OSError:
-        return [path.name, None]
+        return [path.name, None, None]
+    return [path.name, stat.st_size, stat.st_mtime_ns]
 
 
 def find_duplicates(ids: Iterable[str]) -> set[str]:
