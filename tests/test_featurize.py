@@ -179,11 +179,19 @@ def test_a_full_protein_is_cut_to_the_pocket_without_losing_contacts(brd4):
 
 
 def test_every_ligand_of_a_series_shares_one_parsed_protein(brd4):
+    """The protein file is gone after the first ligand: the others can only be featurized from
+    the protein parsed for the first, kept once for the series."""
+    from collections import OrderedDict
+
+    from plgraph.data.build import featurize_record
+
     protein_file, sdf = brd4
     config = FeaturizeConfig()
-    protein = load_protein(protein_file, config)
     records = read_sdf_records(sdf, protein_file, "brd4", "r_exp_dg", "dg_kcal_mol", True).records
-    graphs = [featurize_complex(parse_ligand_block(r.ligand_block, "sdf", r.id), protein, config,
-                                r.id, cut_pocket=True) for r in records]
-    assert len(graphs) == 3 and len({g.complex_id for g in graphs}) == 3
+    proteins: OrderedDict = OrderedDict()
+    graphs = [featurize_record(records[0], config, proteins)]
+    protein_file.unlink()
+    graphs += [featurize_record(r, config, proteins) for r in records[1:]]
+    assert list(proteins) == [str(protein_file)] and len(graphs) == 3
+    assert len({g.complex_id for g in graphs}) == 3
     assert np.isfinite([g[INTERACTION].distance.min().item() for g in graphs]).all()

@@ -52,9 +52,12 @@ def test_prediction_inputs_match_the_training_featurizer(brd4_with_a_broken_reco
     assert [r.ligand_index for r in rows] == [0, 1, 2]
     assert rows[1].graph is None and "coordinates on line 133" in rows[1].error
     direct = featurize_record(inputs.records[0], config)
-    assert rows[0].graph["ligand"].x.equal(direct["ligand"].x)
-    assert rows[0].graph["protein", "contact", "protein"].edge_index.equal(
-        direct["protein", "contact", "protein"].edge_index)
+    stores = direct.node_types + direct.edge_types
+    assert stores == rows[0].graph.node_types + rows[0].graph.edge_types
+    tensors = [(store, attr) for store in stores for attr in direct[store]]
+    assert len(tensors) == 10  # x and pos of 2 node types, 6 edge tensors: every one compared
+    for store, attr in tensors:
+        assert rows[0].graph[store][attr].equal(direct[store][attr]), (store, attr)
 
 
 def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
