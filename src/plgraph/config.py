@@ -45,7 +45,7 @@ class PosingConfig:
         relax_iterations: MMFF94 minimization steps.
     """
 
-    mcs_timeout: float = 10.0
+    mcs_timeout: float = 2.0
     min_core_atoms: int = 5
     min_core_fraction: float = 0.3
     attempts: int = 8
@@ -461,18 +461,23 @@ class ExperimentConfig:
         ligand_only_baseline: also train the same network on the ligand graph alone.
         min_series_size: test series with fewer ligands are left out of the per-series
             Spearman ρ.
+        max_train_per_series: train on at most this many complexes of each series (drawn
+            with the seed; 0: all), validation and test whole: the budget knob of a CPU run.
     """
 
     name: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     ligand_only_baseline: bool = True
     min_series_size: int = 3
+    max_train_per_series: int = 0
 
     def __post_init__(self) -> None:
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
                  f"experiment.seeds must be distinct seeds, at least one (got {self.seeds})")
         _require(self.min_series_size >= 2, f"experiment.min_series_size must be >= 2 (got "
                  f"{self.min_series_size}): a rank correlation needs two ligands")
+        _require(self.max_train_per_series >= 0, "experiment.max_train_per_series must be >= 0, "
+                 f"0 = all (got {self.max_train_per_series})")
 
 
 @dataclass
