@@ -40,11 +40,15 @@ keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocato
 
 def experiment(config, ranks: Ranks) -> int:
     """``experiment=NAME``: every seed and baseline of conf/experiment/NAME.yaml, one report."""
-    from plgraph.experiment import run_experiment
+    from plgraph.experiment import prepare_experiment, run_experiment
 
     if ranks.enabled:
         raise PlgraphError("an experiment runs its trainings one after another in one process; "
                            "run it with python main.py, not torchrun")
+    if config.prepare_only:
+        prepare_experiment(config)
+        log.info("data and every seed's split prepared (prepare_only=true); exiting")
+        return 0
     run_experiment(config, resume_command())
     return 0
 

@@ -61,3 +61,12 @@ def test_a_missing_data_root_is_named(tmp_path):
     result = run_main(f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert f"data.root={tmp_path / 'nowhere'} is not a directory" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "experiment").glob(
+    "*.yaml")))
+def test_every_experiment_composes_into_typed_dataclasses(name):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = to_config(compose(config_name="config", overrides=[f"experiment={name}"]))
+    assert config.experiment.name == name

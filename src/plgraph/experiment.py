@@ -24,8 +24,16 @@ import numpy as np
 from scipy import stats
 
 from plgraph.atomic import replace_atomically
-from plgraph.config import AppConfig
+from plgraph.comparison import (
+    bootstrap_interval,
+    paired_differences,
+    plot_predicted_vs_measured,
+    plot_series_spearman,
+)
+from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
+from plgraph.data.records import dg_to_pk
+from plgraph.data.split import split_fingerprint
 from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
@@ -34,10 +42,13 @@ from plgraph.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-METHODS = ("full", "ligand_only", "heavy_atoms")
+METHODS = ("full", "ligand_only", "heavy_atoms", "fep")
+BASELINES = ("ligand_only", "heavy_atoms")  # what the full model must beat
 LABELS = {"full": "full model (ligand + pocket + interactions)",
           "ligand_only": "ligand-only model (same network, ligand graph alone)",
-          "heavy_atoms": "heavy-atom count (linear fit on train)"}
+          "heavy_atoms": "heavy-atom count (linear fit on train)",
+          "fep": "Uni-FEP's FEP prediction (fep_dG; physics reference, its test series only)"}
+FEP_COLUMN = "fep_dG (kcal/mol)"
 FIGURES = ("pearson", "rmse", "series_spearman")
 
 
@@ -50,17 +61,32 @@ def run_experiment(config: AppConfig, resume_command: str) -> dict:
         return _run_experiment(config, resume_command)
 
 
+def seed_split(config: AppConfig, seed: int) -> SplitConfig:
+    """Seed ``seed``'s own split: ``<split.name>-seed<N>``, seeded with N."""
+    return dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}", seed=seed)
+
+
+def prepare_experiment(config: AppConfig) -> None:
+    """Build the cache and every seed's split, and train nothing (``prepare_only=true``)."""
+    with STOP:
+        for seed in config.experiment.seeds:
+            prepare_data(config.data, config.featurize, seed_split(config, seed))
+
+
 def _run_experiment(config: AppConfig, resume_command: str) -> dict:
     experiment, started = config.experiment, time.monotonic()
     report_dir = config.run_dir
     report_dir.mkdir(parents=True, exist_ok=True)
-    per_seed = {}
+    per_seed, points = {}, {}
     for seed in experiment.seeds:
-        split = dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}",
-                                    seed=seed)
-        data = prepare_data(config.data, config.featurize, split)
+        split = seed_split(config, seed)
+        data = capped_training(prepare_data(config.data, config.featurize, split),
+                               experiment.max_train_per_series, seed)
         series_of = {entry.id: entry.group for entry in data.cache.entries}
         predictions = {"heavy_atoms": heavy_atom_baseline(data)}
+        physics = fep_reference(data)
+        if physics is not None:
+            predictions["fep"] = physics
         variants = {"full": True, "ligand_only": False}
         if not experiment.ligand_only_baseline:
             del variants["ligand_only"]
@@ -78,14 +104,60 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                 results = Trainer(run_config, data, run, resume_command).fit()
             predictions[variant] = read_predictions(run_config.run_dir / "test_predictions.csv")
             predictions[variant]["wall_seconds"] = results["wall_seconds"]
+        points[seed] = predictions
         per_seed[seed] = {
             "test_series": sorted({series_of[i] for i in data.split["parts"]["test"]}),
             "test_complexes": len(data.split["parts"]["test"]),
+            "clusters": cluster_counts(data),
             **{method: evaluate(found, series_of, experiment.min_series_size)
                for method, found in predictions.items()}}
     report = summarize(config, per_seed, time.monotonic() - started)
     write_report(report, report_dir)
+    write_figures(report, points, report_dir)
     return report
+
+
+def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedData:
+    """``data`` with its train part cut to ``per_series`` complexes of each series, drawn with
+    ``seed`` (0: unchanged). Validation and test stay whole, so the figures stay comparable; the
+    cut split has a fingerprint of its own, so a resumed training checks it like any other."""
+    if not per_series:
+        return data
+    series_of = {entry.id: entry.group for entry in data.cache.entries}
+    members: dict[str, list[str]] = defaultdict(list)
+    for complex_id in data.split["parts"]["train"]:
+        members[series_of[complex_id]].append(complex_id)
+    rng = np.random.default_rng(seed)
+    train = sorted(i for series in sorted(members) for i in
+                   (members[series] if len(members[series]) <= per_series else
+                    [members[series][k] for k in rng.choice(len(members[series]), per_series,
+                                                            replace=False)]))
+    parts = {**data.split["parts"], "train": train}
+    log.info("experiment.max_train_per_series=%d: training on %d of %d train complexes",
+             per_series, len(train), len(data.split["parts"]["train"]))
+    return PreparedData(data.cache, {**data.split, "parts": parts,
+                                     "fingerprint": split_fingerprint(parts)})
+
+
+def fep_reference(data: PreparedData) -> dict | None:
+    """The physics reference on the test complexes whose input gives Uni-FEP's FEP prediction
+    (``fep_dG``, ΔG in kcal/mol, as pK): reported beside the models, never trained on."""
+    test = set(data.split["parts"]["test"])
+    entries = [e for e in data.cache.entries if e.id in test and FEP_COLUMN in e.extras]
+    if not entries:
+        return None
+    return {"ids": [e.id for e in entries],
+            "predicted": np.array([dg_to_pk(e.extras[FEP_COLUMN]) for e in entries]),
+            "measured": np.array([e.label for e in entries])}
+
+
+def cluster_counts(data: PreparedData) -> dict:
+    """How many targets (or families, for ``split.strategy=family``) and series each part has."""
+    cluster_of = data.split.get("target_of", {})
+    group_of = {entry.id: entry.group for entry in data.cache.entries}
+    return {part: {"complexes": len(ids), "series": len({group_of[i] for i in ids}),
+                   "clusters": len({cluster_of[i] for i in ids}) if cluster_of else None}
+            for part, ids in data.split["parts"].items()}
 
 
 def heavy_atom_baseline(data: PreparedData) -> dict:
@@ -148,6 +220,9 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
             summary[method][figure] = {"mean": float(np.mean(values)),
                                        "std": float(np.std(values, ddof=1))
                                        if len(values) > 1 else math.nan, "values": values}
+    paired = {f"full-{baseline}": bootstrap_interval(paired_differences(per_seed, "full",
+                                                                         baseline))
+              for baseline in (*BASELINES, "fep") if any(baseline in r for r in per_seed.values())}
     device = str(resolve_device(config.trainer.device))  # as the trainings resolved it
     return {"experiment": config.experiment.name, "seeds": list(per_seed),
             "device": device, "model": config.model.to_dict(),
@@ -155,7 +230,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
             "wall_seconds": round(wall_seconds, 1),
             "training_seconds": round(sum(result[m].get("wall_seconds", 0.0)
                                           for result in per_seed.values() for m in methods), 1),
-            "summary": summary, "per_seed": per_seed}
+            "summary": summary, "paired_series_spearman": paired, "per_seed": per_seed}
 
 
 def write_report(report: dict, directory: Path) -> None:
@@ -164,6 +239,16 @@ def write_report(report: dict, directory: Path) -> None:
     replace_atomically(directory / "report.md",
                        lambda path: path.write_text(markdown(report)))
     log.info("experiment report: %s", directory / "report.md")
+
+
+def write_figures(report: dict, points: dict, directory: Path) -> None:
+    """The per-series ρ of every method, and predicted against measured over all seeds."""
+    methods = [m for m in METHODS if any(m in r for r in report["per_seed"].values())]
+    short = {m: LABELS[m].split(" (")[0] for m in methods}
+    plot_series_spearman(report["per_seed"], methods, short, directory / "series_spearman.png")
+    pooled = {short[m]: tuple(np.concatenate([points[s][m][key] for s in points if m in points[s]])
+                              for key in ("predicted", "measured")) for m in methods}
+    plot_predicted_vs_measured(pooled, directory / "predicted_vs_measured.png")
 
 
 def _mean_std(entry: dict) -> str:
@@ -183,15 +268,34 @@ def markdown(report: dict) -> str:
     for method, figures in summary.items():
         lines.append(f"| {LABELS[method]} | " + " | ".join(_mean_std(figures[f])
                                                           for f in FIGURES) + " |")
-    lines += ["", verdict(summary), "", "## Per seed", ""]
+    lines += ["", verdict(summary), ""]
+    paired = report.get("paired_series_spearman", {})
+    if paired:
+        lines += ["Paired, on the test series both rank (all seeds pooled): the full model's "
+                  "Spearman ρ minus the other's, mean and 95 % bootstrap interval over series:", "",
+                  "| full model minus | series | mean Δρ | 95 % interval | excludes 0 |",
+                  "|---|---:|---:|---:|---|"]
+        for name, entry in paired.items():
+            excludes = entry["low"] > 0 or entry["high"] < 0
+            lines.append(f"| {LABELS[name.split('-', 1)[1]]} | {entry['n']} | "
+                         f"{entry['mean']:+.3f} | [{entry['low']:+.3f}, {entry['high']:+.3f}] | "
+                         f"{'yes' if excludes else 'no'} |")
+        lines += ["", "Figures: `series_spearman.png` (per-series ρ of every method), "
+                  "`predicted_vs_measured.png`.", ""]
+    lines += ["## Per seed", ""]
     for seed, result in report["per_seed"].items():
         lines.append(f"Seed {seed}: {result['test_complexes']} test complexes from "
                      f"{len(result['test_series'])} series "
                      f"({', '.join(result['test_series'])}).")
+        clusters = result.get("clusters")
+        if clusters:
+            lines.append("Parts (complexes / series / targets or families): " + "; ".join(
+                f"{part} {c['complexes']} / {c['series']} / {c['clusters']}"
+                for part, c in clusters.items()) + ".")
         lines.append("")
         lines.append("| method | Pearson R | RMSE | per-series Spearman ρ (series) |")
         lines.append("|---|---:|---:|---:|")
-        for method in summary:
+        for method in (m for m in METHODS if m in result):
             m = result[method]
             lines.append(f"| {method} | {m['pearson']:.3f} | {m['rmse']:.3f} | "
                          f"{m['series_spearman']:.3f} ({m['series_evaluated']}) |")
@@ -208,7 +312,7 @@ def verdict(summary: dict) -> str:
     wins, losses = [], []
     for figure, best in better.items():
         full = summary["full"][figure]["mean"]
-        others = [summary[m][figure]["mean"] for m in summary if m != "full"]
+        others = [summary[m][figure]["mean"] for m in summary if m in BASELINES]
         (wins if best([full, *others]) == full else losses).append(names[figure])
     if not losses:
         return ("The full model beats both baselines on every figure (means; compare the "

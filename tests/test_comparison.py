@@ -1,0 +1,72 @@
+"""The experiment's paired comparison, its budget cut and its physics reference, on real data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, data_config
+
+from plgraph.comparison import bootstrap_interval, paired_differences
+from plgraph.config import FeaturizeConfig, SplitConfig
+from plgraph.data import prepare_data
+from plgraph.data.records import dg_to_pk
+from plgraph.data.split import split_fingerprint
+from plgraph.experiment import capped_training, fep_reference
+
+
+def test_paired_differences_pair_the_same_series_of_the_same_seed_only():
+    per_seed = {
+        0: {"full": {"per_series_spearman": {"a": 0.5, "b": 0.1, "only_full": 0.9}},
+            "heavy_atoms": {"per_series_spearman": {"a": 0.2, "b": 0.3}}},
+        1: {"full": {"per_series_spearman": {"a": 0.4}},
+            "heavy_atoms": {"per_series_spearman": {"a": 0.4, "c": 0.1}}},
+    }
+    assert paired_differences(per_seed, "full", "heavy_atoms") == pytest.approx(
+        [0.3, -0.2, 0.0])
+    assert paired_differences(per_seed, "full", "fep") == []
+
+
+def test_bootstrap_interval_is_seeded_and_excludes_zero_only_for_a_clear_difference():
+    rng = np.random.default_rng(1)
+    clear = list(0.3 + 0.1 * rng.standard_normal(40))
+    unclear = list(0.3 * rng.standard_normal(40))
+    first = bootstrap_interval(clear)
+    assert first == bootstrap_interval(clear)
+    assert first["mean"] == pytest.approx(np.mean(clear))
+    assert 0 < first["low"] < first["mean"] < first["high"]
+    wide = bootstrap_interval(unclear)
+    assert wide["low"] < 0 < wide["high"]
+    assert np.isnan(bootstrap_interval([0.2])["low"])
+
+
+@pytest.fixture(scope="module")
+def posed_series(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("series") / "uni-fep"
+    return Path(shutil.copytree(REPO / "tests" / "data" / "uni-fep-mini", root))
+
+
+@pytest.mark.slow
+def test_the_budget_cut_trains_on_few_ligands_per_series_and_keeps_val_and_test(posed_series):
+    split = SplitConfig(strategy="random", train=0.6, val=0.2, test=0.2)
+    data = prepare_data(data_config(posed_series, layout="reference"), FeaturizeConfig(), split)
+    cut = capped_training(data, 2, seed=0)
+    series_of = {e.id: e.group for e in data.cache.entries}
+    train = cut.split["parts"]["train"]
+    assert set(train) < set(data.split["parts"]["train"])
+    assert max(sum(series_of[i] == s for i in train) for s in set(series_of.values())) == 2
+    assert cut.split["parts"]["val"] == data.split["parts"]["val"]
+    assert cut.split["parts"]["test"] == data.split["parts"]["test"]
+    assert cut.split["fingerprint"] == split_fingerprint(cut.split["parts"])
+    assert cut.split["fingerprint"] != data.split["fingerprint"]
+    assert capped_training(data, 2, seed=0).split == cut.split
+    assert capped_training(data, 0, seed=0) is data
+
+    physics = fep_reference(data)
+    test = data.split["parts"]["test"]
+    assert physics["ids"] == [e.id for e in data.cache.entries if e.id in set(test)]
+    entry = next(e for e in data.cache.entries if e.id == physics["ids"][0])
+    assert physics["predicted"][0] == pytest.approx(dg_to_pk(entry.extras["fep_dG (kcal/mol)"]))
+    assert physics["measured"][0] == pytest.approx(entry.label)
