@@ -14,7 +14,14 @@ import pytest
 import torch
 from conftest import REPO, SAMPLE, copy_sample, data_config
 
-from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig, SplitConfig, TrainConfig
+from plgraph.config import (
+    AppConfig,
+    FeaturizeConfig,
+    ModelConfig,
+    SplitConfig,
+    TrackingConfig,
+    TrainConfig,
+)
 from plgraph.data import prepare_data
 from plgraph.data.build import featurize_record
 from plgraph.errors import PlgraphError
@@ -72,6 +79,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = copy_sample(base / "twenty", IDS)
     prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
     config = AppConfig(data=data_config(root), model=TINY, output_root=str(base / "outputs"),
+                       tracking=TrackingConfig(enabled=False),
                        trainer=TrainConfig(max_epochs=2, batch_size=4, warmup_steps=2))
     with RunDirectory(config.run_dir) as run:
         Trainer(config, prepared, run, "python main.py").fit()

@@ -7,7 +7,10 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,9 +19,15 @@ import pytest
 import torch
 from conftest import SAMPLE, copy_sample, data_config
 
-from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig, SplitConfig, TrainConfig
+from plgraph.config import (
+    AppConfig,
+    FeaturizeConfig,
+    ModelConfig,
+    SplitConfig,
+    TrackingConfig,
+    TrainConfig,
+)
 from plgraph.data import prepare_data
-from plgraph.lock import LockedError
 from plgraph.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
@@ -41,6 +50,7 @@ def app_config(prepared, tmp_path: Path, run_name: str = "run", **trainer) -> Ap
     settings = {"max_epochs": 3, "batch_size": 4, "warmup_steps": 2,
                 "checkpoint_every_n_steps": 2, **trainer}
     return AppConfig(data=data, model=TINY, trainer=TrainConfig(**settings),
+                     tracking=TrackingConfig(enabled=False),  # not what is tested here
                      run_name=run_name, output_root=str(tmp_path))
 
 
@@ -86,10 +96,11 @@ def test_training_writes_every_output(prepared, tmp_path):
     assert results["sizes"] == {"train": 16, "val": 2, "test": 2}
 
 
-def test_resume_after_ctrl_c_matches_uninterrupted_run(prepared, tmp_path):
-    straight = app_config(prepared, tmp_path, "straight", max_epochs=4)
+@pytest.mark.parametrize("scheduler", ["cosine", "plateau"])
+def test_resume_after_ctrl_c_matches_uninterrupted_run(prepared, tmp_path, scheduler):
+    straight = app_config(prepared, tmp_path, "straight", max_epochs=4, scheduler=scheduler)
     fit(straight, prepared)
-    stopped = app_config(prepared, tmp_path, "stopped", max_epochs=4)
+    stopped = app_config(prepared, tmp_path, "stopped", max_epochs=4, scheduler=scheduler)
     last = stopped.run_dir / "checkpoints" / "last.pt"
     interrupt_when(last.exists)
     with pytest.raises(TrainingInterrupted) as stop:
@@ -197,8 +208,15 @@ def test_a_finished_run_says_so_and_more_epochs_train_on(prepared, tmp_path, cap
 
 def test_a_second_process_on_the_same_run_is_refused_naming_it(prepared, tmp_path):
     config = app_config(prepared, tmp_path)
-    with RunDirectory(config.run_dir), pytest.raises(LockedError, match=f"pid {os.getpid()}"):
-        RunDirectory(config.run_dir).__enter__()
+    second = ("import sys; from pathlib import Path; from plgraph.lock import LockedError; "
+              "from plgraph.training.run_dir import RunDirectory\n"
+              "try:\n    RunDirectory(Path(sys.argv[1])).__enter__()\n"
+              "except LockedError as error:\n    print(error); sys.exit(3)\n")
+    with RunDirectory(config.run_dir):
+        result = subprocess.run([sys.executable, "-c", second, str(config.run_dir)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"pid {os.getpid()}" in result.stdout
 
 
 def test_fresh_moves_old_checkpoints_aside_and_deletes_nothing(prepared, tmp_path):
@@ -216,9 +234,12 @@ def test_a_non_finite_loss_stops_with_step_and_complexes(prepared, tmp_path):
     config = app_config(prepared, tmp_path, lr=1e30, warmup_steps=0, grad_clip=0.0,
                         checkpoint_every_n_steps=1)
     with pytest.raises(NonFiniteLossError, match=r"at step \d+, epoch 1, batch \d+; complexes "
-                                                  r"in the batch: \['"):
+                                                  r"in the batch: \['") as error:
         fit(config, prepared)
-    read_checkpoint(config.run_dir / "checkpoints" / "last.pt")  # the last good one stays
+    failed_at = int(re.search(r"at step (\d+)", str(error.value)).group(1))
+    last_good = read_checkpoint(config.run_dir / "checkpoints" / "last.pt")["progress"]
+    # The message's step counts the steps done; one is saved after each: the last one stays.
+    assert failed_at >= 1 and last_good["global_step"] == failed_at
 
 
 def test_invalid_trainer_values_fail_before_any_work():
