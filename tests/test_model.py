@@ -287,3 +287,61 @@ def test_importing_the_model_loads_neither_rdkit_nor_biopython():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+TERMS = dataclasses.replace(TINY, pair_energy=True, size_term=True)
+
+
+def test_pair_and_size_terms_start_at_zero_and_keep_the_invariances(graphs):
+    """Both terms start at exactly zero (a model with them predicts as one without), and once
+    trained away from zero the prediction stays invariant to rotation, translation and order."""
+    batch = Batch.from_data_list(graphs)
+    plain, with_terms = build(TINY), build(TERMS)
+    with_terms.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(with_terms(batch), plain(batch), atol=0, rtol=0)
+    with torch.no_grad():
+        torch.nn.init.normal_(with_terms.pair_energy.protein.weight, std=0.1)
+        with_terms.size_term.weight.fill_(0.05)
+    before = with_terms(batch)
+    generator = torch.Generator().manual_seed(3)
+    rotation, shift = random_rotation(generator), torch.randn(3, dtype=torch.float64) * 20.0
+    after = with_terms(Batch.from_data_list([moved(g, rotation, shift) for g in graphs]))
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    shuffled = with_terms(Batch.from_data_list([permuted(g, generator) for g in graphs]))
+    torch.testing.assert_close(shuffled, before, atol=1e-5, rtol=0)
+
+
+def test_the_size_term_adds_its_weight_per_heavy_atom(graphs):
+    model = build(dataclasses.replace(TINY, size_term=True))
+    batch = Batch.from_data_list(graphs)
+    before = model(batch)
+    with torch.no_grad():
+        model.size_term.weight.fill_(0.25)
+    atoms = torch.tensor([g["ligand"].num_nodes for g in graphs], dtype=torch.float32)
+    torch.testing.assert_close(model(batch) - before, 0.25 * atoms / 25.0, atol=1e-5, rtol=0)
+
+
+def test_the_pair_energy_sees_a_protein_atom_inside_the_cutoff_only(graphs):
+    """Moving one contacting protein atom changes the pair term; the term is a sum over the
+    featurized interaction edges, so a protein atom without one adds nothing."""
+    from plgraph.model.graph import flatten
+    from plgraph.model.terms import PairEnergy
+
+    graph = graphs[0]
+    energy = PairEnergy(TINY.num_rbf)
+    torch.nn.init.normal_(energy.protein.weight, std=0.1)
+    model = build(TINY)
+
+    def term(data):
+        flat = flatten(data)
+        return energy(flat, model.encode(flat)[2])
+
+    base = term(graph)
+    contacting = int(graph[INTERACTION].edge_index[1, 0])
+    lonely = sorted(set(range(graph[PROTEIN].num_nodes))
+                    - set(graph[INTERACTION].edge_index[1].tolist()))[0]
+    for atom, changes in ((contacting, True), (lonely, False)):
+        shifted = graph.clone()
+        shifted[PROTEIN].pos = graph[PROTEIN].pos.clone()
+        shifted[PROTEIN].pos[atom] += torch.tensor([0.3, 0.0, 0.0])
+        assert bool((term(shifted) != base).any()) is changes

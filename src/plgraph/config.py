@@ -325,6 +325,12 @@ class ModelConfig:
             edge cutoffs, or the longest edges would be switched off.
         dropout: dropout in the output head.
         use_protein: False trains a ligand-only model on the bond graph alone (a baseline).
+        pair_energy: add a physics-shaped term: a learned function of the two atoms' elements
+            and their distance, summed over the ligand-protein interaction edges, as the terms
+            of empirical scoring functions are (``plgraph.model.terms``). The ligand-only model
+            has no interactions and ignores it.
+        size_term: add a learned per-heavy-atom term (pK grows with ligand size), outside the
+            message passing, so no normalization can shrink it.
     """
 
     hidden_channels: int = 64
@@ -335,6 +341,8 @@ class ModelConfig:
     cutoff: float = 5.0
     dropout: float = 0.0
     use_protein: bool = True
+    pair_energy: bool = False
+    size_term: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf"):

@@ -23,6 +23,7 @@ from plgraph.config import ModelConfig
 from plgraph.model.embedding import CategoricalEmbedding, EdgeEmbedding, NeighborEmbedding
 from plgraph.model.graph import EDGE_TYPES, FlatGraph, flatten
 from plgraph.model.layers import ViSLayer
+from plgraph.model.terms import PairEnergy, SizeTerm
 
 # Edges shorter than this (Å) have no usable direction; it only guards 0 / 0 for coincident atoms.
 _MIN_EDGE_LENGTH = 1e-6
@@ -73,6 +74,9 @@ class PLGraphNet(torch.nn.Module):
         self.out_norm = LayerNorm(hidden)
         self.dropout = Dropout(config.dropout)
         self.head = EquivariantScalar(hidden)
+        self.pair_energy = (PairEnergy(config.num_rbf)
+                            if config.pair_energy and config.use_protein else None)
+        self.size_term = SizeTerm() if config.size_term else None
         self.register_buffer("target_mean", torch.tensor(0.0))
         self.register_buffer("target_std", torch.tensor(1.0))
 
@@ -99,8 +103,8 @@ class PLGraphNet(torch.nn.Module):
                 not used.
         """
         graph = flatten(data, self.config.use_protein)
-        x, vec = self.encode(graph)
-        return self.readout(x, vec, graph)
+        x, vec, rbf = self.encode(graph)
+        return self.readout(x, vec, graph, rbf)
 
     def predict_pk(self, data: HeteroData) -> Tensor:
         r"""Predictions in pK units ``[num_graphs]``: ``forward(data) * std + mean``."""
@@ -113,8 +117,9 @@ class PLGraphNet(torch.nn.Module):
             x = torch.cat([x, self.protein_embedding(graph.protein_x)])
         return x
 
-    def encode(self, graph: FlatGraph) -> tuple[Tensor, Tensor]:
-        r"""Scalar ``[N, hidden]`` and vector ``[N, (lmax + 1)^2 - 1, hidden]`` node features."""
+    def encode(self, graph: FlatGraph) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Scalar ``[N, hidden]`` and vector ``[N, (lmax + 1)^2 - 1, hidden]`` node features,
+        and the radial basis of every edge's length ``[E, num_rbf]``."""
         edge_index = graph.edge_index
         # Source minus target, the convention of ViS_MP (messages flow from row 0 to row 1).
         edge_vec = graph.pos[edge_index[0]] - graph.pos[edge_index[1]]
@@ -134,10 +139,11 @@ class PLGraphNet(torch.nn.Module):
             x, vec = x + dx, vec + dvec
             if dedge is not None:
                 edge_attr = edge_attr + dedge
-        return self.out_norm(x), vec
+        return self.out_norm(x), vec, rbf
 
-    def readout(self, x: Tensor, vec: Tensor, graph: FlatGraph) -> Tensor:
-        r"""Per-ligand-atom contributions, pooled per graph ``[num_graphs]``."""
+    def readout(self, x: Tensor, vec: Tensor, graph: FlatGraph, rbf: Tensor) -> Tensor:
+        r"""Per-ligand-atom contributions, pooled per graph ``[num_graphs]``, plus the pair and
+        size terms where the config asks for them (:mod:`plgraph.model.terms`)."""
         ligand = graph.num_ligand
         vec = rms_normalize(vec[:ligand])
         atoms = self.head.pre_reduce(self.dropout(x[:ligand]), vec).squeeze(-1).to(x.dtype)
@@ -147,4 +153,8 @@ class PLGraphNet(torch.nn.Module):
         # not on binding, and the protein reaches the ligand atoms through interaction edges.
         pooled = scatter(atoms, graph.batch[:ligand], dim=0, dim_size=graph.num_graphs,
                          reduce="sum")
+        if self.pair_energy is not None:
+            pooled = pooled + self.pair_energy(graph, rbf.to(pooled.dtype))
+        if self.size_term is not None:
+            pooled = pooled + self.size_term(graph)
         return pooled / _TYPICAL_LIGAND_ATOMS
