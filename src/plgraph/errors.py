@@ -56,6 +56,11 @@ def plain_suffix(path: Path | str) -> str:
     return Path(name).suffix
 
 
+def plain_stem(path: Path | str) -> str:
+    """The name of ``path`` without its format suffix and any ``.gz``: ``lib.sdf.gz`` -> ``lib``."""
+    return Path(Path(path).name.removesuffix(".gz").removesuffix(".GZ")).stem
+
+
 def read_bytes(path: Path, error_type: type[PlgraphError] = FeaturizationError) -> bytes:
     """The bytes of ``path``, decompressed when it is named ``*.gz`` (libraries and PDB downloads
     come gzipped); a missing, unreadable or damaged file raises ``error_type`` naming it."""

@@ -24,7 +24,7 @@ from plgraph.data.build import featurize_record_with_pose
 from plgraph.data.layouts import read_manifest, read_pdbbind
 from plgraph.data.libraries import iter_ligand_records, iter_smiles_library, read_sdf_records
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
-from plgraph.errors import FeaturizationError, InputError
+from plgraph.errors import FeaturizationError, InputError, plain_stem
 from plgraph.featurize.posing import Pose
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
@@ -62,7 +62,7 @@ def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) ->
                                    config.name_column, config.label_property, config.label_kind)
     if config.protein and config.ligands:
         ligands = Path(config.ligands)
-        return iter_ligand_records(ligands, Path(config.protein), ligands.name.split(".")[0],
+        return iter_ligand_records(ligands, Path(config.protein), plain_stem(ligands),
                                    config.label_property, config.label_kind)
     if config.root:
         return read_pdbbind(Path(config.root), Path(config.labels) if config.labels else None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from plgraph.data.labels import exclude_relative_series, parse_label, plausible
 from plgraph.data.records import ComplexRecord, Failure, ReadResult, dg_to_pk
-from plgraph.errors import FeaturizationError, InputError, iter_lines, plain_suffix
+from plgraph.errors import FeaturizationError, InputError, iter_lines, plain_stem, plain_suffix
 
 log = logging.getLogger(__name__)
 _SDF_PROPERTY = re.compile(r"^>\s*<([^>]+)>")
@@ -197,10 +197,10 @@ def iter_smiles_library(library: Path, protein: Path, reference: Path, smiles_co
         if label is not None and label_kind == "dg_kcal_mol":
             label = dg_to_pk(label)
         yield plausible(ComplexRecord(
-            id=f"{library.stem}/{name}", protein=protein, smiles=smiles.strip(),
+            id=f"{plain_stem(library)}/{name}", protein=protein, smiles=smiles.strip(),
             reference_files=(reference,), ligand_name=name, ligand_index=index,
             ligand_source=f"{library}:{line}", ligand_line=line, label=label,
-            group=library.stem))
+            group=plain_stem(library)))
     if index < 0:
         raise InputError(f"{library}: no SMILES found")
 
@@ -210,7 +210,7 @@ def _library_smi_rows(library: Path) -> Iterator[tuple[int, str, str, None] | Fa
         try:
             content = raw.decode("utf-8").lstrip("\ufeff")
         except UnicodeDecodeError as error:
-            yield Failure(f"{library.stem}/line{line}", f"{library}:{line}: byte "
+            yield Failure(f"{plain_stem(library)}/line{line}", f"{library}:{line}: byte "
                           f"0x{raw[error.start]:02x} is not valid UTF-8", f"line{line}")
             continue
         if content.strip() and not content.lstrip().startswith("#"):
