@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from plgraph.atomic import replace_atomically  # noqa: E402
+from plgraph.training.reports import draw_predicted_vs_measured  # noqa: E402
 
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -71,14 +72,7 @@ def plot_predicted_vs_measured(points: dict[str, tuple[np.ndarray, np.ndarray]],
     """One panel per method: predicted against measured pK over every seed's test part."""
     figure, axes = plt.subplots(1, len(points), figsize=(3.6 * len(points), 3.8), squeeze=False)
     for axis, (method, (predicted, measured)) in zip(axes[0], points.items(), strict=True):
-        axis.scatter(measured, predicted, s=6, alpha=0.4)
-        low = float(min(measured.min(), predicted.min())) - 0.5
-        high = float(max(measured.max(), predicted.max())) + 0.5
-        axis.plot([low, high], [low, high], color="grey", linewidth=1)
-        axis.set_xlim(low, high)
-        axis.set_ylim(low, high)
-        axis.set_xlabel("measured pK")
-        axis.set_ylabel("predicted pK")
+        draw_predicted_vs_measured(axis, predicted, measured, size=6, alpha=0.4)
         axis.set_title(method, fontsize=9)
     figure.tight_layout()
     replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))

@@ -62,9 +62,10 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    axis.scatter(measured, predicted, s=14, alpha=0.7)
+def draw_predicted_vs_measured(axis, predicted: np.ndarray, measured: np.ndarray,
+                               size: float = 14, alpha: float = 0.7) -> None:
+    """Predicted against measured pK on ``axis``, equal ranges, with the diagonal."""
+    axis.scatter(measured, predicted, s=size, alpha=alpha)
     low = float(min(measured.min(), predicted.min())) - 0.5
     high = float(max(measured.max(), predicted.max())) + 0.5
     axis.plot([low, high], [low, high], color="grey", linewidth=1)
@@ -72,6 +73,11 @@ def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, pat
     axis.set_ylim(low, high)
     axis.set_xlabel("measured pK")
     axis.set_ylabel("predicted pK")
+
+
+def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    draw_predicted_vs_measured(axis, predicted, measured)
     axis.set_title(f"test: RMSE {metrics['rmse']:.2f}, Pearson R {metrics['pearson']:.2f}")
     figure.tight_layout()
     replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
