@@ -92,6 +92,26 @@ def test_figures_are_recomputed_from_the_runs_own_predictions(experiment):
     assert report["summary"]["full"]["rmse"]["std"] == pytest.approx(np.std(values, ddof=1))
 
 
+def test_the_paired_comparison_and_figures_come_from_the_per_series_figures(experiment):
+    from plgraph.comparison import bootstrap_interval, paired_differences
+
+    outputs, _ = experiment
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
+    paired = report["paired_series_spearman"]
+    assert set(paired) == {"full-ligand_only", "full-heavy_atoms"}  # no fep_dG in FEP+ series
+    differences = paired_differences(report["per_seed"], "full", "heavy_atoms")
+    assert paired["full-heavy_atoms"] == bootstrap_interval(differences)
+    assert paired["full-heavy_atoms"]["n"] == sum(
+        len(report["per_seed"][s]["full"]["per_series_spearman"]) for s in ("0", "1"))
+    clusters = report["per_seed"]["0"]["clusters"]
+    assert clusters["test"]["complexes"] == report["per_seed"]["0"]["test_complexes"]
+    assert clusters["test"]["series"] == len(report["per_seed"]["0"]["test_series"])
+    assert all(c["clusters"] >= 1 for c in clusters.values())
+    for figure in ("series_spearman.png", "predicted_vs_measured.png"):
+        assert (outputs / "fep_grouped" / figure).stat().st_size > 1000
+    assert "95 % bootstrap interval" in (outputs / "fep_grouped" / "report.md").read_text()
+
+
 def test_running_it_again_trains_nothing_and_reports_the_same(experiment):
     outputs, _ = experiment
     before = json.loads((outputs / "fep_grouped" / "results.json").read_text())
