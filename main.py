@@ -65,9 +65,21 @@ def quiet_other_ranks() -> None:
     logging.getLogger("plgraph").setLevel(logging.WARNING)
 
 
+def command_line_keys() -> set[str]:
+    """The keys this command line overrides (``model.lmax``, or ``model`` for ``model=large``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return {override.split("=", 1)[0].lstrip("+~")
+            for override in HydraConfig.get().overrides.task}
+
+
 def train(cfg: DictConfig, ranks: Ranks) -> int:
     """Prepare the data and train (or run an experiment); the exit code."""
     config = to_config(cfg)
+    if config.init_from:  # before the data: the checkpoint's featurization builds the cache
+        from plgraph.training.init_from import adopt_checkpoint_configs
+
+        config = adopt_checkpoint_configs(config, command_line_keys())
     if config.experiment.name:
         return experiment(config, ranks)
     from plgraph.training.device import resolve_device

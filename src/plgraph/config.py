@@ -497,6 +497,8 @@ class AppConfig:
         run_name: the run directory is ``outputs/<run_name>/``.
         fresh: start the run over; old checkpoints are moved aside, never deleted.
         prepare_only: build the processed cache and split, then exit.
+        init_from: a checkpoint to start a new run from (fine-tuning): its weights, target
+            standardization, model and featurization configs (``plgraph.training.init_from``).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -511,6 +513,7 @@ class AppConfig:
     output_root: str = "outputs"
     fresh: bool = False
     prepare_only: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         longest = max(self.featurize.interaction_cutoff, self.featurize.protein_edge_cutoff)

@@ -33,7 +33,7 @@ from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
 from plgraph.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
 from plgraph.tracking import Tracker
-from plgraph.training import reports
+from plgraph.training import init_from, reports
 from plgraph.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -112,6 +112,7 @@ class Trainer:
         self.data = data
         self.parts = {name: data.part(name) for name in ("train", "val", "test")}
         self.ligand_size_range = data.ligand_size_range("train")  # predict.py's domain check
+        self.origin: dict | None = None  # the checkpoint init_from started this run from
         self.progress = Progress()
         self.history: list[dict] = []
         self._session_start = time.monotonic()
@@ -179,15 +180,31 @@ class Trainer:
         return params
 
     def _start(self) -> None:
-        label_of = {entry.id: entry.label for entry in self.data.cache.entries}
-        labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
-        std = labels.std().item() if len(labels) > 1 else 1.0
-        self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
+        if self.config.init_from:
+            self._initialize_from(Path(self.config.init_from))
+        else:
+            label_of = {entry.id: entry.label for entry in self.data.cache.entries}
+            labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
+            std = labels.std().item() if len(labels) > 1 else 1.0
+            self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self._steps_per_epoch(), self.device,
                  self._precision_name(), self.ranks.world_size,
                  "es" if self.ranks.enabled else "")
+
+    def _initialize_from(self, path: Path) -> None:
+        """Weights and target standardization of ``init_from`` (plgraph.training.init_from)."""
+        state = read_checkpoint(path)
+        try:
+            self.model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"init_from={path} does not fit this model: {error}") from None
+        self.origin = init_from.origin(path, state)
+        log.info("initialized from %s (step %d, sha256 %s...): weights and target "
+                 "standardization (mean %.3f, std %.3f) kept; optimizer and schedule new", path,
+                 self.origin["step"], self.origin["sha256"][:12], self.model.target_mean.item(),
+                 self.model.target_std.item())
 
     def _train_epoch(self, stop: StopRequests) -> int:
         """Train the rest of the current epoch; the number of a stop signal received by any
@@ -364,7 +381,8 @@ class Trainer:
             "checkpoint": str(self.run.checkpoints / "best.pt"),
             "data_processing_version": DATA_PROCESSING_VERSION,
             "split": {"name": self.data.split["name"],
-                      "fingerprint": self.data.split["fingerprint"]}}
+                      "fingerprint": self.data.split["fingerprint"]},
+            "init_from": self.origin}
         reports.write_json(results, self.run.path / "results.json")
         self.tracker.log_results(results, self.run.path / "results.json")
         reports.write_predictions_csv(test["ids"], test["predicted"], test["measured"],
@@ -461,6 +479,7 @@ class Trainer:
             "split_fingerprint": self.data.split["fingerprint"],
             "ligand_heavy_atoms": self.ligand_size_range,
             "provenance": provenance(),
+            "init_from": self.origin,
         }
         if self.ranks.is_main:
             save_checkpoint(state, path)
@@ -496,6 +515,7 @@ class Trainer:
                 grad = grad * rescale
             parameter.grad = grad.to(self.device) if grad is not None else None
         self.progress, self.history = progress, list(state["history"])
+        self.origin = state.get("init_from")
         self._adapt_to_world_size(state, path)
         if not self.ranks.is_main:  # rank 0 carries the epoch's loss sum over all ranks
             progress.epoch_loss_sum, progress.epoch_graphs = 0.0, 0

@@ -1,0 +1,70 @@
+"""``init_from=PATH``: a new run that starts from a trained checkpoint's weights.
+
+The regime chemists work in: a model pretrained on many targets, then fine-tuned on the 5-20
+measured ligands of a new series. What carries over and what does not:
+
+- the model and featurization configs come from the checkpoint (the weights only fit that
+  network, and only graphs featurized the same way mean the same to it); an explicit command
+  line override of a ``model.*`` or ``featurize.*`` key that disagrees is refused, naming it;
+- the weights, and with them the target standardization (the buffers ``target_mean`` and
+  ``target_std``): a few fine-tuning ligands would give a poor mean and std, and a new one would
+  shift every prediction the pretrained head makes;
+- not the optimizer, the schedule, the step count or the RNG: fine-tuning is a new run;
+- the origin (path, step, SHA-256 of the file) goes into every checkpoint of the new run, its
+  ``results.json`` and, as the ``init_from`` parameter, MLflow. A resumed fine-tuning run resumes
+  from its own checkpoints, as exactly as any run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig
+from plgraph.featurize.complex import DATA_PROCESSING_VERSION
+from plgraph.training.checkpoint import CheckpointError, read_checkpoint
+from plgraph.training.run_dir import flatten
+
+GROUPS = ("model", "featurize")
+
+
+def adopt_checkpoint_configs(config: AppConfig, overridden: set[str]) -> AppConfig:
+    """``config`` with the model and featurization configs of ``config.init_from``.
+
+    Args:
+        config: the composed config, ``init_from`` set.
+        overridden: the keys given on the command line (``model.hidden_channels``, or ``model``
+            for a group choice such as ``model=large``).
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or of another DATA_PROCESSING_VERSION.
+        ValueError: an override of a model or featurization key disagrees with the checkpoint.
+    """
+    path = Path(config.init_from)
+    state = read_checkpoint(path)
+    if state["data_processing_version"] != DATA_PROCESSING_VERSION:
+        raise CheckpointError(f"init_from={path}: trained on DATA_PROCESSING_VERSION "
+                              f"{state['data_processing_version']}, this code featurizes with "
+                              f"version {DATA_PROCESSING_VERSION}; its weights would read other "
+                              "graphs")
+    adopted = {"model": ModelConfig(**state["model_config"]),
+               "featurize": FeaturizeConfig(**state["featurize_config"])}
+    for group in GROUPS:
+        ours = flatten({group: dataclasses.asdict(getattr(config, group))})
+        theirs = flatten({group: dataclasses.asdict(adopted[group])})
+        conflicts = sorted(k for k in ours if ours[k] != theirs.get(k) and (
+            k in overridden or group in overridden))
+        if conflicts:
+            raise ValueError(
+                f"init_from={path} brings its own {group} config; the command line sets "
+                + ", ".join(f"{k}={ours[k]!r} (checkpoint: {theirs.get(k)!r})" for k in conflicts)
+                + ". Drop the override, or train from scratch without init_from")
+    return dataclasses.replace(config, **adopted)
+
+
+def origin(path: Path, state: dict) -> dict:
+    """What a fine-tuning run records of the checkpoint it started from."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"path": str(path.absolute()), "step": state["progress"]["global_step"],
+            "sha256": digest}
