@@ -234,7 +234,9 @@ def test_bf16_autocast_stays_close_to_fp32(graphs):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(batch)
     assert torch.isfinite(low).all()
-    torch.testing.assert_close(low.float(), model(batch), atol=0.1, rtol=0.05)
+    # Measured: at most 0.008 (standardized units) over seeds 0-2 of this model on these four
+    # complexes, with outputs up to 1.7; bf16 keeps 8 bits of mantissa (relative 0.4 %).
+    torch.testing.assert_close(low.float(), model(batch), atol=0.02, rtol=0)
 
 
 @pytest.mark.parametrize("lmax", [1, 2])
