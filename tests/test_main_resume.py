@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,3 +123,18 @@ def test_running_again_on_a_finished_run_says_it_is_finished(dataset, straight):
     assert result.returncode == 0
     assert "is finished (max_epochs, epoch 6)" in result.stdout + result.stderr
 
+
+
+def test_fresh_true_moves_the_finished_run_aside_and_trains_it_again_from_the_start(dataset,
+                                                                                    straight):
+    outputs = dataset.parent / "outputs"
+    shutil.copytree(outputs / "straight", outputs / "again")
+    old_last = (outputs / "again" / "checkpoints" / "last.pt").read_bytes()
+    result = main(dataset, outputs, "again", "fresh=true")
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "fresh=true: moved the previous checkpoints and results to" in log
+    assert "starting run" in log and "resuming from" not in log
+    (previous,) = (outputs / "again").glob("previous-*")
+    assert (previous / "checkpoints" / "last.pt").read_bytes() == old_last  # nothing deleted
+    assert_identical(final_parameters(outputs, "again"), straight)  # the same run, from step 0
