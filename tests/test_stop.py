@@ -134,7 +134,9 @@ def test_a_signal_in_the_preflight_or_the_mlflow_setup_stops_before_training_and
         prepared, tmp_path, monkeypatch, caplog):
     from mlflow.tracking import MlflowClient
 
-    config = app_config(prepared, tmp_path, max_epochs=1)
+    # Tracking on: the MLflow setup is one of the phases stopped here.
+    config = dataclasses.replace(app_config(prepared, tmp_path, max_epochs=1),
+                                 tracking=TrackingConfig(enabled=True))
     with monkeypatch.context() as patch:
         signal_at_start("preflight", signal.SIGINT, patch.setattr)
         code, log = stopped(config, prepared, caplog)
