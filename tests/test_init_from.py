@@ -8,39 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE, copy_sample, data_config
+from conftest import SAMPLE, copy_sample
 from test_cli import run_main
+from test_predict import IDS, TINY, trained  # noqa: F401 (trained: the pretrained fixture)
 
-from plgraph.config import (
-    AppConfig,
-    FeaturizeConfig,
-    ModelConfig,
-    SplitConfig,
-    TrackingConfig,
-    TrainConfig,
-)
-from plgraph.data import prepare_data
 from plgraph.training.checkpoint import read_checkpoint
-from plgraph.training.run_dir import RunDirectory
-from plgraph.training.trainer import Trainer
-
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:12]
-TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8)
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny model trained on 12 real complexes: (data root, its best.pt)."""
-    base = tmp_path_factory.mktemp("pretrained")
-    root = copy_sample(base / "twelve", IDS)
-    config = AppConfig(data=data_config(root), model=TINY, output_root=str(base / "outputs"),
-                       trainer=TrainConfig(max_epochs=1, batch_size=4, warmup_steps=1),
-                       tracking=TrackingConfig(enabled=False), run_name="pretrained")
-    prepared = prepare_data(config.data, FeaturizeConfig(), SplitConfig())
-    with RunDirectory(config.run_dir) as run:
-        Trainer(config, prepared, run, "python main.py").fit()
-    return root, config.run_dir / "checkpoints" / "best.pt"
+def pretrained(trained) -> tuple[Path, Path]:  # noqa: F811
+    """test_predict's tiny model trained on 20 real complexes: (data root, its best.pt)."""
+    root, run = trained
+    return root, run / "checkpoints" / "best.pt"
 
 
 @pytest.mark.slow
