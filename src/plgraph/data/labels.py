@@ -137,6 +137,13 @@ def plausible(record: ComplexRecord) -> ComplexRecord | Failure:
                    record.ligand_name, record.ligand_index)
 
 
+def drop_implausible(result: ReadResult) -> None:
+    """Move the records whose label cannot be a measured pK (:func:`plausible`) to failures."""
+    checked = [plausible(record) for record in result.records]
+    result.failures += [item for item in checked if isinstance(item, Failure)]
+    result.records = [item for item in checked if isinstance(item, ComplexRecord)]
+
+
 def exclude_relative_series(result: ReadResult, sdf: Path) -> None:
     pks = [r.label for r in result.records]
     if pks and min(pks) < 0:  # pK < 0 <=> ΔG > 0

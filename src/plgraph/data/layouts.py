@@ -23,9 +23,9 @@ from pathlib import Path
 from plgraph.config import DataConfig, FeaturizeConfig, ReferenceLayoutConfig, SourceConfig
 from plgraph.data.labels import (
     Label,
+    drop_implausible,
     exclude_relative_series,
     parse_label,
-    plausible,
     read_labels,
 )
 from plgraph.data.libraries import read_sdf_records
@@ -209,9 +209,7 @@ def _reference_rows(folder: Path, layout: ReferenceLayoutConfig, label_kind: str
             ligand_source=where, label=label, group=folder.name, extras=extras))
     if require_labels and label_kind == "dg_kcal_mol":
         exclude_relative_series(result, table)
-    checked = [plausible(record) for record in result.records]
-    result.failures += [item for item in checked if isinstance(item, Failure)]
-    result.records = [item for item in checked if isinstance(item, ComplexRecord)]
+    drop_implausible(result)
     return result
 
 

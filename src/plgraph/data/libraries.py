@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from plgraph.data.labels import exclude_relative_series, parse_label, plausible
+from plgraph.data.labels import (
+    drop_implausible,
+    exclude_relative_series,
+    parse_label,
+    plausible,
+)
 from plgraph.data.records import ComplexRecord, Failure, ReadResult, dg_to_pk
 from plgraph.errors import FeaturizationError, InputError, iter_lines, plain_stem, plain_suffix
 
@@ -38,9 +43,7 @@ def read_sdf_records(sdf: Path, protein: Path, system: str, label_property: str 
         (result.failures if isinstance(item, Failure) else result.records).append(item)
     if require_labels and label_kind == "dg_kcal_mol":
         exclude_relative_series(result, sdf)
-    checked = [plausible(record) for record in result.records]
-    result.failures += [item for item in checked if isinstance(item, Failure)]
-    result.records = [item for item in checked if isinstance(item, ComplexRecord)]
+    drop_implausible(result)
     return result
 
 
