@@ -100,6 +100,43 @@ def test_posing_is_bit_identical_across_runs():
                           second.mol.GetConformer().GetPositions())
 
 
+def test_posing_stops_at_the_first_clash_free_attempt():
+    """More attempts cannot beat a clash-free one: where the first attempt is clash-free (seen
+    without the relaxation, which would hide its clashes), a budget of 8 gives the very pose a
+    budget of 1 does; where it is not, the budget of 8 finds a better one."""
+    records = {r.id: r for r in reference_inputs(UNI_FEP_MINI).records}
+    for name, first_is_clash_free in (("cmpd 7 (n-propyl)", True),
+                                      ("cmpd 9 (methoxyethyl)", False)):
+        record = records[f"{BRD4}/{name}"]
+        protein = load_protein(record.protein, CONFIG)
+        one, eight = (pose_record(record, protein, replace(
+            CONFIG, posing=PosingConfig(attempts=n, relax=False))) for n in (1, 8))
+        assert (one.clashes == 0) is first_is_clash_free
+        same = np.array_equal(one.mol.GetConformer().GetPositions(),
+                              eight.mol.GetConformer().GetPositions())
+        assert same is first_is_clash_free
+        assert eight.clashes == 0
+
+
+def test_a_shared_stereo_centre_inverted_in_the_reference_is_posed_with_the_smiles_stereo():
+    """FKBP12 ligand 2 with its pipecolate centre inverted: the reference holds it the other way
+    round, so the centre and its neighbours leave the core and the pose keeps the SMILES' R/S."""
+    record = next(r for r in reference_inputs(UNI_FEP_MINI).records if r.id == f"{FKBP12}/2")
+    assert record.smiles.count("[C@@]1") == 1
+    inverted = parse_smiles(record.smiles.replace("[C@@]1", "[C@]1"), "inverted")
+    protein = load_protein(record.protein, CONFIG)
+    site = build.posing_site(record, protein)
+    pose = pose_ligand(inverted, site, CONFIG.posing, "inverted")
+    expected = Chem.FindMolChiralCenters(inverted, useLegacyImplementation=False)
+    from_3d = Chem.Mol(pose.heavy)
+    Chem.AssignStereochemistryFrom3D(from_3d)
+    assert Chem.FindMolChiralCenters(from_3d, useLegacyImplementation=False) == expected
+    centre = expected[0][0]
+    assert centre not in {lig for lig, _ in pose.core}
+    original = pose_ligand(parse_smiles(record.smiles, "original"), site, CONFIG.posing, "x")
+    assert centre in {lig for lig, _ in original.core}  # the centre itself is shared as written
+
+
 def test_the_posed_cache_is_identical_for_one_and_two_workers(uni_fep_root, tmp_path,
                                                                monkeypatch):
     monkeypatch.setattr(build, "MIN_COMPLEXES_PER_WORKER", 1)  # a real pool for 18 ligands

@@ -36,7 +36,8 @@ class PosingConfig:
             reaches it is a failure (its result would depend on the machine's speed).
         min_core_atoms, min_core_fraction: the common substructure must have at least this many
             heavy atoms and this fraction of the ligand's heavy atoms.
-        attempts: seeded ETKDG embeddings tried per ligand; the least clashing one is kept.
+        attempts: seeded ETKDG embeddings tried per ligand at most (the search stops at the
+            first clash-free one); the least clashing one is kept.
         seed: the embeddings' random seed.
         clash_distance: a new ligand heavy atom closer than this (Å) to a protein heavy atom
             (ions excepted) is a clash.

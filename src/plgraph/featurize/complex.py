@@ -21,9 +21,10 @@ from plgraph.featurize.ligand import (
 from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_edges
 
 # Bump on ANY change to what the graphs contain (features, vocabularies, edge rules, dtypes,
-# posing). 2: ligands given as SMILES are posed (featurize.posing joins the config).
+# posing). 2: ligands given as SMILES are posed (featurize.posing joins the config). 3: the
+# posing core is grown from a RASCAL seed and embeddings stop at the first clash-free round.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 2
+DATA_PROCESSING_VERSION = 3
 
 LIGAND = "ligand"
 PROTEIN = "protein"
