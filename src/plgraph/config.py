@@ -472,6 +472,12 @@ class ExperimentConfig:
             Spearman ρ.
         max_train_per_series: train on at most this many complexes of each series (drawn
             with the seed; 0: all), validation and test whole: the budget knob of a CPU run.
+        few_shot_k: the few-shot arm (``plgraph.few_shot``): for each k, k measured ligands of
+            a test series are given and the rest ranked (empty: no few-shot arm).
+        few_shot_draws: random draws of the k ligands per series and k.
+        few_shot_max_series: the largest this many eligible test series per seed take part.
+        few_shot_epochs: the fixed training budget on the k ligands (fine-tuned and scratch).
+        few_shot_lr: the peak learning rate of those trainings.
     """
 
     name: str | None = None
@@ -479,6 +485,11 @@ class ExperimentConfig:
     ligand_only_baseline: bool = True
     min_series_size: int = 3
     max_train_per_series: int = 0
+    few_shot_k: list[int] = field(default_factory=list)
+    few_shot_draws: int = 3
+    few_shot_max_series: int = 6
+    few_shot_epochs: int = 20
+    few_shot_lr: float = 3e-4
 
     def __post_init__(self) -> None:
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
@@ -487,6 +498,13 @@ class ExperimentConfig:
                  f"{self.min_series_size}): a rank correlation needs two ligands")
         _require(self.max_train_per_series >= 0, "experiment.max_train_per_series must be >= 0, "
                  f"0 = all (got {self.max_train_per_series})")
+        _require(all(k >= 2 for k in self.few_shot_k), "experiment.few_shot_k must be >= 2 "
+                 f"each: a fit needs two measured ligands (got {self.few_shot_k})")
+        for name in ("few_shot_draws", "few_shot_max_series", "few_shot_epochs"):
+            _require(getattr(self, name) >= 1, f"experiment.{name} must be >= 1 "
+                     f"(got {getattr(self, name)})")
+        _require(self.few_shot_lr > 0, f"experiment.few_shot_lr must be > 0 "
+                 f"(got {self.few_shot_lr})")
 
 
 @dataclass

@@ -11,7 +11,6 @@ rest. The report is ``<run_name>/results.json`` and ``report.md``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -34,9 +33,11 @@ from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
+from plgraph.few_shot import few_shot_markdown, plot_few_shot, run_few_shot, summarize_few_shot
 from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
+from plgraph.training.reports import read_predictions_csv
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
 
@@ -102,15 +103,21 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                     run.move_aside()
                 log.info("experiment %s, seed %d: %s", experiment.name, seed, LABELS[variant])
                 results = Trainer(run_config, data, run, resume_command).fit()
-            predictions[variant] = read_predictions(run_config.run_dir / "test_predictions.csv")
+            predictions[variant] = read_predictions_csv(run_config.run_dir / "test_predictions.csv")
             predictions[variant]["wall_seconds"] = results["wall_seconds"]
         points[seed] = predictions
+        full_run = Path(config.output_root) / f"{config.run_name}-seed{seed}-full"
+        few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
+                                 resume_command)
+                    if experiment.few_shot_k else None)
         per_seed[seed] = {
             "test_series": sorted({series_of[i] for i in data.split["parts"]["test"]}),
             "test_complexes": len(data.split["parts"]["test"]),
             "clusters": cluster_counts(data),
             **{method: evaluate(found, series_of, experiment.min_series_size)
                for method, found in predictions.items()}}
+        if few_shot is not None:
+            per_seed[seed]["few_shot"] = few_shot
     report = summarize(config, per_seed, time.monotonic() - started)
     write_report(report, report_dir)
     write_figures(report, points, report_dir)
@@ -175,14 +182,6 @@ def heavy_atom_baseline(data: PreparedData) -> dict:
             "fit": {"slope": float(slope), "intercept": float(intercept)}}
 
 
-def read_predictions(path: Path) -> dict:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {"ids": [row["id"] for row in rows],
-            "predicted": np.array([float(row["predicted_pk"]) for row in rows]),
-            "measured": np.array([float(row["measured_pk"]) for row in rows])}
-
-
 def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> dict:
     """Global Pearson R and RMSE, and the mean over test series (a congeneric series of one
     target) of the Spearman ρ within the series, for series with ``min_series_size`` ligands
@@ -230,7 +229,10 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
             "wall_seconds": round(wall_seconds, 1),
             "training_seconds": round(sum(result[m].get("wall_seconds", 0.0)
                                           for result in per_seed.values() for m in methods), 1),
-            "summary": summary, "paired_series_spearman": paired, "per_seed": per_seed}
+            "summary": summary, "paired_series_spearman": paired,
+            **({"few_shot": summarize_few_shot(per_seed)}
+               if any("few_shot" in r for r in per_seed.values()) else {}),
+            "per_seed": per_seed}
 
 
 def write_report(report: dict, directory: Path) -> None:
@@ -249,6 +251,8 @@ def write_figures(report: dict, points: dict, directory: Path) -> None:
     pooled = {short[m]: tuple(np.concatenate([points[s][m][key] for s in points if m in points[s]])
                               for key in ("predicted", "measured")) for m in methods}
     plot_predicted_vs_measured(pooled, directory / "predicted_vs_measured.png")
+    if "few_shot" in report:
+        plot_few_shot(report["few_shot"], directory / "few_shot.png")
 
 
 def _mean_std(entry: dict) -> str:
@@ -282,6 +286,8 @@ def markdown(report: dict) -> str:
                          f"{'yes' if excludes else 'no'} |")
         lines += ["", "Figures: `series_spearman.png` (per-series ρ of every method), "
                   "`predicted_vs_measured.png`.", ""]
+    if "few_shot" in report:
+        lines += few_shot_markdown(report["few_shot"])
     lines += ["## Per seed", ""]
     for seed, result in report["per_seed"].items():
         lines.append(f"Seed {seed}: {result['test_complexes']} test complexes from "

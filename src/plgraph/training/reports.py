@@ -48,6 +48,16 @@ def write_predictions_csv(ids: list[str], predicted: np.ndarray, measured: np.nd
     replace_atomically(path, write)
 
 
+def read_predictions_csv(path: Path) -> dict:
+    """What :func:`write_predictions_csv` wrote: ``ids`` (list), ``predicted`` and ``measured``
+    (arrays)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"ids": [row["id"] for row in rows],
+            "predicted": np.array([float(row["predicted_pk"]) for row in rows]),
+            "measured": np.array([float(row["measured_pk"]) for row in rows])}
+
+
 def plot_learning_curve(history: list[dict], path: Path) -> None:
     epochs = [row["epoch"] for row in history]
     figure, axis = plt.subplots(figsize=(6, 4))
