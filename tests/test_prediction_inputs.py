@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from plgraph.data.labels import read_labels
 from plgraph.data.layouts import read_manifest
 from plgraph.data.libraries import iter_ligand_records, iter_sdf_records
 from plgraph.data.records import ComplexRecord, Failure
-from plgraph.errors import FeaturizationError, InputError
+from plgraph.errors import FeaturizationError, InputError, iter_lines, read_bytes
 from plgraph.featurize import featurize_complex, load_protein, parse_ligand_block
 from plgraph.inference import chunks, featurize_all, read_prediction_inputs
 
@@ -87,6 +88,20 @@ def test_gzipped_sdf_mol2_and_pdb_give_the_graphs_of_the_plain_files(tmp_path):
         graph = featurize_record(ComplexRecord("1h1d", tmp_path / "1h1d_pocket.pdb.gz",
                                                (tmp_path / f"{ligand}.gz",)), config)
         assert same_graph(plain, graph)
+
+
+def test_a_cut_off_missing_or_directory_input_is_named_whether_read_whole_or_streamed(tmp_path):
+    """read_bytes (a protein, a ligand file) and iter_lines (a streamed library) say the same."""
+    whole = gzip.compress((SAMPLE / "1h1d" / "1h1d_ligand.sdf").read_bytes())
+    cut = tmp_path / "library.sdf.gz"
+    cut.write_bytes(whole[: len(whole) // 2])  # a download that stopped halfway
+    (tmp_path / "folder.sdf").mkdir()
+    cases = {cut: "not a complete gzip file", tmp_path / "folder.sdf": "is a directory",
+             tmp_path / "absent.sdf": "file not found"}
+    for path, reason in cases.items():
+        for read in (read_bytes, lambda p, error: list(iter_lines(p, error))):
+            with pytest.raises(InputError, match=f"{re.escape(str(path))}: {reason}"):
+                read(path, InputError)
 
 
 def test_an_mmcif_protein_gives_the_graph_of_its_pdb(tmp_path):

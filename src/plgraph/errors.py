@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -61,14 +62,12 @@ def plain_stem(path: Path | str) -> str:
     return Path(Path(path).name.removesuffix(".gz").removesuffix(".GZ")).stem
 
 
-def read_bytes(path: Path, error_type: type[PlgraphError] = FeaturizationError) -> bytes:
-    """The bytes of ``path``, decompressed when it is named ``*.gz`` (libraries and PDB downloads
-    come gzipped); a missing, unreadable or damaged file raises ``error_type`` naming it."""
+@contextmanager
+def reading(path: Path, error_type: type[PlgraphError] = FeaturizationError):
+    """Inside, a missing, unreadable or damaged (cut-off gzip) ``path`` raises ``error_type``
+    naming the file and what is wrong with it, instead of the OSError's bare text."""
     try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+        yield
     except FileNotFoundError:
         raise error_type(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -80,18 +79,21 @@ def read_bytes(path: Path, error_type: type[PlgraphError] = FeaturizationError) 
         raise error_type(f"{path}: cannot be read ({error.strerror})") from None
 
 
+def read_bytes(path: Path, error_type: type[PlgraphError] = FeaturizationError) -> bytes:
+    """The bytes of ``path``, decompressed when it is named ``*.gz`` (libraries and PDB downloads
+    come gzipped); a missing, unreadable or damaged file raises ``error_type`` naming it."""
+    with reading(path, error_type):
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+
+
 def iter_lines(path: Path, error_type: type[PlgraphError] = FeaturizationError):
     """The lines of ``path`` as bytes (with their line ends), one at a time, decompressed when
     it is named ``*.gz``: a library of any size is read without holding it in memory. Callers
     decode each record themselves, so one bad byte costs one record, not the file."""
-    try:
+    with reading(path, error_type):
         opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rb") as handle:
             yield from handle
-    except FileNotFoundError:
-        raise error_type(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise error_type(f"{path}: is a directory, not a file") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise error_type(f"{path}: not a complete gzip file ({error}; a cut-off download?)"
-                         ) from None
