@@ -336,7 +336,7 @@ def test_the_pair_energy_sees_a_protein_atom_inside_the_cutoff_only(graphs):
 
     def term(data):
         flat = flatten(data)
-        return energy(flat, model.encode(flat)[2])
+        return energy.per_ligand_atom(flat, model.encode(flat)[2])
 
     base = term(graph)
     contacting = int(graph[INTERACTION].edge_index[1, 0])
@@ -347,3 +347,26 @@ def test_the_pair_energy_sees_a_protein_atom_inside_the_cutoff_only(graphs):
         shifted[PROTEIN].pos = graph[PROTEIN].pos.clone()
         shifted[PROTEIN].pos[atom] += torch.tensor([0.3, 0.0, 0.0])
         assert bool((term(shifted) != base).any()) is changes
+
+
+def test_atom_contributions_sum_with_the_intercept_to_the_predicted_pk(graphs):
+    """Per graph of a batch, the ligand atoms' contributions (head, pair and size terms alike)
+    plus target_mean are the predicted pK; an atom's own terms are in its contribution."""
+    model = build(TERMS)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.pair_energy.protein.weight, std=0.1)
+        model.size_term.weight.fill_(0.05)
+    model.set_target_normalization(6.5, 1.7)
+    batch = Batch.from_data_list(graphs)
+    contributions, owner = model.atom_contributions(batch)
+    assert contributions.shape == (sum(g[LIGAND].num_nodes for g in graphs),)
+    sums = torch.zeros(len(graphs)).index_add_(0, owner, contributions)
+    torch.testing.assert_close(sums + 6.5, model.predict_pk(batch), atol=1e-5, rtol=0)
+    alone, _ = model.atom_contributions(graphs[1])  # a complex alone: the same atoms' values
+    torch.testing.assert_close(alone, contributions[owner == 1], atol=1e-5, rtol=0)
+    without_size = model.atom_contributions(batch)[0]
+    with torch.no_grad():
+        model.size_term.weight.fill_(0.0)
+    torch.testing.assert_close(without_size - model.atom_contributions(batch)[0],
+                               torch.full_like(contributions, 0.05 * 1.7 / 25.0), atol=1e-6,
+                               rtol=0)

@@ -142,19 +142,35 @@ class PLGraphNet(torch.nn.Module):
         return self.out_norm(x), vec, rbf
 
     def readout(self, x: Tensor, vec: Tensor, graph: FlatGraph, rbf: Tensor) -> Tensor:
-        r"""Per-ligand-atom contributions, pooled per graph ``[num_graphs]``, plus the pair and
-        size terms where the config asks for them (:mod:`plgraph.model.terms`)."""
+        r"""The prediction ``[num_graphs]``: the sum of each graph's :meth:`atom_terms`.
+
+        A sum, not a mean: affinity grows with the size of the ligand (roughly constant ligand
+        efficiency per heavy atom), a signal a mean would average away. Only the ligand atoms
+        are pooled: the pocket's extent depends on the featurization cutoffs, not on binding,
+        and the protein reaches the ligand atoms through interaction edges."""
+        atoms = self.atom_terms(x, vec, graph, rbf)
+        return scatter(atoms, graph.batch[:graph.num_ligand], dim=0, dim_size=graph.num_graphs,
+                       reduce="sum")
+
+    def atom_terms(self, x: Tensor, vec: Tensor, graph: FlatGraph, rbf: Tensor) -> Tensor:
+        r"""Each ligand atom's share of the standardized prediction ``[num_ligand_atoms]``: the
+        head's per-atom output, plus the pair terms of the atom's interaction edges and its size
+        term where the config asks for them (:mod:`plgraph.model.terms`)."""
         ligand = graph.num_ligand
         vec = rms_normalize(vec[:ligand])
         atoms = self.head.pre_reduce(self.dropout(x[:ligand]), vec).squeeze(-1).to(x.dtype)
-        # A sum, not a mean: affinity grows with the size of the ligand (roughly constant
-        # ligand efficiency per heavy atom), a signal a mean would average away. Only the
-        # ligand atoms are pooled: the pocket's extent depends on the featurization cutoffs,
-        # not on binding, and the protein reaches the ligand atoms through interaction edges.
-        pooled = scatter(atoms, graph.batch[:ligand], dim=0, dim_size=graph.num_graphs,
-                         reduce="sum")
         if self.pair_energy is not None:
-            pooled = pooled + self.pair_energy(graph, rbf.to(pooled.dtype))
+            atoms = atoms + self.pair_energy.per_ligand_atom(graph, rbf.to(atoms.dtype))
         if self.size_term is not None:
-            pooled = pooled + self.size_term(graph)
-        return pooled / _TYPICAL_LIGAND_ATOMS
+            atoms = atoms + self.size_term.per_ligand_atom(graph).to(atoms.dtype)
+        return atoms / _TYPICAL_LIGAND_ATOMS
+
+    def atom_contributions(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        r"""Each ligand heavy atom's contribution to the predicted pK, in pK units
+        ``[num_ligand_atoms]``, and the graph each atom belongs to. Per graph, the contributions
+        plus ``target_mean`` (the intercept) sum to :meth:`predict_pk` exactly (up to float
+        rounding): the model's own additive decomposition, not a free-energy decomposition."""
+        graph = flatten(data, self.config.use_protein)
+        x, vec, rbf = self.encode(graph)
+        return (self.atom_terms(x, vec, graph, rbf) * self.target_std,
+                graph.batch[:graph.num_ligand])

@@ -10,8 +10,10 @@ over ligand-protein contacts; and the size of the ligand. These modules add such
   basis already goes to zero at the cutoff). 2 x elements x num_rbf parameters.
 - :class:`SizeTerm`: ``w * heavy atoms``: one parameter.
 
-Both return per-graph values in the network's standardized units, before its division by a
-typical ligand size, so they start at zero and grow only as far as the data pulls them.
+Both return per-ligand-atom values (a pair term goes to the ligand atom of its edge) in the
+network's standardized units, before its division by a typical ligand size, so they start at
+zero, grow only as far as the data pulls them, and stay part of each atom's contribution
+(``PLGraphNet.atom_contributions``).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ class PairEnergy(torch.nn.Module):
         torch.nn.init.normal_(self.ligand.weight, std=0.1)
         torch.nn.init.zeros_(self.protein.weight)  # the term starts at exactly zero
 
-    def forward(self, graph: FlatGraph, rbf: Tensor) -> Tensor:
-        r"""Per-graph sums ``[num_graphs]``; ``rbf`` is the basis of every edge ``[E, num_rbf]``."""
+    def per_ligand_atom(self, graph: FlatGraph, rbf: Tensor) -> Tensor:
+        r"""Each ligand atom's sum over its interaction edges ``[num_ligand]``; ``rbf`` is the
+        basis of every edge ``[E, num_rbf]``."""
         ligand_to_protein = ((graph.edge_type == INTERACTION_TYPE)
                              & (graph.edge_index[0] < graph.num_ligand))
         src, dst = graph.edge_index[:, ligand_to_protein]
@@ -51,7 +54,7 @@ class PairEnergy(torch.nn.Module):
         protein_element = graph.protein_x[dst - graph.num_ligand, _PROTEIN_ELEMENT]
         energy = (self.ligand(ligand_element) * self.protein(protein_element)
                   * rbf[ligand_to_protein]).sum(dim=-1)
-        return scatter(energy, graph.batch[src], dim=0, dim_size=graph.num_graphs, reduce="sum")
+        return scatter(energy, src, dim=0, dim_size=graph.num_ligand, reduce="sum")
 
 
 class SizeTerm(torch.nn.Module):
@@ -61,7 +64,6 @@ class SizeTerm(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(()))
 
-    def forward(self, graph: FlatGraph) -> Tensor:
-        ligand_batch = graph.batch[:graph.num_ligand]
-        atoms = torch.bincount(ligand_batch, minlength=graph.num_graphs).to(self.weight.dtype)
-        return self.weight * atoms
+    def per_ligand_atom(self, graph: FlatGraph) -> Tensor:
+        r"""``weight`` for every ligand atom ``[num_ligand]``."""
+        return self.weight.expand(graph.num_ligand)
