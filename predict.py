@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
+from plgraph.explain import ExplainWriter
 from plgraph.inference import (
     PoseWriter,
     PredictionWriter,
@@ -61,6 +62,7 @@ def predict(config: PredictConfig) -> int:
     inputs = read_prediction_inputs(config, predictor.featurize)
     writer = PredictionWriter(Path(config.output), predictor.training_sizes)
     poses = PoseWriter(Path(config.poses)) if config.poses else None
+    explainer = ExplainWriter(Path(config.output), config.explain_top) if config.explain else None
     complete = False
     try:
         for chunk in chunks(featurize_all(inputs, predictor.featurize), config.chunk_size):
@@ -74,11 +76,17 @@ def predict(config: PredictConfig) -> int:
                 writer.write(row, *value.get(id(row), (None, None)))
                 if poses is not None:
                     poses.write(row, *value.get(id(row), (None, None)))
+            if explainer is not None:
+                for row, predicted, atoms in zip(good, mean, predictor.contributions(
+                        [row.graph for row in good], config.batch_size), strict=True):
+                    explainer.write(row.id, row.ligand_name, row.ligand, float(predicted), atoms)
         complete = True
     finally:
         writer.close(complete)
         if poses is not None:
             poses.close(complete)
+        if explainer is not None:
+            explainer.close(complete)
         if not complete:
             earlier = (" (the file there is an earlier run's)" if Path(config.output).exists()
                        else "")
@@ -86,6 +94,9 @@ def predict(config: PredictConfig) -> int:
     report(writer, config)
     if poses is not None:
         log.info("%d posed ligands with their predictions in %s", poses.count, config.poses)
+    if explainer is not None:
+        log.info("atom contributions of %d ligands in %s, their maps in %s", explainer.count,
+                 explainer.atoms_path, explainer.maps_path)
     return 1 if writer.failures else 0
 
 

@@ -571,6 +571,9 @@ class PredictConfig:
         chunk_size: records read, featurized and predicted together (memory stays bounded
             for a library of any size; the rows do not depend on it).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        explain: also write each predicted ligand's atom contributions (``X_atoms.csv``) and
+            contribution maps (``X_maps/``) beside ``output=X.csv`` (:mod:`plgraph.explain`).
+        explain_top: the grid picture shows this many ligands predicted best.
     """
 
     checkpoint: str | None = None
@@ -591,6 +594,8 @@ class PredictConfig:
     batch_size: int = 32
     chunk_size: int = 512
     device: str = "auto"
+    explain: bool = False
+    explain_top: int = 24
 
     def __post_init__(self) -> None:
         kinds = [name for name, given in (("protein + ligands", self.protein or self.ligands),

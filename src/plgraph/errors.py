@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,12 @@ def plain_suffix(path: Path | str) -> str:
 def plain_stem(path: Path | str) -> str:
     """The name of ``path`` without its format suffix and any ``.gz``: ``lib.sdf.gz`` -> ``lib``."""
     return Path(Path(path).name.removesuffix(".gz").removesuffix(".GZ")).stem
+
+
+def file_safe(text: str, limit: int = 60) -> str:
+    """``text`` as a file name: runs of anything but letters, digits, ``_.-`` become ``_``
+    (series names hold ``|`` and ``/``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:limit] or "_"
 
 
 @contextmanager

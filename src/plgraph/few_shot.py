@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.layouts import read_inputs  # noqa: E402
 from plgraph.data.records import ComplexRecord  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
+from plgraph.errors import file_safe  # noqa: E402
 from plgraph.featurize import parse_ligand_block, read_ligand_files  # noqa: E402
 from plgraph.featurize.posing import parse_smiles  # noqa: E402
 from plgraph.stop import STOP  # noqa: E402
@@ -103,7 +103,7 @@ def run_few_shot(config: AppConfig, data: PreparedData, seed: int, pretrained_ru
                     "fingerprints": _fingerprint_forest(chosen, known, query, molecules, seed)}
                 for method, init_from in (("fine_tuned", pretrained_run / "checkpoints"
                                            / "best.pt"), ("scratch", None)):
-                    name = f"{_slug(series)}-k{k}-draw{draw}-{method}"
+                    name = f"{file_safe(series, limit=100)}-k{k}-draw{draw}-{method}"
                     found[method] = _train_on_k(config, data, seed, name, chosen, query,
                                                 init_from, resume_command)
                 for method, predicted in found.items():
@@ -202,10 +202,6 @@ def _spearman(predicted: np.ndarray, measured: np.ndarray) -> float:
 def _stable_number(text: str) -> int:
     """A seed component from a series name that is the same in every process (unlike hash())."""
     return int.from_bytes(text.encode(), "little") % (2**32)
-
-
-def _slug(series: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", series).strip("_")
 
 
 def summarize_few_shot(per_seed: dict) -> dict:

@@ -42,6 +42,7 @@ class Featurized:
     error: str = ""
     label: float | None = None
     pose: Pose | None = None  # the pose made for a SMILES record
+    ligand: Chem.Mol | None = None  # the featurized ligand: heavy atoms in the graph's order
 
 
 def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> Inputs:
@@ -104,17 +105,17 @@ def featurize_all(inputs: Inputs, config: FeaturizeConfig) -> Iterator[Featurize
                              record.reason)
             continue
         try:
-            graph, pose = featurize_record_with_pose(record, config, proteins, sites)
+            graph, ligand, pose = featurize_record_with_pose(record, config, proteins, sites)
         except FeaturizationError as error:
             yield _row(record, None, str(error))
             continue
-        yield _row(record, graph, "", pose)
+        yield _row(record, graph, "", pose, ligand)
 
 
 def _row(record: ComplexRecord, graph: HeteroData | None, error: str,
-         pose: Pose | None = None) -> Featurized:
+         pose: Pose | None = None, ligand: Chem.Mol | None = None) -> Featurized:
     return Featurized(record.id, record.ligand_name, record.ligand_index, graph, error,
-                      record.label, pose)
+                      record.label, pose, ligand)
 
 
 def chunks(rows: Iterable[Featurized], size: int = CHUNK) -> Iterator[list[Featurized]]:

@@ -79,6 +79,21 @@ class Predictor:
         stacked = np.stack(per_model)
         return stacked.mean(axis=0), stacked.std(axis=0)
 
+    @torch.no_grad()
+    def contributions(self, graphs: list, batch_size: int = 32) -> list[np.ndarray]:
+        """Per graph, each ligand heavy atom's contribution to the predicted pK, the mean over
+        the ensemble (``PLGraphNet.atom_contributions``; with the models' mean intercept, they
+        sum to the mean prediction)."""
+        total: list[np.ndarray] | None = None
+        for model in self.models:
+            found = []
+            for batch in DataLoader(graphs, batch_size=batch_size):
+                values, owner = model.atom_contributions(batch.to(self.device))
+                values, owner = values.float().cpu().numpy(), owner.cpu().numpy()
+                found += [values[owner == g] for g in range(batch.num_graphs)]
+            total = found if total is None else [t + f for t, f in zip(total, found, strict=True)]
+        return [t / len(self.models) for t in total] if total else []
+
 
 def latest_best_checkpoint(output_root: Path) -> Path:
     """``best.pt`` of the most recently trained run under ``output_root``."""

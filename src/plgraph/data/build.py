@@ -26,6 +26,7 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
+from rdkit import Chem
 from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
@@ -85,8 +86,9 @@ def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
 def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
                                proteins: OrderedDict[str, ProteinAtoms] | None = None,
                                sites: OrderedDict[tuple, PosingSite] | None = None,
-                               ) -> tuple[HeteroData, Pose | None]:
-    """:func:`featurize_record`, and the pose made for a SMILES record (None for the others)."""
+                               ) -> tuple[HeteroData, Chem.Mol, Pose | None]:
+    """:func:`featurize_record`, the ligand it featurized (heavy atoms, in the graph's order),
+    and the pose made for a SMILES record (None for the others)."""
     key = str(record.protein)
     protein = proteins.get(key) if proteins is not None else None
     if protein is None:
@@ -104,7 +106,7 @@ def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
         ligand = read_ligand_files(record.ligand_files, record.id)
     graph = featurize_complex(ligand, protein, config, record.id,
                               cut_pocket=not is_pocket_file(record.protein))
-    return graph, pose
+    return graph, ligand, pose
 
 
 def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeConfig,

@@ -32,6 +32,8 @@ SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}  # each also as
 # data/sample, the PDBbind toy set and the FEP benchmark spans 1.17 Å); a 2D depiction written
 # with a stray z (one atom at z = 0.001) does not.
 FLAT_Z_TOLERANCE = 0.01
+# Atom property: the atom's index in the input record, hydrogens counted (they are removed).
+INPUT_INDEX = "plgraph_input_index"
 
 
 def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) -> Chem.Mol:
@@ -60,6 +62,8 @@ def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) ->
     except Exception as error:  # RDKit raises several MolSanitizeException subclasses
         raise FeaturizationError(f"{source}: fails RDKit sanitization: {error}") from None
     hydrogens = mol.GetNumAtoms()
+    for atom in mol.GetAtoms():  # the file's numbering, for per-atom output (plgraph.explain)
+        atom.SetIntProp(INPUT_INDEX, atom.GetIdx())
     mol = Chem.RemoveAllHs(mol, sanitize=False)
     if mol.GetNumAtoms() == 0:
         raise FeaturizationError(f"{source}: ligand has only hydrogens ({hydrogens} atoms), no "
