@@ -32,6 +32,7 @@ from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
 from plgraph.explain import ExplainWriter
 from plgraph.inference import (
+    PoseAggregator,
     PoseWriter,
     PredictionWriter,
     check_output,
@@ -61,6 +62,12 @@ def predict(config: PredictConfig) -> int:
              ", ".join(map(str, checkpoints)))
     inputs = read_prediction_inputs(config, predictor.featurize)
     writer = PredictionWriter(Path(config.output), predictor.training_sizes)
+    sink = writer
+    if config.ligands and not config.reference:  # a docking output may hold several poses
+        output = Path(config.output)
+        sink = PoseAggregator(writer, PredictionWriter(
+            output.with_name(f"{output.with_suffix('').name}_poses.csv"),
+            predictor.training_sizes, pose_column=True), config.pose_aggregation)
     poses = PoseWriter(Path(config.poses)) if config.poses else None
     explainer = ExplainWriter(Path(config.output), config.explain_top) if config.explain else None
     complete = False
@@ -73,7 +80,7 @@ def predict(config: PredictConfig) -> int:
             value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread,
                                                                         strict=True)}
             for row in chunk:
-                writer.write(row, *value.get(id(row), (None, None)))
+                sink.write(row, *value.get(id(row), (None, None)))
                 if poses is not None:
                     poses.write(row, *value.get(id(row), (None, None)))
             if explainer is not None:
@@ -82,7 +89,7 @@ def predict(config: PredictConfig) -> int:
                     explainer.write(row.id, row.ligand_name, row.ligand, float(predicted), atoms)
         complete = True
     finally:
-        writer.close(complete)
+        sink.close(complete)
         if poses is not None:
             poses.close(complete)
         if explainer is not None:

@@ -548,6 +548,9 @@ class AppConfig:
         return Path(self.output_root) / self.run_name
 
 
+POSE_AGGREGATIONS = ("mean", "best", "first")
+
+
 @dataclass
 class PredictConfig:
     """The command line of ``predict.py``: checkpoints, one kind of input, the output CSV.
@@ -574,6 +577,10 @@ class PredictConfig:
         explain: also write each predicted ligand's atom contributions (``X_atoms.csv``) and
             contribution maps (``X_maps/``) beside ``output=X.csv`` (:mod:`plgraph.explain`).
         explain_top: the grid picture shows this many ligands predicted best.
+        pose_aggregation: consecutive SDF/mol2 records with the same name are poses of one
+            ligand (as docking programs write them): each pose is predicted and the ligand's
+            row gets ``mean`` (default), ``best`` (the highest) or ``first`` (the docking
+            program's top pose) of them; every pose's row goes to ``X_poses.csv``.
     """
 
     checkpoint: str | None = None
@@ -596,8 +603,12 @@ class PredictConfig:
     device: str = "auto"
     explain: bool = False
     explain_top: int = 24
+    pose_aggregation: str = "mean"
 
     def __post_init__(self) -> None:
+        _require(self.pose_aggregation in POSE_AGGREGATIONS, "pose_aggregation must be one of "
+                 f"{list(POSE_AGGREGATIONS)} (got {self.pose_aggregation!r})")
+        _require(self.explain_top >= 1, f"explain_top must be >= 1 (got {self.explain_top})")
         kinds = [name for name, given in (("protein + ligands", self.protein or self.ligands),
                                           ("root", self.root), ("manifest", self.manifest))
                  if given]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import statistics
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -133,19 +134,21 @@ class PredictionWriter:
     (:mod:`plgraph.applicability`) has status ``out_of_domain`` and its reasons in ``warnings``.
     """
 
-    def __init__(self, path: Path, training_sizes: Sequence[int] | None = None):
+    def __init__(self, path: Path, training_sizes: Sequence[int] | None = None,
+                 pose_column: bool = False):
         self.path = path
         self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
         self._handle = open(self.partial, "w", newline="")  # noqa: SIM115 (closed in close())
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(CSV_COLUMNS)
+        self._writer.writerow(CSV_COLUMNS + (("pose_index",) if pose_column else ()))
         self.training_sizes = training_sizes
         self.failures: list[Featurized] = []
         self.out_of_domain: list[tuple[Featurized, list[str]]] = []
         self.labelled: list[tuple[float, float]] = []  # (predicted, measured)
         self.count = 0
 
-    def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
+    def write(self, row: Featurized, predicted: float | None, spread: float | None,
+              pose_index: int | None = None) -> None:
         self.count += 1
         warnings: list[str] = []
         if predicted is None:
@@ -159,7 +162,8 @@ class PredictionWriter:
         status = "failed" if predicted is None else "out_of_domain" if warnings else "ok"
         self._writer.writerow([
             row.id, row.ligand_name, row.ligand_index, _number(predicted), _number(spread),
-            _number(row.label), status, row.error, "; ".join(warnings)])
+            _number(row.label), status, row.error, "; ".join(warnings),
+            *(() if pose_index is None else (pose_index,))])
 
     def close(self, complete: bool) -> None:
         """Rename the rows onto ``path`` (durably) when ``complete``, else delete them."""
@@ -171,6 +175,55 @@ class PredictionWriter:
             fsync_dir(self.path.parent)
         else:
             self.partial.unlink(missing_ok=True)
+
+
+class PoseAggregator:
+    """Groups consecutive rows with the same ligand name (the poses of one ligand, as Vina,
+    GNINA, smina and Glide write them) into one row of ``ligands``, and writes every pose's row
+    with its ``pose_index`` to ``poses`` (``X_poses.csv``, kept only when some ligand has several
+    poses). The ligand's row is its ``first`` pose's, or that of its ``best`` (highest predicted
+    pK) pose, or (``mean``) its first predicted pose's with the mean over its predicted poses of
+    the prediction and of the ensemble spread; failed poses are left out, and a ligand whose
+    every pose failed fails with the first pose's reason.
+    """
+
+    def __init__(self, ligands: PredictionWriter, poses: PredictionWriter, how: str):
+        self.ligands, self.poses, self.how = ligands, poses, how
+        self._group: list[tuple[Featurized, float | None, float | None]] = []
+        self.several = False  # some ligand had more than one pose
+
+    def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
+        same_ligand = bool(row.ligand_name) and row.ligand_name == (
+            self._group[0][0].ligand_name if self._group else None)
+        if self._group and not same_ligand:
+            self._flush()
+        self._group.append((row, predicted, spread))
+
+    def close(self, complete: bool) -> None:
+        if complete:
+            self._flush()
+        self.ligands.close(complete)
+        self.poses.close(complete and self.several)
+        if complete and not self.several:
+            self.poses.path.unlink(missing_ok=True)  # an earlier run's poses: not this run's
+
+    def _flush(self) -> None:
+        group, self._group = self._group, []
+        if not group:
+            return
+        self.several = self.several or len(group) > 1
+        for index, entry in enumerate(group):
+            self.poses.write(*entry, pose_index=index)
+        predicted = [entry for entry in group if entry[1] is not None]
+        if not predicted:
+            self.ligands.write(*group[0])
+        elif self.how == "first":
+            self.ligands.write(*predicted[0])
+        elif self.how == "best":
+            self.ligands.write(*max(predicted, key=lambda entry: entry[1]))
+        else:
+            self.ligands.write(predicted[0][0], statistics.fmean(e[1] for e in predicted),
+                               statistics.fmean(e[2] for e in predicted))
 
 
 def _number(value: float | None) -> str:
