@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plgraph.config import DataConfig, FeaturizeConfig, SplitConfig
+from plgraph.config import DataConfig, FeaturizeConfig, ModelConfig, SplitConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -19,6 +19,14 @@ FEP = REPO.parent / "shared" / "data" / "fep-benchmark"
 GOOD_IDS = ("1pum", "2w9r", "1h1d", "2ohk")
 MOL2_FALLBACK_ID = "2l1r"
 BROKEN_ID = "3qlb"
+# Every complex of data/sample that featurizes, sorted: trainings take the first 16 or 20.
+SAMPLE_IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
+                          and p.name not in ("processed", BROKEN_ID)))
+# The smallest network that still trains: tests of the machinery, not of accuracy. TINY_MODEL for
+# code, TINY_MODEL_ARGS for main.py's command line.
+TINY_MODEL = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8)
+TINY_MODEL_ARGS = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2",
+                   "model.num_rbf=8"]
 
 
 def copy_sample(destination: Path, ids: tuple[str, ...]) -> Path:

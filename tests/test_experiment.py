@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_MODEL_ARGS
 from scipy import stats
 
 pytestmark = pytest.mark.slow
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow
 SERIES = ("opls_stress/chk1_set1", "opls_stress/chk1_set3", "opls_stress/fxa_set3",
           "opls_stress/fxa_set6", "charge_annhil/dlk", "charge_annhil/ephx2",
           "fragments/frag_mup1", "waterset/scyt_dehyd", "charge_annhil/cdk2")
-TINY = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8",
-        "trainer.max_epochs=2", "trainer.batch_size=4", "trainer.warmup_steps=2",
+TINY = [*TINY_MODEL_ARGS, "trainer.max_epochs=2", "trainer.batch_size=4", "trainer.warmup_steps=2",
         "data.workers=1", "tracking.enabled=false"]
 
 

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE, copy_sample
+from conftest import REPO, SAMPLE_IDS, TINY_MODEL_ARGS, copy_sample
 
 from plgraph.training.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:16]
-TINY = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8",
-        "model.dropout=0.1", "trainer.max_epochs=6", "trainer.batch_size=4",
+IDS = SAMPLE_IDS[:16]
+TINY = [*TINY_MODEL_ARGS, "model.dropout=0.1", "trainer.max_epochs=6", "trainer.batch_size=4",
         "trainer.warmup_steps=2", "trainer.checkpoint_every_n_steps=2", "data.workers=1"]
 
 

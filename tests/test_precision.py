@@ -8,6 +8,7 @@ for fp32), so the comparisons are ``torch.equal``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -15,13 +16,12 @@ import signal
 
 import pytest
 import torch
-from conftest import SAMPLE, copy_sample, data_config
+from conftest import SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
 
 import plgraph.training.trainer as trainer_module
 from plgraph.config import (
     AppConfig,
     FeaturizeConfig,
-    ModelConfig,
     SplitConfig,
     TrackingConfig,
     TrainConfig,
@@ -32,9 +32,8 @@ from plgraph.training.device import resolve_precision
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
-TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, dropout=0.1)
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:20]  # 16 train: 4 batches of 4
+TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
+IDS = SAMPLE_IDS[:20]  # 16 train: 4 batches of 4
 INITIAL_SCALE = 65536.0  # torch.amp.GradScaler's default init_scale
 
 

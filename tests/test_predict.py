@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE, copy_sample, data_config
+from conftest import REPO, SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
 
 from plgraph.config import (
     AppConfig,
     FeaturizeConfig,
-    ModelConfig,
     SplitConfig,
     TrackingConfig,
     TrainConfig,
@@ -32,9 +31,8 @@ from plgraph.training.checkpoint import CheckpointError, read_checkpoint
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
 
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:20]
-TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8)
+IDS = SAMPLE_IDS[:20]
+TINY = TINY_MODEL
 
 
 @pytest.fixture

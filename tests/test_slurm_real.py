@@ -24,20 +24,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE, copy_sample
+from conftest import REPO, SAMPLE_IDS, TINY_MODEL_ARGS, copy_sample
 
 from plgraph.training.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:16]
+IDS = SAMPLE_IDS[:16]
 # 3 steps per epoch, 0.7-1.2 s per epoch on one core: 80 epochs still train when the signal
 # comes (below), and are short enough for the run that is never stopped.
 EPOCHS = 80
-TINY = ["model.hidden_channels=16", "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8",
-        f"trainer.max_epochs={EPOCHS}", "trainer.batch_size=4", "trainer.warmup_steps=2",
-        "trainer.early_stopping_patience=1000", "data.workers=1", "tracking.enabled=false"]
+TINY = [*TINY_MODEL_ARGS, f"trainer.max_epochs={EPOCHS}", "trainer.batch_size=4",
+        "trainer.warmup_steps=2", "trainer.early_stopping_patience=1000", "data.workers=1",
+        "tracking.enabled=false"]
 # --signal=USR1@60 with --time=2: slurmctld looks at time limits every 30 s and signals a job
 # whose limit is less than 60 + 30 s away, so 30-60 s after it starts: past main.py's start-up
 # (8-15 s), before the training ends.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE, copy_sample, data_config
+from conftest import SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
 
 from plgraph.config import (
     AppConfig,
@@ -33,9 +33,8 @@ from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint,
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
-TINY = ModelConfig(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, dropout=0.1)
-IDS = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                   and p.name not in ("processed", "3qlb")))[:20]
+TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
+IDS = SAMPLE_IDS[:20]
 
 
 @pytest.fixture(scope="module")
