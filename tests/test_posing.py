@@ -251,6 +251,27 @@ def test_two_sources_keep_a_complex_they_share_once_from_the_first_source(uni_fe
         f"unifep:{FKBP12}", "unifep:ChEMBL|F10|CHEMBL661801"}
 
 
+def test_a_cache_of_several_sources_opens_again_and_notices_a_changed_source(uni_fep_root,
+                                                                            tmp_path):
+    """The second run (a resume, the next seed's split) opens the cache built by the first."""
+    from plgraph.errors import CacheError
+
+    sources = [{"name": "fep", "root": str(FEP / "waterset"), "layout": "series"},
+               {"name": "unifep", "root": str(uni_fep_root), "layout": "reference"}]
+    if not (FEP / "waterset").is_dir():
+        missing_shared(FEP)
+    processed = str(tmp_path / "processed")
+    first = prepare_data(data_config(uni_fep_root, processed_dir=processed, sources=sources,
+                                     max_failure_fraction=1.0), CONFIG, SplitConfig())
+    again = prepare_data(data_config(uni_fep_root, processed_dir=processed, sources=sources,
+                                     max_failure_fraction=1.0), CONFIG, SplitConfig())
+    assert [e.id for e in again.cache.entries] == [e.id for e in first.cache.entries]
+    changed = [sources[0], {**sources[1], "label_kind": "pk"}]
+    with pytest.raises(CacheError, match="stale: source was"):
+        prepare_data(data_config(uni_fep_root, processed_dir=processed, sources=changed,
+                                 max_failure_fraction=1.0), CONFIG, SplitConfig())
+
+
 def test_several_sources_need_names_and_a_processed_dir(uni_fep_root):
     source = {"root": str(uni_fep_root), "layout": "reference"}
     with pytest.raises(ValueError, match=r"data.sources\[0\].name must be"):

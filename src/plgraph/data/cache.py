@@ -163,6 +163,10 @@ def _staleness(meta: dict, expected: dict) -> list[str]:
         problems.append(f"shard format {meta.get('shard_format')}, this code reads {SHARD_FORMAT}")
     for section in ("featurize", "source"):
         have, want = meta.get(section, {}), expected[section]
+        if not (isinstance(have, dict) and isinstance(want, dict)):  # data.sources: a list
+            if have != want:
+                problems.append(f"{section} was {have!r}, now {want!r}")
+            continue
         changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
         problems += [f"{section}.{k} was {have.get(k)!r}, now {want.get(k)!r}" for k in changed]
     if not problems and meta.get("inputs_fingerprint") != expected["inputs_fingerprint"]:
