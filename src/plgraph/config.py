@@ -478,6 +478,8 @@ class ExperimentConfig:
         few_shot_max_series: the largest this many eligible test series per seed take part.
         few_shot_epochs: the fixed training budget on the k ligands (fine-tuned and scratch).
         few_shot_lr: the peak learning rate of those trainings.
+        learning_curve: fractions of the training targets (each in (0, 1)) to train the full
+            model on again, for the learning curve (``plgraph.learning_curve``; empty: none).
     """
 
     name: str | None = None
@@ -490,6 +492,7 @@ class ExperimentConfig:
     few_shot_max_series: int = 6
     few_shot_epochs: int = 20
     few_shot_lr: float = 3e-4
+    learning_curve: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
@@ -505,6 +508,9 @@ class ExperimentConfig:
                      f"(got {getattr(self, name)})")
         _require(self.few_shot_lr > 0, f"experiment.few_shot_lr must be > 0 "
                  f"(got {self.few_shot_lr})")
+        _require(all(0 < f < 1 for f in self.learning_curve), "experiment.learning_curve: "
+                 f"fractions in (0, 1); the whole training part is its last point (got "
+                 f"{self.learning_curve})")
 
 
 @dataclass

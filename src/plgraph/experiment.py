@@ -34,6 +34,13 @@ from plgraph.data import PreparedData, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
 from plgraph.few_shot import few_shot_markdown, plot_few_shot, run_few_shot, summarize_few_shot
+from plgraph.learning_curve import (
+    fewer_targets,
+    learning_curve_markdown,
+    plot_learning_curve,
+    summarize_learning_curve,
+    train_targets,
+)
 from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
@@ -92,19 +99,9 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
         if not experiment.ligand_only_baseline:
             del variants["ligand_only"]
         for variant, use_protein in variants.items():
-            STOP.check(f"before the {variant} training of seed {seed}; finished trainings are "
-                       "kept, the next run skips them")
-            run_config = dataclasses.replace(
-                config, seed=seed, split=split, run_name=f"{config.run_name}-seed{seed}-{variant}",
-                model=dataclasses.replace(config.model, use_protein=use_protein),
-                experiment=dataclasses.replace(experiment, name=None))
-            with RunDirectory(run_config.run_dir) as run:
-                if config.fresh:
-                    run.move_aside()
-                log.info("experiment %s, seed %d: %s", experiment.name, seed, LABELS[variant])
-                results = Trainer(run_config, data, run, resume_command).fit()
-            predictions[variant] = read_predictions_csv(run_config.run_dir / "test_predictions.csv")
-            predictions[variant]["wall_seconds"] = results["wall_seconds"]
+            predictions[variant] = _train(config, data, seed, f"{config.run_name}-seed{seed}-"
+                                          f"{variant}", use_protein, LABELS[variant],
+                                          resume_command)
         points[seed] = predictions
         full_run = Path(config.output_root) / f"{config.run_name}-seed{seed}-full"
         few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
@@ -118,10 +115,51 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                for method, found in predictions.items()}}
         if few_shot is not None:
             per_seed[seed]["few_shot"] = few_shot
+        if experiment.learning_curve:
+            per_seed[seed]["learning_curve"] = _learning_curve(
+                config, data, seed, per_seed[seed]["full"], series_of, resume_command)
     report = summarize(config, per_seed, time.monotonic() - started)
     write_report(report, report_dir)
     write_figures(report, points, report_dir)
     return report
+
+
+def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_protein: bool,
+           label: str, resume_command: str) -> dict:
+    """One training of the experiment (skipped when finished, resumed when not); its test
+    predictions, with its wall time."""
+    STOP.check(f"before the training {run_name}; finished trainings are kept, the next run "
+               "skips them")
+    run_config = dataclasses.replace(
+        config, seed=seed, split=seed_split(config, seed), run_name=run_name,
+        model=dataclasses.replace(config.model, use_protein=use_protein),
+        experiment=dataclasses.replace(config.experiment, name=None))
+    with RunDirectory(run_config.run_dir) as run:
+        if config.fresh:
+            run.move_aside()
+        log.info("experiment %s, seed %d: %s", config.experiment.name, seed, label)
+        results = Trainer(run_config, data, run, resume_command).fit()
+    found = read_predictions_csv(run_config.run_dir / "test_predictions.csv")
+    found["wall_seconds"] = results["wall_seconds"]
+    return found
+
+
+def _learning_curve(config: AppConfig, data: PreparedData, seed: int, full: dict,
+                    series_of: dict[str, str], resume_command: str) -> dict:
+    """The full model on each fraction of the training targets (plgraph.learning_curve); the
+    whole training part is the experiment's own full model."""
+    curve = {"1.0": {"train_targets": train_targets(data),
+                     "train_complexes": len(data.split["parts"]["train"]), **full}}
+    for fraction in sorted(config.experiment.learning_curve):
+        fewer = fewer_targets(data, fraction, seed)
+        found = _train(config, fewer, seed, f"{config.run_name}-seed{seed}-targets{fraction:g}",
+                       True, f"full model on {fraction:g} of the training targets",
+                       resume_command)
+        curve[f"{fraction:g}"] = {"train_targets": train_targets(fewer),
+                                  "train_complexes": len(fewer.split["parts"]["train"]),
+                                  **evaluate(found, series_of,
+                                             config.experiment.min_series_size)}
+    return curve
 
 
 def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedData:
@@ -232,6 +270,8 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
             "summary": summary, "paired_series_spearman": paired,
             **({"few_shot": summarize_few_shot(per_seed)}
                if any("few_shot" in r for r in per_seed.values()) else {}),
+            **({"learning_curve": summarize_learning_curve(per_seed)}
+               if any("learning_curve" in r for r in per_seed.values()) else {}),
             "per_seed": per_seed}
 
 
@@ -253,6 +293,11 @@ def write_figures(report: dict, points: dict, directory: Path) -> None:
     plot_predicted_vs_measured(pooled, directory / "predicted_vs_measured.png")
     if "few_shot" in report:
         plot_few_shot(report["few_shot"], directory / "few_shot.png")
+    if "learning_curve" in report:
+        reference = {f: report["summary"]["heavy_atoms"][f]["mean"]
+                     for f in ("pearson", "series_spearman")}
+        plot_learning_curve(report["learning_curve"], reference,
+                            directory / "learning_curve.png")
 
 
 def _mean_std(entry: dict) -> str:
@@ -288,6 +333,8 @@ def markdown(report: dict) -> str:
                   "`predicted_vs_measured.png`.", ""]
     if "few_shot" in report:
         lines += few_shot_markdown(report["few_shot"])
+    if "learning_curve" in report:
+        lines += learning_curve_markdown(report["learning_curve"])
     lines += ["## Per seed", ""]
     for seed, result in report["per_seed"].items():
         lines.append(f"Seed {seed}: {result['test_complexes']} test complexes from "
