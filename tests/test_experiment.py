@@ -24,25 +24,25 @@ TINY = [*TINY_MODEL_ARGS, "trainer.max_epochs=2", "trainer.batch_size=4", "train
         "data.workers=1", "tracking.enabled=false"]
 
 
-@pytest.fixture(scope="module")
-def experiment(fep_root_module: Path, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    root = tmp_path_factory.mktemp("experiment") / "fep"
+def copy_series(root: Path) -> Path:
+    """SERIES from the FEP+ benchmark, in its layout, under ``root``."""
+    from conftest import FEP, missing_shared
+    if not FEP.is_dir():
+        missing_shared(FEP)
     for system in SERIES:
         (root / system).parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("_protein.pdb", "_ligands.sdf"):
-            shutil.copy(fep_root_module / f"{system}{suffix}", root / f"{system}{suffix}")
+            shutil.copy(FEP / f"{system}{suffix}", root / f"{system}{suffix}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = copy_series(tmp_path_factory.mktemp("experiment") / "fep")
     outputs = root.parent / "outputs"
     result = run(root, outputs)
     assert result.returncode == 0, result.stdout + result.stderr
     return outputs, result
-
-
-@pytest.fixture(scope="module")
-def fep_root_module() -> Path:
-    from conftest import FEP, missing_shared
-    if not FEP.is_dir():
-        missing_shared(FEP)
-    return FEP
 
 
 def run(root: Path, outputs: Path, *extra: str) -> subprocess.CompletedProcess:

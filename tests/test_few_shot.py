@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FEP, missing_shared
-from test_experiment import SERIES, run
+from test_experiment import copy_series, run
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +19,7 @@ FEW_SHOT = ["experiment.few_shot_k=[2,3]", "experiment.few_shot_draws=2",
 
 @pytest.fixture(scope="module")
 def few_shot(tmp_path_factory) -> Path:
-    if not FEP.is_dir():
-        missing_shared(FEP)
-    root = tmp_path_factory.mktemp("few_shot") / "fep"
-    for system in SERIES:
-        (root / system).parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("_protein.pdb", "_ligands.sdf"):
-            shutil.copy(FEP / f"{system}{suffix}", root / f"{system}{suffix}")
+    root = copy_series(tmp_path_factory.mktemp("few_shot") / "fep")
     outputs = root.parent / "outputs"
     result = run(root, outputs, "experiment.seeds=[0]", *FEW_SHOT)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
-from conftest import FEP, missing_shared
-from test_experiment import SERIES, run
+from test_experiment import copy_series, run
 
 pytestmark = pytest.mark.slow
 
 
 def test_fewer_training_targets_are_scored_on_the_same_test_part(tmp_path):
-    if not FEP.is_dir():
-        missing_shared(FEP)
-    root = tmp_path / "fep"
-    for system in SERIES:
-        (root / system).parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("_protein.pdb", "_ligands.sdf"):
-            shutil.copy(FEP / f"{system}{suffix}", root / f"{system}{suffix}")
+    root = copy_series(tmp_path / "fep")
     outputs = tmp_path / "outputs"
     result = run(root, outputs, "experiment.seeds=[0]", "experiment.ligand_only_baseline=false",
                  "experiment.learning_curve=[0.5]")

@@ -18,8 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plgraph.atomic import replace_atomically  # noqa: E402
-from plgraph.training.reports import draw_predicted_vs_measured  # noqa: E402
+from plgraph.training.reports import draw_predicted_vs_measured, save_png  # noqa: E402
 
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -62,9 +61,7 @@ def plot_series_spearman(per_seed: dict, methods: list[str], labels: dict[str, s
     axis.axhline(0.0, color="grey", linewidth=1)
     axis.set_ylabel("Spearman ρ within a test series")
     axis.set_title("Ranking within congeneric series (all seeds)")
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def plot_predicted_vs_measured(points: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -74,6 +71,4 @@ def plot_predicted_vs_measured(points: dict[str, tuple[np.ndarray, np.ndarray]],
     for axis, (method, (predicted, measured)) in zip(axes[0], points.items(), strict=True):
         draw_predicted_vs_measured(axis, predicted, measured, size=6, alpha=0.4)
         axis.set_title(method, fontsize=9)
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)

@@ -38,7 +38,6 @@ from rdkit.Chem import rdFingerprintGenerator  # noqa: E402
 from scipy import stats  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
-from plgraph.atomic import replace_atomically  # noqa: E402
 from plgraph.comparison import bootstrap_interval  # noqa: E402
 from plgraph.config import AppConfig  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
@@ -51,7 +50,7 @@ from plgraph.featurize.posing import parse_smiles  # noqa: E402
 from plgraph.stop import STOP  # noqa: E402
 from plgraph.tracking import local_store_uri  # noqa: E402
 from plgraph.training.init_from import adopt_checkpoint_configs  # noqa: E402
-from plgraph.training.reports import read_predictions_csv  # noqa: E402
+from plgraph.training.reports import read_predictions_csv, save_png  # noqa: E402
 from plgraph.training.run_dir import RunDirectory  # noqa: E402
 from plgraph.training.trainer import Trainer  # noqa: E402
 
@@ -242,9 +241,7 @@ def plot_few_shot(summary: dict, path: Path) -> None:
     axis.set_xlabel("measured ligands of the new series (k)")
     axis.set_ylabel("mean per-series Spearman ρ on the rest")
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def few_shot_markdown(summary: dict) -> list[str]:

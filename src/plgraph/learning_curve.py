@@ -18,9 +18,9 @@ matplotlib.use("Agg")  # headless nodes: never look for a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plgraph.atomic import replace_atomically  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
+from plgraph.training.reports import save_png  # noqa: E402
 
 FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman ρ"}
 
@@ -77,9 +77,7 @@ def plot_learning_curve(summary: dict, reference: dict, path) -> None:
         axis.set_xlabel("training targets (mean over seeds)")
         axis.set_ylabel(name)
         axis.legend(fontsize=7)
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def learning_curve_markdown(summary: dict) -> list[str]:

@@ -20,6 +20,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from plgraph.atomic import replace_atomically  # noqa: E402
 
 
+def save_png(figure, path: Path) -> None:
+    """Lay ``figure`` out, write it to ``path`` atomically (a reader never sees half a PNG) and
+    free it."""
+    figure.tight_layout()
+    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
+    plt.close(figure)
+
+
 def write_metrics_csv(history: list[dict], path: Path) -> None:
     if not history:
         return
@@ -67,9 +75,7 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.legend()
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def draw_predicted_vs_measured(axis, predicted: np.ndarray, measured: np.ndarray,
@@ -89,6 +95,4 @@ def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, pat
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
     draw_predicted_vs_measured(axis, predicted, measured)
     axis.set_title(f"test: RMSE {metrics['rmse']:.2f}, Pearson R {metrics['pearson']:.2f}")
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+    save_png(figure, path)
