@@ -234,6 +234,7 @@ def test_rows_do_not_depend_on_the_chunk_size_and_an_overlapping_pose_is_out_of_
     for i in range(moved.GetNumAtoms()):
         p = conformer.GetAtomPosition(i)
         conformer.SetAtomPosition(i, (p.x + shift[0], p.y + shift[1], p.z + shift[2]))
+    moved.SetProp("_Name", "1h1d moved")  # another name: the same one would make it a pose
     ligands = tmp_path / "two.sdf"
     with Chem.SDWriter(str(ligands)) as writer:
         writer.write(ligand)
