@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from plgraph.training.reports import draw_predicted_vs_measured, save_png  # noqa: E402
 
@@ -32,6 +33,18 @@ def paired_differences(per_seed: dict, method: str, baseline: str) -> list[float
         ours, theirs = (result[m]["per_series_spearman"] for m in (method, baseline))
         differences += [ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())]
     return differences
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation of a figure over seeds (NaN where too few)."""
+    return {"mean": float(np.mean(values)) if values else float("nan"),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")}
+
+
+def series_rho(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Spearman ρ of one series; 0 where a method ranks nothing (one value for every ligand),
+    rather than leaving the series out and scoring the method on the easier rest."""
+    return float(stats.spearmanr(predicted, measured)[0]) if np.ptp(predicted) > 0 else 0.0
 
 
 def bootstrap_interval(values: list[float], seed: int = 0,

@@ -20,14 +20,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from plgraph.atomic import replace_atomically
 from plgraph.comparison import (
     bootstrap_interval,
+    mean_std,
     paired_differences,
     plot_predicted_vs_measured,
     plot_series_spearman,
+    series_rho,
 )
 from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
@@ -235,8 +236,7 @@ def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> di
         predicted, measured = found["predicted"][positions], found["measured"][positions]
         if len(positions) < min_series_size or np.ptp(measured) == 0:
             continue
-        spearman[series] = (float(stats.spearmanr(predicted, measured)[0])
-                            if np.ptp(predicted) > 0 else 0.0)
+        spearman[series] = series_rho(predicted, measured)
     result = {"pearson": metrics["pearson"], "rmse": metrics["rmse"],
               "series_spearman": float(np.mean(list(spearman.values()))) if spearman
               else math.nan,
@@ -254,9 +254,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
         summary[method] = {}
         for figure in FIGURES:
             values = [per_seed[s][method][figure] for s in per_seed]
-            summary[method][figure] = {"mean": float(np.mean(values)),
-                                       "std": float(np.std(values, ddof=1))
-                                       if len(values) > 1 else math.nan, "values": values}
+            summary[method][figure] = {**mean_std(values), "values": values}
     paired = {f"full-{baseline}": bootstrap_interval(paired_differences(per_seed, "full",
                                                                          baseline))
               for baseline in (*BASELINES, "fep") if any(baseline in r for r in per_seed.values())}

@@ -35,10 +35,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import rdFingerprintGenerator  # noqa: E402
-from scipy import stats  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
-from plgraph.comparison import bootstrap_interval  # noqa: E402
+from plgraph.comparison import bootstrap_interval, mean_std, series_rho  # noqa: E402
 from plgraph.config import AppConfig  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.layouts import read_inputs  # noqa: E402
@@ -106,7 +105,7 @@ def run_few_shot(config: AppConfig, data: PreparedData, seed: int, pretrained_ru
                     found[method] = _train_on_k(config, data, seed, name, chosen, query,
                                                 init_from, resume_command)
                 for method, predicted in found.items():
-                    scores[k][method][series].append(_spearman(predicted, measured))
+                    scores[k][method][series].append(series_rho(predicted, measured))
     return {k: {m: {"series_spearman": float(np.mean([np.mean(v) for v in per.values()]))
                     if per else float("nan"),
                     "per_series": {s: float(np.mean(v)) for s, v in per.items()}}
@@ -192,12 +191,6 @@ def _read_predictions(path: Path) -> dict[str, float]:
     return dict(zip(found["ids"], found["predicted"].tolist(), strict=True))
 
 
-def _spearman(predicted: np.ndarray, measured: np.ndarray) -> float:
-    """ρ on the query; 0 where a method ranks nothing (one value for all), as in the main
-    report."""
-    return float(stats.spearmanr(predicted, measured)[0]) if np.ptp(predicted) > 0 else 0.0
-
-
 def _stable_number(text: str) -> int:
     """A seed component from a series name that is the same in every process (unlike hash())."""
     return int.from_bytes(text.encode(), "little") % (2**32)
@@ -215,9 +208,7 @@ def summarize_few_shot(per_seed: dict) -> dict:
         for method in METHODS:
             values = [result[k][method]["series_spearman"] for result in results.values()
                       if k in result and result[k][method]["per_series"]]
-            by_method[method] = {"mean": float(np.mean(values)) if values else float("nan"),
-                                 "std": float(np.std(values, ddof=1)) if len(values) > 1
-                                 else float("nan"), "values": values}
+            by_method[method] = {**mean_std(values), "values": values}
         paired = {}
         for other in (m for m in METHODS if m != "fine_tuned"):
             differences = [per["fine_tuned"]["per_series"][s] - per[other]["per_series"][s]

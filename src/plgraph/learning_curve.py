@@ -10,14 +10,13 @@ a flat curve says the model, not the data, is the limit.
 
 from __future__ import annotations
 
-import math
-
 import matplotlib
 
 matplotlib.use("Agg")  # headless nodes: never look for a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from plgraph.comparison import mean_std  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
 from plgraph.training.reports import save_png  # noqa: E402
@@ -25,10 +24,15 @@ from plgraph.training.reports import save_png  # noqa: E402
 FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman ρ"}
 
 
+def _cluster_of(data: PreparedData) -> dict[str, str]:
+    """Each complex's target cluster; a split without them (a random split) uses its series."""
+    return data.split.get("target_of") or {e.id: e.group for e in data.cache.entries}
+
+
 def fewer_targets(data: PreparedData, fraction: float, seed: int) -> PreparedData:
     """``data`` with its train part cut to ``fraction`` of its targets (at least one), drawn
     with ``seed``; a split without target clusters (a random split) is cut by series."""
-    cluster_of = data.split.get("target_of") or {e.id: e.group for e in data.cache.entries}
+    cluster_of = _cluster_of(data)
     train = data.split["parts"]["train"]
     clusters = sorted({cluster_of[i] for i in train})
     count = max(1, round(fraction * len(clusters)))
@@ -40,7 +44,7 @@ def fewer_targets(data: PreparedData, fraction: float, seed: int) -> PreparedDat
 
 
 def train_targets(data: PreparedData) -> int:
-    cluster_of = data.split.get("target_of") or {e.id: e.group for e in data.cache.entries}
+    cluster_of = _cluster_of(data)
     return len({cluster_of[i] for i in data.split["parts"]["train"]})
 
 
@@ -56,8 +60,7 @@ def summarize_learning_curve(per_seed: dict) -> dict:
                  "train_complexes": float(np.mean([p["train_complexes"] for p in points]))}
         for figure in FIGURES:
             values = [p[figure] for p in points]
-            entry[figure] = {"mean": float(np.mean(values)),
-                             "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan}
+            entry[figure] = mean_std(values)
         summary[fraction] = entry
     return summary
 
