@@ -45,9 +45,7 @@ from plgraph.learning_curve import (
 from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
-from plgraph.training.reports import read_predictions_csv
-from plgraph.training.run_dir import RunDirectory
-from plgraph.training.trainer import Trainer
+from plgraph.training.trainer import fit_and_read_predictions
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +133,8 @@ def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_
         config, seed=seed, split=seed_split(config, seed), run_name=run_name,
         model=dataclasses.replace(config.model, use_protein=use_protein),
         experiment=dataclasses.replace(config.experiment, name=None))
-    with RunDirectory(run_config.run_dir) as run:
-        if config.fresh:
-            run.move_aside()
-        log.info("experiment %s, seed %d: %s", config.experiment.name, seed, label)
-        results = Trainer(run_config, data, run, resume_command).fit()
-    found = read_predictions_csv(run_config.run_dir / "test_predictions.csv")
+    log.info("experiment %s, seed %d: %s", config.experiment.name, seed, label)
+    results, found = fit_and_read_predictions(run_config, data, resume_command)
     found["wall_seconds"] = results["wall_seconds"]
     return found
 

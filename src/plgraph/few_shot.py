@@ -49,9 +49,8 @@ from plgraph.featurize.posing import parse_smiles  # noqa: E402
 from plgraph.stop import STOP  # noqa: E402
 from plgraph.tracking import local_store_uri  # noqa: E402
 from plgraph.training.init_from import adopt_checkpoint_configs  # noqa: E402
-from plgraph.training.reports import read_predictions_csv, save_png  # noqa: E402
-from plgraph.training.run_dir import RunDirectory  # noqa: E402
-from plgraph.training.trainer import Trainer  # noqa: E402
+from plgraph.training.reports import save_png  # noqa: E402
+from plgraph.training.trainer import fit_and_read_predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +177,9 @@ def _train_on_k(config: AppConfig, data: PreparedData, seed: int, name: str, cho
     parts = {"train": chosen, "val": chosen, "test": query}
     few = PreparedData(data.cache, {**data.split, "parts": parts,
                                     "fingerprint": split_fingerprint(parts)})
-    with RunDirectory(run_config.run_dir) as run:
-        if config.fresh:
-            run.move_aside()
-        Trainer(run_config, few, run, resume_command).fit()
-    predicted = _read_predictions(run_config.run_dir / "test_predictions.csv")
+    _, found = fit_and_read_predictions(run_config, few, resume_command)
+    predicted = dict(zip(found["ids"], found["predicted"].tolist(), strict=True))
     return np.array([predicted[i] for i in query])
-
-
-def _read_predictions(path: Path) -> dict[str, float]:
-    found = read_predictions_csv(path)
-    return dict(zip(found["ids"], found["predicted"].tolist(), strict=True))
 
 
 def _stable_number(text: str) -> int:

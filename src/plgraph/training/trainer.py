@@ -593,3 +593,15 @@ def seed_everything(seed: int) -> None:
 
 def reports_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def fit_and_read_predictions(config: AppConfig, data: PreparedData,
+                             resume_command: str) -> tuple[dict, dict]:
+    """One single-process run in ``config.run_dir`` (its lock held; ``fresh`` moves old
+    checkpoints aside): trained, resumed, or left as it is when finished. Returns its
+    ``results.json`` content and its test predictions (``reports.read_predictions_csv``)."""
+    with RunDirectory(config.run_dir) as run:
+        if config.fresh:
+            run.move_aside()
+        results = Trainer(config, data, run, resume_command).fit()
+    return results, reports.read_predictions_csv(config.run_dir / "test_predictions.csv")
