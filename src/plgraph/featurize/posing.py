@@ -12,7 +12,8 @@ training and prediction pose the same way:
    core (``min_core_atoms`` / ``min_core_fraction``) is a failure: the reference says nothing
    about where the rest of such a ligand goes.
 2. ETKDG embeds the ligand's heavy atoms with the core's internal distances fixed to the reference's
-   (``coordMap``), one seeded conformer at a time, taking turns among up to four distinct ways
+   (``coordMap``), one seeded conformer at a time (after the first of each stage below without
+   ETKDG's torsion knowledge, 3.5x cheaper), taking turns among up to four distinct ways
    the core matches the ligand (a substituted ring matched in another rotation puts the
    substituent elsewhere). Each is aligned onto the reference core; one whose stereo centres
    differ from the SMILES is dropped. The search stops at the first round that gives a pose
@@ -131,7 +132,7 @@ def pose_ligand(ligand: Chem.Mol, site: PosingSite, config: PosingConfig, source
     scored = []
     for round_number in range(max(1, config.attempts // len(cores))):
         for embedder in embedders:
-            attempt = embedder.embed(config.seed + round_number)
+            attempt = embedder.embed(round_number)
             if attempt is None:
                 continue
             mol, conf_id, core, core_rmsd = attempt
@@ -209,9 +210,10 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
     return cores
 
 
-# RASCAL's set-up grows steeply with molecule size: on a 100-atom cyclic peptide it takes 15-20 s
-# before its timeout applies. Larger ligands go to rdFMCS unseeded.
-SEED_SEARCH_MAX_ATOMS = 60
+# RASCAL's set-up grows steeply with molecule size: 0.1 s for Uni-FEP's MCL1 ligands of 61-64
+# heavy atoms, 15-31 s for its cyclic peptides of 79-100 (before its timeout applies). Larger
+# ligands go to rdFMCS unseeded.
+SEED_SEARCH_MAX_ATOMS = 70
 
 
 def _seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
@@ -278,15 +280,18 @@ class _CoreEmbedder:
             self.stages += [(heavy, freed), (with_hydrogens, freed)]
         self.stage = 0
         self.failures_in_stage = 0
+        self.tried_in_stage = 0
         self.stage_has_embedded = False
         self.tried = 0
 
-    def embed(self, seed: int) -> tuple[Chem.Mol, int, tuple[tuple[int, int], ...], float] | None:
+    def embed(self, round_number: int
+              ) -> tuple[Chem.Mol, int, tuple[tuple[int, int], ...], float] | None:
         """(molecule, conformer id, core, core RMSD in Å) of one more embedding, or None where it
         failed or broke the SMILES' stereo."""
         mol, core = self.stages[self.stage]
+        attempt = self._embed_once(mol, core, round_number, knowledge=self.tried_in_stage == 0)
         self.tried += 1
-        attempt = self._embed_once(mol, core, seed)
+        self.tried_in_stage += 1
         if attempt is not None:
             self.stage_has_embedded = True
             return mol, attempt[0], core, attempt[1]
@@ -295,11 +300,20 @@ class _CoreEmbedder:
                 and self.stage + 1 < len(self.stages)):
             self.stage += 1
             self.failures_in_stage = 0
+            self.tried_in_stage = 0
         return None
 
-    def _embed_once(self, mol: Chem.Mol, core, seed: int) -> tuple[int, float] | None:
+    def _embed_once(self, mol: Chem.Mol, core, round_number: int,
+                    knowledge: bool) -> tuple[int, float] | None:
         params = rdDistGeom.ETKDGv3()
-        params.randomSeed = seed
+        params.randomSeed = self.config.seed + round_number
+        if not knowledge:
+            # A stage's first embedding has ETKDG's torsion preferences; the ones after it only
+            # look for a pose the protein leaves room for, and plain distance geometry (the same
+            # routine without the knowledge terms) is 3.5x cheaper per embedding
+            # (bench/README.md: Uni-FEP ligands/s and FEP+ pose RMSD with and without).
+            params.useExpTorsionAnglePrefs = False
+            params.useBasicKnowledge = False
         params.numThreads = 1
         params.maxIterations = EMBED_ITERATIONS
         params.clearConfs = False  # attempts compete: keep the earlier ones
