@@ -233,6 +233,26 @@ def assert_no_cache(processed: Path) -> None:
     assert_lock_is_free(processed.with_name(f"{processed.name}.lock"))
 
 
+def test_a_cancelled_build_worker_returns_before_its_next_complex():
+    """The pool is ended by asking its workers to return, not by killing them: a worker killed
+    while it sends a chunk's result leaves half a message in the pipe, on which the pool's
+    manager thread then waits forever (the Uni-FEP build hung so on a SIGTERM)."""
+    import multiprocessing
+
+    from plgraph.data import build
+    from plgraph.data.layouts import read_inputs
+
+    records = read_inputs(data_config(SAMPLE), FeaturizeConfig()).records[:3]
+    cancel = multiprocessing.get_context("spawn").Event()
+    try:
+        build._init_worker(FeaturizeConfig(), pool_worker=False, cancel=cancel)
+        assert len(build._featurize_chunk(records)) == 3
+        cancel.set()
+        assert build._featurize_chunk(records) == []
+    finally:
+        build._init_worker(FeaturizeConfig(), pool_worker=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "to_group"), [("SIGTERM", False), ("SIGINT", True)],
                          ids=["sigterm-to-main", "ctrl-c-to-the-process-group"])

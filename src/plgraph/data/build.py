@@ -23,6 +23,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from multiprocessing import resource_tracker
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import torch
@@ -151,11 +152,14 @@ MIN_CHUNK, MAX_CHUNK = 8, 64
 _worker_config: FeaturizeConfig | None = None
 _worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
 _worker_sites: OrderedDict[tuple, PosingSite] = OrderedDict()
+_worker_cancel: EventType | None = None  # set by the caller: return from the chunk now
 
 
-def _init_worker(config: FeaturizeConfig, pool_worker: bool) -> None:
-    global _worker_config
+def _init_worker(config: FeaturizeConfig, pool_worker: bool,
+                 cancel: EventType | None = None) -> None:
+    global _worker_config, _worker_cancel
     _worker_config = config
+    _worker_cancel = cancel
     _worker_proteins.clear()  # a rebuild must not see proteins parsed before a file changed
     _worker_sites.clear()
     if pool_worker:
@@ -169,6 +173,8 @@ def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
     assert _worker_config is not None, "worker not initialized"
     results: list[bytes | Failure] = []
     for record in records:
+        if _worker_cancel is not None and _worker_cancel.is_set():
+            return results  # the build is stopping: nobody reads this chunk
         try:
             graph = featurize_record(record, _worker_config, _worker_proteins, _worker_sites)
         except FeaturizationError as error:
@@ -215,9 +221,10 @@ def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
     # unblocks SIGINT and SIGTERM again (CPython's own guard for it, bpo-33613).
     with stop_signals_blocked():
         resource_tracker.ensure_running()
+    cancel = context.Event()
     with stop_signals_blocked():  # the workers start on submit
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(config, True))
+                                   initargs=(config, True, cancel))
         futures = [pool.submit(_featurize_chunk, chunk) for chunk in _chunks(records)]
     try:
         for future in futures:
@@ -228,7 +235,7 @@ def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
                          "was cached. Run again, with fewer data.workers if memory is "
                          "short.") from None
     finally:
-        _end_pool(pool)
+        _end_pool(pool, cancel)
 
 
 def _chunk_result(future: Future) -> list[bytes | Failure]:
@@ -241,16 +248,16 @@ def _chunk_result(future: Future) -> list[bytes | Failure]:
             continue
 
 
-def _end_pool(pool: ProcessPoolExecutor) -> None:
+def _end_pool(pool: ProcessPoolExecutor, cancel: EventType) -> None:
     """End the pool on every exit path (a stop, an error, a second Ctrl-C, the consumer giving
-    up): cancel the chunks not started and kill the workers, which ignore stop signals and hold
-    nothing worth finishing. ``shutdown(wait=True)`` would featurize every submitted chunk first,
-    and a worker left running keeps the resource tracker alive with it."""
-    for worker in list((pool._processes or {}).values()):  # no public handle before 3.14
-        if worker.is_alive():
-            worker.kill()
-    # Joins the workers and the pool's manager thread: one still running at exit could write
-    # to the pipe it is closing (OSError in concurrent.futures' exit hook).
+    up): cancel the chunks not started and tell the running ones to return after their current
+    complex (seconds at most: posing has its timeouts), then join the workers.
+
+    Not ``shutdown(wait=True)`` alone: it would featurize every submitted chunk first. And not
+    killing the workers: one killed while it sends a chunk's result leaves half a message in the
+    result pipe, and the pool's manager thread then waits for the rest forever (a SIGTERM during
+    the Uni-FEP build hung the process so, holding the cache lock)."""
+    cancel.set()
     pool.shutdown(wait=True, cancel_futures=True)
 
 
