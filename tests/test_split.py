@@ -206,6 +206,27 @@ def test_family_clusters_join_kinases_but_not_unrelated_targets(fep_root):
     assert len(set(target_clusters(files, 0.9).values())) == 7
 
 
+def test_clusters_are_computed_once_per_process_for_unchanged_files(tmp_path, fep_root):
+    """An experiment splits the same proteins once per seed; a changed file is clustered anew."""
+    import os
+    import shutil
+
+    from plgraph.data.targets import family_clusters
+
+    files = [tmp_path / f"{name}_protein.pdb" for name in ("cdk2", "p38")]
+    for file in files:
+        shutil.copy(fep_root / "jacs_set" / file.name, file)
+    before = family_clusters.cache_info()
+    first = family_clusters(files, 0.2)
+    assert family_clusters(list(reversed(files)), 0.2) == first
+    after = family_clusters.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    stat = files[0].stat()
+    os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert family_clusters(files, 0.2) == first
+    assert family_clusters.cache_info().misses - after.misses == 1
+
+
 def test_a_family_split_keeps_families_whole_and_no_part_oversized(fep_systems):
     split = SplitConfig(strategy="family", name="fam", train=0.6, val=0.2, test=0.2)
     prepared = prepare_data(data_config(fep_systems, layout="series"), FeaturizeConfig(), split)

@@ -7,9 +7,10 @@ split meant to test on unseen targets groups by these clusters instead (``split.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from Bio import BiopythonWarning
@@ -21,6 +22,24 @@ from plgraph.errors import InputError
 log = logging.getLogger(__name__)
 
 MIN_CHAIN_LENGTH = 30  # shorter chains (peptides, fragments of a pocket) say nothing of the target
+
+
+def _remembered(clusters: Callable[[list[Path], float], dict[Path, str]]):
+    """Clusters computed once per process for the same files (by path, size and modification
+    time) and threshold: an experiment makes one split per seed of the same proteins, and the
+    family clustering of Uni-FEP's 468 protein files takes about 1.8 min."""
+    @functools.lru_cache(maxsize=4)
+    def by_state(state: tuple, threshold: float) -> dict[Path, str]:
+        return clusters([Path(path) for path, _, _ in state], threshold)
+
+    @functools.wraps(clusters)
+    def remembered(proteins: Iterable[Path], threshold: float) -> dict[Path, str]:
+        files = sorted(set(proteins))
+        state = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        return dict(by_state(state, threshold))
+
+    remembered.cache_info = by_state.cache_info  # type: ignore[attr-defined]
+    return remembered
 
 
 def chain_sequences(path: Path) -> list[str]:
@@ -58,6 +77,7 @@ def identity(first: str, second: str, aligner: PairwiseAligner | None = None) ->
     return aligner.score(first, second) / min(len(first), len(second))
 
 
+@_remembered
 def target_clusters(proteins: Iterable[Path], threshold: float) -> dict[Path, str]:
     """Each protein file's cluster: files with a chain pair at ``threshold`` identity or more are
     linked, and linked files (transitively) form one cluster, named by its first file's stem."""
@@ -87,6 +107,7 @@ def _family_aligner() -> PairwiseAligner:
     return aligner
 
 
+@_remembered
 def family_clusters(proteins: Iterable[Path], threshold: float) -> dict[Path, str]:
     """Like :func:`target_clusters` at the level of protein families: two files are linked when a
     chain pair's local BLOSUM62 alignment score is at least ``threshold`` of the smaller chain's
