@@ -16,7 +16,7 @@ LABEL_KINDS = ("pk", "dg_kcal_mol")
 SPLIT_STRATEGIES = ("random", "grouped", "target", "family", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LIGAND_FORMATS = ("sdf", "mol2")
+LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
 

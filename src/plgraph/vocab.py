@@ -34,7 +34,9 @@ DEGREES = 7  # 0..5 bonded heavy atoms, 6 = more
 FORMAL_CHARGES = (0, -2, -1, 1, 2)  # index 0 = neutral; anything beyond +-2 maps to "other" (0)
 HYBRIDIZATIONS = ("other", "S", "SP", "SP2", "SP3", "SP3D", "SP3D2")
 TOTAL_HS = 5  # 0..3 attached hydrogens, 4 = more
-CHIRALITIES = ("other", "CHI_UNSPECIFIED", "CHI_TETRAHEDRAL_CW", "CHI_TETRAHEDRAL_CCW")
+# CIP labels, not RDKit's CW/CCW tags: a tag is relative to the order of the atom's bonds, so the
+# same centre is CW in one file's atom order and CCW in another's (a pdbqt, a SMILES).
+CHIRALITIES = ("other", "none", "R", "S")
 
 LIGAND_ATOM_FEATURES = {
     "element": len(ELEMENTS),

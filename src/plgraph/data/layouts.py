@@ -1,7 +1,8 @@
 """Input readers, one per layout users actually have; each returns records and failures.
 
-- ``pdbbind``: ``<root>/<id>/<id>_pocket.pdb`` (or ``_protein.pdb``, cut around the ligand) and
-  ``<id>_ligand.sdf`` / ``.mol2``; labels from an INDEX file or CSV.
+- ``pdbbind``: ``<root>/<id>/<id>_pocket.pdb`` (or ``_protein.pdb``, cut around the ligand; or
+  either as AutoDock ``.pdbqt``) and ``<id>_ligand.sdf`` / ``.mol2`` (``.pdbqt`` where
+  ``featurize.ligand_formats`` lists it); labels from an INDEX file or CSV.
 - ``series``: ``<root>/**/<system>_protein.pdb`` + ``<system>_ligands.sdf``, the label an SDF
   property of each record (``data.label_property``), grouped by system.
 - ``manifest``: a CSV with ``id,protein,ligand`` and optional ``label,group``; paths relative to
@@ -39,7 +40,9 @@ from plgraph.data.records import (
 )
 from plgraph.errors import FeaturizationError, InputError, plain_suffix, read_text
 
-LIGAND_SUFFIXES = {"sdf": ".sdf", "mol2": ".mol2"}
+LIGAND_SUFFIXES = {"sdf": ".sdf", "mol2": ".mol2", "pdbqt": ".pdbqt"}
+# A complex directory's protein: the first of these that exists.
+PROTEIN_SUFFIXES = ("_pocket.pdb", "_protein.pdb", "_pocket.pdbqt", "_protein.pdbqt")
 
 
 def read_inputs(data: DataConfig, featurize: FeaturizeConfig,
@@ -95,8 +98,8 @@ def read_pdbbind(root: Path, labels_file: Path | None, featurize: FeaturizeConfi
                                                        f"{labels_file}"))
     for complex_id, label in sorted(labels.items()):
         folder = root / complex_id
-        protein = next((p for p in (folder / f"{complex_id}_pocket.pdb",
-                                    folder / f"{complex_id}_protein.pdb") if p.is_file()), None)
+        protein = next((p for p in (folder / f"{complex_id}{suffix}"
+                                    for suffix in PROTEIN_SUFFIXES) if p.is_file()), None)
         ligands = tuple(folder / f"{complex_id}_ligand{LIGAND_SUFFIXES[fmt]}"
                         for fmt in featurize.ligand_formats)
         if protein is None or not any(p.is_file() for p in ligands):

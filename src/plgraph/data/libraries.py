@@ -1,4 +1,5 @@
-"""Multi-ligand files read record by record: SDF (gzipped or not) and SMILES libraries.
+"""Multi-ligand files read record by record: SDF, mol2 and pdbqt poses (gzipped or not) and
+SMILES libraries.
 
 A screening library can hold millions of ligands: each reader yields one record (or the failure
 that takes its place) at a time, in file order, so prediction streams it in chunks, and one bad
@@ -21,7 +22,15 @@ from plgraph.data.labels import (
     plausible,
 )
 from plgraph.data.records import ComplexRecord, Failure, ReadResult, dg_to_pk
-from plgraph.errors import FeaturizationError, InputError, iter_lines, plain_stem, plain_suffix
+from plgraph.errors import (
+    FeaturizationError,
+    InputError,
+    iter_lines,
+    plain_stem,
+    plain_suffix,
+    read_text,
+)
+from plgraph.featurize.pdbqt import pdbqt_ligand_name, pdbqt_models
 
 log = logging.getLogger(__name__)
 _SDF_PROPERTY = re.compile(r"^>\s*<([^>]+)>")
@@ -240,7 +249,7 @@ def _library_csv_rows(library: Path, smiles_column: str, name_column: str,
 def iter_ligand_records(ligands: Path, protein: Path, system: str, label_property: str | None,
                         label_kind: str) -> Iterator[ComplexRecord | Failure]:
     """The records of a multi-ligand file in the format its name says (``.sdf``, ``.mol``,
-    ``.mol2``, each optionally ``.gz``), for prediction (labels optional)."""
+    ``.mol2``, ``.pdbqt``, each optionally ``.gz``), for prediction (labels optional)."""
     suffix = plain_suffix(ligands)
     if suffix in (".sdf", ".sd", ".mol"):
         return iter_sdf_records(ligands, protein, system, label_property, label_kind)
@@ -249,8 +258,32 @@ def iter_ligand_records(ligands: Path, protein: Path, system: str, label_propert
             log.warning("%s: mol2 records carry no properties: label_property=%s is not read",
                         ligands, label_property)
         return iter_mol2_records(ligands, protein, system)
+    if suffix == ".pdbqt":
+        if label_property:
+            log.warning("%s: pdbqt poses carry no properties: label_property=%s is not read",
+                        ligands, label_property)
+        return iter_pdbqt_records(ligands, protein, system)
     raise InputError(f"ligands={ligands}: unknown ligand file type {suffix!r}; valid: .sdf, .mol, "
-                     ".mol2 (each optionally .gz), or .smi / .csv with reference=")
+                     ".mol2, .pdbqt (each optionally .gz), or .smi / .csv with reference=")
+
+
+def iter_pdbqt_records(pdbqt: Path, protein: Path, system: str
+                       ) -> Iterator[ComplexRecord | Failure]:
+    """Each ``MODEL`` of a pdbqt file (Vina's output: the poses of one ligand, best first) as a
+    record named after the ligand, so that prediction scores every pose and aggregates them as
+    one ligand; a file without ``MODEL`` is one pose. A file is one ligand, so it is read whole."""
+    _check_protein_file(protein, pdbqt)
+    try:
+        text = read_text(pdbqt)
+    except FeaturizationError as error:
+        yield Failure(f"{system}/{plain_stem(pdbqt)}", str(error), plain_stem(pdbqt), 0)
+        return
+    name = pdbqt_ligand_name(text) or plain_stem(pdbqt)
+    for index, (block, first_line) in enumerate(pdbqt_models(text)):
+        yield ComplexRecord(id=f"{system}/{name}", protein=protein, ligand_block=block,
+                            ligand_format="pdbqt", ligand_name=name, ligand_index=index,
+                            ligand_source=f"{pdbqt}: pose {index + 1} (MODEL from line "
+                                          f"{first_line})", ligand_line=first_line, group=system)
 
 
 def iter_mol2_records(mol2: Path, protein: Path, system: str) -> Iterator[ComplexRecord | Failure]:

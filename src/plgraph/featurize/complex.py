@@ -23,9 +23,12 @@ from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_e
 # Bump on ANY change to what the graphs contain (features, vocabularies, edge rules, dtypes,
 # posing). 2: ligands given as SMILES are posed (featurize.posing joins the config). 3: the
 # posing core is grown from a RASCAL seed and embeddings stop at the first clash-free round.
-# 4: posing's embeddings after the first round go without ETKDG's torsion knowledge.
+# 4: posing's embeddings after the first round go without ETKDG's torsion knowledge. 5: a ligand
+# read from a file has its stereo centres from its pose and its hydrogens counted (an aromatic
+# CH counted none), and the chirality feature is the CIP label (R/S), not the atom-order-relative
+# CW/CCW tag.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 4
+DATA_PROCESSING_VERSION = 5
 
 LIGAND = "ligand"
 PROTEIN = "protein"

@@ -1,4 +1,4 @@
-"""The ligand: reading (SDF / mol2 with fallback) and its heavy-atom graph."""
+"""The ligand: reading (SDF / mol2 / pdbqt with fallback) and its heavy-atom graph."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rdkit import Chem, rdBase
 
 from plgraph import vocab
 from plgraph.errors import FeaturizationError, plain_suffix, read_text
+from plgraph.featurize.pdbqt import FILE_INDEX, parse_pdbqt_ligand
 
 # RDKit would print every parse problem to stderr, where nobody connects it to a complex. Its log
 # goes to a silent Python logger instead; parse_ligand_block collects the messages into the
@@ -27,7 +28,7 @@ _HYBRIDIZATION_INDEX = {name: i for i, name in enumerate(vocab.HYBRIDIZATIONS)}
 _CHIRALITY_INDEX = {name: i for i, name in enumerate(vocab.CHIRALITIES)}
 _BOND_INDEX = {name: i for i, name in enumerate(vocab.BOND_TYPES)}
 _CHARGE_INDEX = {charge: i for i, charge in enumerate(vocab.FORMAL_CHARGES)}
-SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2"}  # each also as .gz
+SUFFIX_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2", ".pdbqt": "pdbqt"}  # and .gz
 # Å: a pose spans more than this in z (any real 3D pose does, by far: the flattest ligand in
 # data/sample, the PDBbind toy set and the FEP benchmark spans 1.17 Å); a 2D depiction written
 # with a stray z (one atom at z = 0.001) does not.
@@ -37,11 +38,12 @@ INPUT_INDEX = "plgraph_input_index"
 
 
 def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) -> Chem.Mol:
-    """Parse one ligand record (``sdf`` mol block or ``mol2``), sanitize it and check its 3D pose.
+    """Parse one ligand record (``sdf`` mol block, ``mol2`` or ``pdbqt``, whose first MODEL is
+    taken), sanitize it and check its 3D pose.
 
     Args:
         text: the record's text.
-        fmt: ``sdf`` or ``mol2``.
+        fmt: ``sdf``, ``mol2`` or ``pdbqt``.
         source: what to name in error messages (file, or file and record).
         first_line: the file line ``text`` starts on; RDKit counts lines from the record's start,
             and messages should name the line of the file.
@@ -50,24 +52,39 @@ def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) ->
         FeaturizationError: unparsable, failing sanitization, or without finite 3D coordinates.
     """
     readers = {"sdf": Chem.MolFromMolBlock, "mol2": Chem.MolFromMol2Block}
-    if fmt not in readers:
-        raise ValueError(f"unknown ligand format {fmt!r}; valid: {sorted(readers)}")
-    with rdkit_messages() as messages:
-        mol = readers[fmt](text, sanitize=False, removeHs=False)
-    if mol is None or mol.GetNumAtoms() == 0:
-        said = f" ({_file_lines('; '.join(messages), first_line)})" if messages else ""
-        raise FeaturizationError(f"{source}: RDKit cannot parse it as {fmt}{said}")
+    if fmt == "pdbqt":
+        mol = parse_pdbqt_ligand(text, source, first_line)
+    elif fmt in readers:
+        with rdkit_messages() as messages:
+            mol = readers[fmt](text, sanitize=False, removeHs=False)
+        if mol is None or mol.GetNumAtoms() == 0:
+            said = f" ({_file_lines('; '.join(messages), first_line)})" if messages else ""
+            raise FeaturizationError(f"{source}: RDKit cannot parse it as {fmt}{said}")
+    else:
+        raise ValueError(f"unknown ligand format {fmt!r}; valid: {sorted(readers)}, pdbqt")
     try:
         Chem.SanitizeMol(mol)
     except Exception as error:  # RDKit raises several MolSanitizeException subclasses
         raise FeaturizationError(f"{source}: fails RDKit sanitization: {error}") from None
+    if mol.GetNumConformers():
+        # R/S from the pose, on true stereo centres only: the reader tags every atom with four
+        # neighbours in 3D CW or CCW, and a ligand posed from SMILES (or read from pdbqt) has
+        # tags on its stereo centres alone; the chirality feature must mean one thing for all.
+        Chem.AssignStereochemistryFrom3D(mol)
     hydrogens = mol.GetNumAtoms()
     for atom in mol.GetAtoms():  # the file's numbering, for per-atom output (plgraph.explain)
-        atom.SetIntProp(INPUT_INDEX, atom.GetIdx())
-    mol = Chem.RemoveAllHs(mol, sanitize=False)
-    if mol.GetNumAtoms() == 0:
+        atom.SetIntProp(INPUT_INDEX, atom.GetIntProp(FILE_INDEX) if atom.HasProp(FILE_INDEX)
+                        else atom.GetIdx())
+    if all(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):
         raise FeaturizationError(f"{source}: ligand has only hydrogens ({hydrogens} atoms), no "
                                  "heavy atom")
+    # Sanitized again, so that each heavy atom counts the hydrogens it lost as implicit ones
+    # (unsanitized, an aromatic CH counted none, and only a CW/CCW-tagged atom kept its count).
+    try:
+        mol = Chem.RemoveAllHs(mol, sanitize=True)
+    except Exception as error:  # RDKit raises several MolSanitizeException subclasses
+        raise FeaturizationError(f"{source}: fails RDKit sanitization once its hydrogens are "
+                                 f"removed: {error}") from None
     _check_pose(mol, source)
     return mol
 
@@ -128,6 +145,8 @@ def _check_pose(mol: Chem.Mol, source: str) -> None:
 
 def ligand_atom_features(mol: Chem.Mol) -> np.ndarray:
     """Categorical atom features, one row per heavy atom, columns as ``LIGAND_ATOM_FEATURES``."""
+    centres = dict(Chem.FindMolChiralCenters(mol, includeUnassigned=False,
+                                             useLegacyImplementation=False))
     rows = [
         (
             vocab.element_index(atom.GetSymbol()),
@@ -137,7 +156,7 @@ def ligand_atom_features(mol: Chem.Mol) -> np.ndarray:
             int(atom.GetIsAromatic()),
             min(atom.GetTotalNumHs(), vocab.TOTAL_HS - 1),
             int(atom.IsInRing()),
-            _CHIRALITY_INDEX.get(str(atom.GetChiralTag()), 0),
+            _CHIRALITY_INDEX.get(centres.get(atom.GetIdx(), "none"), 0),
         )
         for atom in mol.GetAtoms()
     ]

@@ -12,7 +12,9 @@ Rules, applied in this order to every protein or pocket file:
    ligand; a file named ``*_pocket.pdb`` is a pocket already and is used as given.
 
 PDB and mmCIF files (``.cif``, what the PDB serves by default), each optionally gzipped, give the
-same atoms: Biopython's two parsers build the same structure, and the rules read only that.
+same atoms: Biopython's two parsers build the same structure, and the rules read only that. An
+AutoDock receptor ``.pdbqt`` is read as PDB with the elements of its atom types
+(:mod:`plgraph.featurize.pdbqt`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from scipy.spatial import cKDTree
 from plgraph import vocab
 from plgraph.config import FeaturizeConfig
 from plgraph.errors import FeaturizationError, plain_suffix, read_text
+from plgraph.featurize.pdbqt import pdbqt_to_pdb
 
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
 _HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})
@@ -37,9 +40,10 @@ MMCIF_SUFFIXES = (".cif", ".mmcif")
 
 def is_pocket_file(path: Path | str) -> bool:
     """The one rule deciding whether a protein file is used as given or cut around the ligand:
-    ``*_pocket.pdb`` (or ``.cif``, each optionally ``.gz``)."""
+    ``*_pocket.pdb`` (or ``.pdbqt``, ``.cif``, each optionally ``.gz``)."""
     name = Path(path).name.lower().removesuffix(".gz")
-    return any(name.endswith(f"_pocket{suffix}") for suffix in (".pdb", *MMCIF_SUFFIXES))
+    return any(name.endswith(f"_pocket{suffix}")
+               for suffix in (".pdb", ".pdbqt", *MMCIF_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
     if not text.strip():
         raise FeaturizationError(f"{path}: protein file is empty")
     mmcif = plain_suffix(path) in MMCIF_SUFFIXES
+    if plain_suffix(path) == ".pdbqt":
+        text = pdbqt_to_pdb(text, str(path))
     if not mmcif:
         _check_coordinate_columns(path, text)
     try:

@@ -1,0 +1,181 @@
+"""AutoDock pdbqt input: files made by the tools users make them with (Meeko for ligands, Open
+Babel for ligands and receptors) give the graphs of the PDB/SDF pair they were made from, and a
+Vina-style file of several MODELs is several poses of one ligand in predict.py."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FEP, REPO, missing_shared
+from rdkit import Chem
+from rdkit.Chem import rdForceFieldHelpers
+from test_predict import run_predict, trained  # noqa: F401 (trained is a fixture)
+
+from plgraph.config import FeaturizeConfig
+from plgraph.errors import FeaturizationError
+from plgraph.featurize import featurize_complex, load_protein, read_ligand_files
+from plgraph.featurize.pdbqt import pdbqt_models, pdbqt_to_pdb
+
+meeko = pytest.importorskip("meeko", reason="pip install -e '.[dev]' (Meeko writes the files)")
+pybel = pytest.importorskip("openbabel.pybel", reason="pip install -e '.[dev]' (openbabel-wheel)")
+
+CONFIG = FeaturizeConfig()
+MINI = REPO / "tests" / "data" / "uni-fep-mini"
+SYSTEMS = ["Hermite|FKBP12", "WaterSet|Brd4(1)-ASH106", "ChEMBL|F10|CHEMBL661801"]
+# Å: pdbqt writes 3 decimals, SDF 4.
+COORDINATE_ROUNDING = 1e-3
+
+
+def meeko_pdbqt(mol: Chem.Mol) -> str:
+    """What mk_prepare_ligand.py writes: heavy atoms, polar hydrogens, REMARK SMILES (+ IDX)."""
+    setups = meeko.MoleculePreparation().prepare(Chem.AddHs(mol, addCoords=True))
+    text, ok, error = meeko.PDBQTWriterLegacy.write_string(setups[0])
+    assert ok, error
+    return text
+
+
+def obabel_pdbqt(path: Path, fmt: str, **options) -> str:
+    return next(pybel.readfile(fmt, str(path))).write("pdbqt", opt=options)
+
+
+def graph(ligand_path: Path, protein_path: Path):
+    ligand = read_ligand_files([ligand_path], ligand_path.name)
+    return featurize_complex(ligand, load_protein(protein_path, CONFIG), CONFIG, "x",
+                             cut_pocket=True)
+
+
+def assert_same_graph(ours, reference) -> None:
+    """Same atoms, bonds, coordinates and edges, the ligand atoms matched by position (a pdbqt
+    lists them in another order)."""
+    pos, ref_pos = ours["ligand"].pos.numpy(), reference["ligand"].pos.numpy()
+    assert pos.shape == ref_pos.shape
+    distance = np.linalg.norm(pos[:, None] - ref_pos[None], axis=-1)
+    order = distance.argmin(axis=1)  # ours -> reference
+    assert sorted(order) == list(range(len(ref_pos)))
+    assert distance.min(axis=1).max() < COORDINATE_ROUNDING
+    assert torch.equal(ours["ligand"].x, reference["ligand"].x[order])
+    for key in ("x", "pos"):
+        assert torch.allclose(ours["protein"][key].double(), reference["protein"][key].double(),
+                              atol=COORDINATE_ROUNDING)
+    bonds = ours["ligand", "bond", "ligand"]
+    mapped = {(int(order[a]), int(order[b]), tuple(attr.tolist()))
+              for (a, b), attr in zip(bonds.edge_index.T.tolist(), bonds.edge_attr, strict=True)}
+    ref_bonds = reference["ligand", "bond", "ligand"]
+    assert mapped == {(a, b, tuple(attr.tolist())) for (a, b), attr
+                      in zip(ref_bonds.edge_index.T.tolist(), ref_bonds.edge_attr, strict=True)}
+    contacts = ours["ligand", "interacts", "protein"].edge_index
+    ref_contacts = reference["ligand", "interacts", "protein"].edge_index
+    assert {(int(order[a]), b) for a, b in contacts.T.tolist()} == set(
+        map(tuple, ref_contacts.T.tolist()))
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_a_meeko_ligand_gives_the_graph_of_its_sdf(system, tmp_path):
+    folder = MINI / system
+    sdf = folder / "ref_ligand.sdf"
+    pdbqt = tmp_path / "ligand.pdbqt"
+    pdbqt.write_text(meeko_pdbqt(Chem.MolFromMolFile(str(sdf), removeHs=False)))
+    assert "REMARK SMILES IDX" in pdbqt.read_text()
+    assert_same_graph(graph(pdbqt, folder / "protein.pdb"), graph(sdf, folder / "protein.pdb"))
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_a_ligand_with_every_hydrogen_gets_its_bond_orders_perceived(system, tmp_path):
+    """F10's ligand is a cation (an ammonium): charge 0 would also fit, as a zwitterion."""
+    folder = MINI / system
+    pdbqt = tmp_path / "ligand.pdbqt"
+    pdbqt.write_text(obabel_pdbqt(folder / "ref_ligand.sdf", "sdf", h=None))  # obabel -xh
+    assert "REMARK SMILES" not in pdbqt.read_text()
+    assert_same_graph(graph(pdbqt, folder / "protein.pdb"),
+                      graph(folder / "ref_ligand.sdf", folder / "protein.pdb"))
+
+
+def test_a_ligand_without_smiles_or_non_polar_hydrogens_is_refused(tmp_path):
+    pdbqt = tmp_path / "ligand.pdbqt"
+    pdbqt.write_text(obabel_pdbqt(MINI / SYSTEMS[0] / "ref_ligand.sdf", "sdf"))  # obabel default
+    with pytest.raises(FeaturizationError, match=r"ligand\.pdbqt: no usable ligand file.*"
+                                                 r"cannot be perceived reliably.*Meeko"):
+        read_ligand_files([pdbqt], "ligand.pdbqt")
+
+
+def test_a_perceived_structure_with_a_charged_carbon_or_sulfur_is_refused(tmp_path):
+    """rdDetermineBonds reads MCL1's benzothiophene carboxylates as thiophenium carbanions."""
+    series = FEP / "fragments" / "frag_mcl1_noweak_ligands.sdf"
+    if not series.is_file():
+        missing_shared(FEP)
+    pdbqt = tmp_path / "mcl1.pdbqt"
+    pdbqt.write_text(obabel_pdbqt(series, "sdf", h=None))
+    with pytest.raises(FeaturizationError, match=r"no plausible structure.*charged S\+1"):
+        read_ligand_files([pdbqt], "mcl1")
+
+
+@pytest.mark.parametrize("system", SYSTEMS[:2])
+def test_a_receptor_pdbqt_gives_the_atoms_of_its_pdb(system, tmp_path):
+    folder = MINI / system
+    pdbqt = tmp_path / "receptor.pdbqt"
+    pdbqt.write_text(obabel_pdbqt(folder / "protein.pdb", "pdb", r=None))  # obabel -xr
+    ours, reference = load_protein(pdbqt, CONFIG), load_protein(folder / "protein.pdb", CONFIG)
+    assert len(ours) == len(reference) > 100
+    np.testing.assert_allclose(ours.pos, reference.pos, atol=COORDINATE_ROUNDING)
+    assert (ours.features == reference.features).all()
+    assert (ours.residue_index == reference.residue_index).all()
+
+
+def test_an_unknown_autodock_type_names_the_line():
+    line = "ATOM      1  C   UNL     1      -1.000   2.000   3.000  0.00  0.00    +0.000 Xx"
+    with pytest.raises(FeaturizationError, match=r"r\.pdbqt, line 2: unknown AutoDock atom "
+                                                 r"type 'Xx'"):
+        pdbqt_to_pdb("REMARK\n" + line + "\n", "r.pdbqt")
+
+
+def test_vina_models_share_the_remarks_before_the_first():
+    text = ("REMARK SMILES CCO\nREMARK SMILES IDX 1 1\nMODEL 1\nREMARK VINA RESULT: -7.1\n"
+            "ATOM\nENDMDL\nMODEL 2\nREMARK VINA RESULT: -6.5\nATOM\nENDMDL\n")
+    models = pdbqt_models(text)
+    assert [first_line for _, first_line in models] == [3, 7]
+    assert all(block.startswith("REMARK SMILES CCO\nREMARK SMILES IDX 1 1\nMODEL") for block, _
+               in models)
+
+
+@pytest.mark.slow
+def test_vina_output_is_scored_per_model_and_matches_the_sdf(trained, tmp_path):  # noqa: F811
+    """A receptor pdbqt and a ligand pdbqt of two MODELs (the given pose and an MMFF-relaxed one,
+    Meeko's remarks in each, as Vina writes them): one row for the ligand, one per pose, and the
+    first pose scored as the same pose read from the SDF."""
+    series = FEP / "jacs_set" / "tyk2"
+    if not series.with_name("tyk2_ligands.sdf").is_file():
+        missing_shared(FEP)
+    given = next(iter(Chem.SDMolSupplier(str(series.with_name("tyk2_ligands.sdf")),
+                                         removeHs=False)))
+    relaxed = Chem.Mol(given)
+    rdForceFieldHelpers.MMFFOptimizeMolecule(relaxed, maxIters=50)
+    models = [meeko_pdbqt(mol) for mol in (given, relaxed)]
+    docked = tmp_path / "docked.pdbqt"
+    docked.write_text("".join(f"MODEL {i + 1}\nREMARK VINA RESULT: -{9 - i}.0 0.000 0.000\n"
+                              f"{text}ENDMDL\n" for i, text in enumerate(models)))
+    receptor = tmp_path / "receptor.pdbqt"
+    receptor.write_text(obabel_pdbqt(series.with_name("tyk2_protein.pdb"), "pdb", r=None))
+    single = tmp_path / "given.sdf"
+    with Chem.SDWriter(str(single)) as writer:
+        writer.write(given)
+    _, run = trained
+    checkpoint = f"checkpoint={run / 'checkpoints' / 'best.pt'}"
+    result = run_predict(checkpoint, f"protein={receptor}", f"ligands={docked}",
+                         f"output={tmp_path / 'vina.csv'}", "pose_aggregation=first",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference = run_predict(checkpoint, f"protein={series.with_name('tyk2_protein.pdb')}",
+                            f"ligands={single}", f"output={tmp_path / 'sdf.csv'}", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+    ligands = list(csv.DictReader((tmp_path / "vina.csv").open()))
+    poses = list(csv.DictReader((tmp_path / "vina_poses.csv").open()))
+    assert [r["ligand_name"] for r in ligands] == ["docked"]
+    assert [(r["pose_index"], r["status"]) for r in poses] == [("0", "ok"), ("1", "ok")]
+    assert poses[0]["predicted_pk"] != poses[1]["predicted_pk"]
+    sdf_row = next(csv.DictReader((tmp_path / "sdf.csv").open()))
+    assert float(ligands[0]["predicted_pk"]) == pytest.approx(float(sdf_row["predicted_pk"]),
+                                                             abs=1e-3)
