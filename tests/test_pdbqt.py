@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FEP, REPO, missing_shared
+from conftest import FEP, REPO, copy_sample, data_config, missing_shared
 from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers
 from test_predict import run_predict, trained  # noqa: F401 (trained is a fixture)
 
-from plgraph.config import FeaturizeConfig
+from plgraph.config import FeaturizeConfig, SplitConfig
+from plgraph.data import prepare_data
 from plgraph.errors import FeaturizationError
 from plgraph.featurize import featurize_complex, load_protein, read_ligand_files
 from plgraph.featurize.pdbqt import pdbqt_models, pdbqt_to_pdb
@@ -48,29 +49,32 @@ def graph(ligand_path: Path, protein_path: Path):
                              cut_pocket=True)
 
 
-def assert_same_graph(ours, reference) -> None:
-    """Same atoms, bonds, coordinates and edges, the ligand atoms matched by position (a pdbqt
-    lists them in another order)."""
-    pos, ref_pos = ours["ligand"].pos.numpy(), reference["ligand"].pos.numpy()
-    assert pos.shape == ref_pos.shape
-    distance = np.linalg.norm(pos[:, None] - ref_pos[None], axis=-1)
-    order = distance.argmin(axis=1)  # ours -> reference
-    assert sorted(order) == list(range(len(ref_pos)))
+def position_order(pos: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """For each of our atoms, the reference atom at its position (a pdbqt lists atoms in another
+    order: Meeko's SMILES order, Open Babel's residue order)."""
+    pos, reference = pos.double().numpy(), reference.double().numpy()
+    assert pos.shape == reference.shape
+    distance = np.linalg.norm(pos[:, None] - reference[None], axis=-1)
+    order = distance.argmin(axis=1)
+    assert sorted(order) == list(range(len(reference)))
     assert distance.min(axis=1).max() < COORDINATE_ROUNDING
-    assert torch.equal(ours["ligand"].x, reference["ligand"].x[order])
-    for key in ("x", "pos"):
-        assert torch.allclose(ours["protein"][key].double(), reference["protein"][key].double(),
-                              atol=COORDINATE_ROUNDING)
-    bonds = ours["ligand", "bond", "ligand"]
-    mapped = {(int(order[a]), int(order[b]), tuple(attr.tolist()))
-              for (a, b), attr in zip(bonds.edge_index.T.tolist(), bonds.edge_attr, strict=True)}
-    ref_bonds = reference["ligand", "bond", "ligand"]
-    assert mapped == {(a, b, tuple(attr.tolist())) for (a, b), attr
-                      in zip(ref_bonds.edge_index.T.tolist(), ref_bonds.edge_attr, strict=True)}
-    contacts = ours["ligand", "interacts", "protein"].edge_index
-    ref_contacts = reference["ligand", "interacts", "protein"].edge_index
-    assert {(int(order[a]), b) for a, b in contacts.T.tolist()} == set(
-        map(tuple, ref_contacts.T.tolist()))
+    return order
+
+
+def assert_same_graph(ours, reference) -> None:
+    """Same atoms, features, bonds, coordinates and edges, atoms matched by position."""
+    order = {kind: position_order(ours[kind].pos, reference[kind].pos)
+             for kind in ("ligand", "protein")}
+    for kind in order:
+        assert torch.equal(ours[kind].x, reference[kind].x[order[kind]]), kind
+    for (source, relation, target) in reference.edge_types:
+        edges, ref_edges = ours[source, relation, target], reference[source, relation, target]
+        attr = "edge_attr" if "edge_attr" in ref_edges else None
+        ours_set = {(int(order[source][a]), int(order[target][b]),
+                     tuple(edges[attr][i].tolist()) if attr else ())
+                    for i, (a, b) in enumerate(edges.edge_index.T.tolist())}
+        assert ours_set == {(a, b, tuple(ref_edges[attr][i].tolist()) if attr else ())
+                            for i, (a, b) in enumerate(ref_edges.edge_index.T.tolist())}, relation
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -123,6 +127,31 @@ def test_a_receptor_pdbqt_gives_the_atoms_of_its_pdb(system, tmp_path):
     np.testing.assert_allclose(ours.pos, reference.pos, atol=COORDINATE_ROUNDING)
     assert (ours.features == reference.features).all()
     assert (ours.residue_index == reference.residue_index).all()
+
+
+def test_the_pdbbind_layout_reads_a_pdbqt_pocket_and_ligand(tmp_path):
+    """`<id>_pocket.pdbqt` is found as the pocket, `<id>_ligand.pdbqt` where ligand_formats
+    lists pdbqt; the cached graphs are those of the PDB/SDF originals."""
+    ids = ("1h1d", "1eve")
+    pdbqt_root = copy_sample(tmp_path / "pdbqt", ids)
+    original = copy_sample(tmp_path / "original", ids)
+    for complex_id in ids:
+        folder = pdbqt_root / complex_id
+        # From the mol2: PDBbind's SDF bonds carry ring/chain queries, which Meeko refuses.
+        ligand = read_ligand_files([folder / f"{complex_id}_ligand.mol2"], complex_id)
+        (folder / f"{complex_id}_ligand.pdbqt").write_text(meeko_pdbqt(ligand))
+        pocket = folder / f"{complex_id}_pocket.pdb"
+        (folder / f"{complex_id}_pocket.pdbqt").write_text(obabel_pdbqt(pocket, "pdb", r=None))
+        for path in (pocket, *folder.glob("*_ligand.sdf"), *folder.glob("*_ligand.mol2")):
+            path.unlink()
+    split = SplitConfig(train=0.5, val=0.5, test=0.0)
+    ours = prepare_data(data_config(pdbqt_root), FeaturizeConfig(ligand_formats=["pdbqt"]),
+                        split).cache
+    reference = prepare_data(data_config(original), FeaturizeConfig(ligand_formats=["mol2"]),
+                             split).cache
+    assert ours.ids == reference.ids == sorted(ids)
+    for index in range(len(ids)):
+        assert_same_graph(ours[index], reference[index])
 
 
 def test_an_unknown_autodock_type_names_the_line():

@@ -28,6 +28,7 @@ COVALENT_TOLERANCE = 0.45  # Å, the usual slack of distance-based bond percepti
 
 METALS = frozenset({"ZN", "MG", "CA", "MN", "FE", "CO", "NI", "CU", "NA", "K", "CD", "HG",
                     "LI", "SR", "BA", "CS", "RB", "AL", "GA", "PT", "AU", "AG", "PB", "W", "MO"})
+HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})
 
 # --- ligand atoms ---
 DEGREES = 7  # 0..5 bonded heavy atoms, 6 = more

@@ -29,6 +29,7 @@ from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 from rdkit.Geometry import Point3D
 
+from plgraph import vocab
 from plgraph.errors import FeaturizationError
 
 # AutoDock 4 atom types (and the ones Meeko adds) -> element. A, NA, OA, SA: aromatic carbon and
@@ -52,6 +53,7 @@ _NET_CHARGES = (0, -1, 1, -2, 2)
 # rdDetermineBonds (xyz2mol) gets some sulfur heterocycles wrong, e.g. a benzothiophene
 # carboxylate as a thiophenium with a carbanion: a charged C, S or O(+) marks such a failure.
 _PLAUSIBLE_CHARGES = {("N", 1), ("N", -1), ("O", -1)}
+_ION_ELEMENTS = vocab.METALS | vocab.HALIDE_IONS
 # Atom property: the atom's index among the file's atom lines (pseudo-atoms left out).
 FILE_INDEX = "pdbqt_file_index"
 
@@ -93,10 +95,19 @@ def pdbqt_to_pdb(text: str, source: str) -> str:
         if record in ("ATOM", "HETATM"):
             element = autodock_element(line, f"{source}, line {number}")
             if element is not None:
-                out.append(f"{line[:66]:<66}          {element.upper():>2}")
+                # Open Babel writes every atom as ATOM, and the protein rules know an ion by its
+                # HETATM record (waters they know by name). Other hetero groups keep the record
+                # the file gives them: ATOM is also how it writes terminal residues (NSER).
+                ion = element.upper() in _ION_ELEMENTS and not _amino_acid(line[17:20].strip())
+                record = "HETATM" if ion else line[:6]
+                out.append(f"{record}{line[6:66]:<60}          {element.upper():>2}")
         elif record in ("MODEL", "ENDMDL", "TER", "END"):
             out.append(line)
     return "\n".join(out) + "\n"
+
+
+def _amino_acid(name: str) -> bool:
+    return vocab.RESIDUE_ALIASES.get(name, name) in vocab.AMINO_ACIDS
 
 
 def pdbqt_models(text: str) -> list[tuple[str, int]]:

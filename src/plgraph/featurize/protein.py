@@ -33,7 +33,6 @@ from plgraph.errors import FeaturizationError, plain_suffix, read_text
 from plgraph.featurize.pdbqt import pdbqt_to_pdb
 
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
-_HALIDE_IONS = frozenset({"CL", "BR", "I", "F"})
 _ROLE_HETERO, _ROLE_BACKBONE, _ROLE_SIDE_CHAIN = range(3)
 MMCIF_SUFFIXES = (".cif", ".mmcif")
 
@@ -181,7 +180,7 @@ def _residue_type(residue, hetflag: str, name: str) -> tuple[int, bool]:
     if not hetflag.startswith("H_"):
         return vocab.RESIDUE_INDEX["other"], False  # an ATOM record of a non-standard residue
     heavy = [a for a in residue.get_atoms() if (a.element or "").upper() not in ("H", "D")]
-    if len(heavy) == 1 and heavy[0].element.upper() in vocab.METALS | _HALIDE_IONS:
+    if len(heavy) == 1 and heavy[0].element.upper() in vocab.METALS | vocab.HALIDE_IONS:
         return vocab.RESIDUE_INDEX["ion"], True
     return vocab.RESIDUE_INDEX["hetero"], True
 
