@@ -154,6 +154,17 @@ def test_the_pdbbind_layout_reads_a_pdbqt_pocket_and_ligand(tmp_path):
         assert_same_graph(ours[index], reference[index])
 
 
+def test_the_series_layout_takes_a_pdbqt_protein_beside_the_sdf(tmp_path):
+    from plgraph.data.layouts import read_series
+
+    folder = MINI / SYSTEMS[1]
+    (tmp_path / "brd4_ligands.sdf").write_bytes((folder / "ref_ligand.sdf").read_bytes())
+    (tmp_path / "brd4_protein.pdbqt").write_text(obabel_pdbqt(folder / "protein.pdb", "pdb",
+                                                              r=None))
+    records = read_series(tmp_path, "", "pk", require_labels=False).records
+    assert [r.protein.name for r in records] == ["brd4_protein.pdbqt"]
+
+
 def test_an_unknown_autodock_type_names_the_line():
     line = "ATOM      1  C   UNL     1      -1.000   2.000   3.000  0.00  0.00    +0.000 Xx"
     with pytest.raises(FeaturizationError, match=r"r\.pdbqt, line 2: unknown AutoDock atom "

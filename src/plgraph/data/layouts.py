@@ -121,14 +121,18 @@ def _is_ours(name: str) -> bool:
 
 def read_series(root: Path, label_property: str, label_kind: str,
                 require_labels: bool = True) -> ReadResult:
-    """Every ``*_ligands.sdf`` under ``root`` with the ``*_protein.pdb`` beside it."""
+    """Every ``*_ligands.sdf`` under ``root`` with the ``*_protein.pdb`` (or ``.pdbqt``) beside
+    it."""
     result = ReadResult()
     sdfs = sorted(p for p in root.rglob("*_ligands.sdf") if "processed" not in p.parts)
     if not sdfs:
         raise InputError(f"{root}: no <system>_ligands.sdf files found for data.layout=series")
     for sdf in sdfs:
         system = sdf.relative_to(root).as_posix().removesuffix("_ligands.sdf")
-        protein = sdf.with_name(sdf.name.removesuffix("_ligands.sdf") + "_protein.pdb")
+        stem = sdf.name.removesuffix("_ligands.sdf")
+        protein = next((p for p in (sdf.with_name(f"{stem}_protein{suffix}")
+                                    for suffix in (".pdb", ".pdbqt")) if p.is_file()),
+                       sdf.with_name(f"{stem}_protein.pdb"))  # missing: its reader says so
         try:
             records = read_sdf_records(sdf, protein, system, label_property, label_kind,
                                        require_labels)
