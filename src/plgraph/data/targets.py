@@ -35,7 +35,8 @@ def _remembered(clusters: Callable[[list[Path], float], dict[Path, str]]):
     @functools.wraps(clusters)
     def remembered(proteins: Iterable[Path], threshold: float) -> dict[Path, str]:
         files = sorted(set(proteins))
-        state = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        state = tuple((str(f), stat.st_size, stat.st_mtime_ns)
+                      for f, stat in ((f, f.stat()) for f in files))
         return dict(by_state(state, threshold))
 
     remembered.cache_info = by_state.cache_info  # type: ignore[attr-defined]

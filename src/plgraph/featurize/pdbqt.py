@@ -132,7 +132,9 @@ def pdbqt_ligand_name(text: str) -> str:
 
 def parse_pdbqt_ligand(text: str, source: str, first_line: int = 1) -> Chem.Mol:
     """One ligand pose (the first ``MODEL`` where there are several) as an RDKit molecule, each
-    atom's index among the file's atom lines in its ``FILE_INDEX`` property; not yet sanitized.
+    atom's index among the file's atom lines in its ``FILE_INDEX`` property; not yet sanitized,
+    its stereo not yet assigned from the pose (``parse_ligand_block`` does both, for every
+    format).
 
     Raises:
         FeaturizationError: no atoms, an unknown atom type, a SMILES remark that does not map
@@ -209,7 +211,7 @@ def _from_smiles(smiles: str, pairs: list[int], atoms: list[PdbqtAtom],
     mol = Chem.RWMol(template)
     for index in sorted(unplaced, reverse=True):  # explicit [H] the map leaves out
         mol.RemoveAtom(index)
-    kept = [i for i in range(template.GetNumAtoms()) if i not in set(unplaced)]
+    kept = sorted(placed)  # the template's atoms left, in their order
     conformer = Chem.Conformer(mol.GetNumAtoms())
     for new_index, old_index in enumerate(kept):
         atom = atoms[placed[old_index]]
@@ -221,9 +223,7 @@ def _from_smiles(smiles: str, pairs: list[int], atoms: list[PdbqtAtom],
         conformer.SetAtomPosition(new_index, Point3D(*atom.xyz))
         mol.GetAtomWithIdx(new_index).SetIntProp(FILE_INDEX, placed[old_index])
     mol.AddConformer(conformer, assignId=True)
-    result = mol.GetMol()
-    Chem.AssignStereochemistryFrom3D(result)
-    return result
+    return mol.GetMol()
 
 
 def _has_non_polar_hydrogens(atoms: list[PdbqtAtom]) -> bool:
@@ -247,16 +247,17 @@ def _perceived(atoms: list[PdbqtAtom], source: str) -> Chem.Mol:
     charges: an ammonium with every hydrogen also fits charge 0 as a zwitterion with a carbanion;
     Open Babel writes zero partial charges where the input had none.)"""
     summed = float(np.sum([atom.charge for atom in atoms]))
+    unbonded = Chem.RWMol()
+    conformer = Chem.Conformer(len(atoms))
+    for index, atom in enumerate(atoms):
+        rd_atom = Chem.Atom(atom.element)
+        rd_atom.SetIntProp(FILE_INDEX, index)
+        unbonded.AddAtom(rd_atom)
+        conformer.SetAtomPosition(index, Point3D(*atom.xyz))
+    unbonded.AddConformer(conformer, assignId=True)
     candidates, reasons = [], []
     for charge in _NET_CHARGES:
-        mol = Chem.RWMol()
-        conformer = Chem.Conformer(len(atoms))
-        for index, atom in enumerate(atoms):
-            rd_atom = Chem.Atom(atom.element)
-            rd_atom.SetIntProp(FILE_INDEX, index)
-            mol.AddAtom(rd_atom)
-            conformer.SetAtomPosition(index, Point3D(*atom.xyz))
-        mol.AddConformer(conformer, assignId=True)
+        mol = Chem.RWMol(unbonded)
         try:
             rdDetermineBonds.DetermineBonds(mol, charge=charge)
         except (ValueError, RuntimeError) as error:
@@ -276,6 +277,4 @@ def _perceived(atoms: list[PdbqtAtom], source: str) -> Chem.Mol:
         raise FeaturizationError(
             f"{source}: RDKit's bond perception found no plausible structure ({'; '.join(reasons)})"
             ": give the ligand as SDF/mol2 or as a pdbqt written by Meeko")
-    result = min(candidates)[-1]
-    Chem.AssignStereochemistryFrom3D(result)
-    return result
+    return min(candidates)[-1]
