@@ -13,7 +13,7 @@ import torch
 from conftest import FEP, REPO, copy_sample, data_config, missing_shared
 from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers
-from test_predict import run_predict, trained  # noqa: F401 (trained is a fixture)
+from test_predict import run_predict
 
 from plgraph.config import FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
@@ -174,15 +174,38 @@ def test_an_unknown_autodock_type_names_the_line():
 
 def test_vina_models_share_the_remarks_before_the_first():
     text = ("REMARK SMILES CCO\nREMARK SMILES IDX 1 1\nMODEL 1\nREMARK VINA RESULT: -7.1\n"
-            "ATOM\nENDMDL\nMODEL 2\nREMARK VINA RESULT: -6.5\nATOM\nENDMDL\n")
+            "ATOM\nENDMDL\nMODEL 2\nREMARK VINA RESULT: -6.5\nATOM\nENDMDL")
     models = pdbqt_models(text)
     assert [first_line for _, first_line in models] == [3, 7]
-    assert all(block.startswith("REMARK SMILES CCO\nREMARK SMILES IDX 1 1\nMODEL") for block, _
-               in models)
+    # Each block is its MODEL's lines as in the file (so line numbers hold), then the remarks.
+    assert [block for block, _ in models] == [
+        f"MODEL {n}\nREMARK VINA RESULT: {score}\nATOM\nENDMDL\n"
+        "REMARK SMILES CCO\nREMARK SMILES IDX 1 1\n" for n, score in ((1, -7.1), (2, -6.5))]
+
+
+def test_an_error_in_the_second_model_names_its_line_in_the_file(tmp_path):
+    from plgraph.data.libraries import iter_pdbqt_records
+    from plgraph.featurize.ligand import parse_ligand_block
+
+    atom = "ATOM      1  C   UNL     1      -1.000   2.000   3.000  0.00  0.00    +0.000 {}\n"
+    docked = tmp_path / "docked.pdbqt"
+    docked.write_text("REMARK SMILES C\nREMARK SMILES IDX 1 1\nREMARK  Name = methane\n"
+                      f"MODEL 1\n{atom.format('C ')}ENDMDL\n"
+                      f"MODEL 2\nREMARK VINA RESULT: -1.0\n{atom.format('Xx')}ENDMDL\n")
+    protein = tmp_path / "protein.pdb"
+    protein.touch()
+    first, second = iter_pdbqt_records(docked, protein, "system")
+    assert parse_ligand_block(first.ligand_block, "pdbqt", first.ligand_source,
+                              first.ligand_line).GetNumAtoms() == 1
+    with pytest.raises(FeaturizationError, match=r"docked\.pdbqt: pose 2 \(MODEL from line 7\), "
+                                                 r"line 9: unknown AutoDock atom type 'Xx'"):
+        parse_ligand_block(second.ligand_block, "pdbqt", second.ligand_source, second.ligand_line)
+    with pytest.raises(FeaturizationError, match=r"x\.pdbqt, line 5: unknown AutoDock atom"):
+        parse_ligand_block(docked.read_text().replace(" C \n", " Xx\n"), "pdbqt", "x.pdbqt")
 
 
 @pytest.mark.slow
-def test_vina_output_is_scored_per_model_and_matches_the_sdf(trained, tmp_path):  # noqa: F811
+def test_vina_output_is_scored_per_model_and_matches_the_sdf(trained, tmp_path):
     """A receptor pdbqt and a ligand pdbqt of two MODELs (the given pose and an MMFF-relaxed one,
     Meeko's remarks in each, as Vina writes them): one row for the ligand, one per pose, and the
     first pose scored as the same pose read from the SDF."""

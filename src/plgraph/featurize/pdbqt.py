@@ -112,16 +112,19 @@ def _amino_acid(name: str) -> bool:
 
 def pdbqt_models(text: str) -> list[tuple[str, int]]:
     """(text, first line) of each pose: each ``MODEL`` block with the file's remarks before the
-    first ``MODEL`` put in front (they name the ligand and carry Meeko's SMILES); the whole text
-    where there is no ``MODEL``."""
+    first ``MODEL`` put after it (they name the ligand and carry Meeko's SMILES); the whole text
+    where there is no ``MODEL``. After, not in front: the block's own lines keep their places, so
+    that its line ``i`` is the file's line ``first line + i - 1`` in error messages."""
     lines = text.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.startswith("MODEL")]
     if not starts:
         return [(text, 1)]
     header = "".join(line for line in lines[:starts[0]] if line.startswith("REMARK"))
     ends = [*starts[1:], len(lines)]
-    return [(header + "".join(lines[start:end]), start + 1)
-            for start, end in zip(starts, ends, strict=True)]
+    blocks = ["".join(lines[start:end]) for start, end in zip(starts, ends, strict=True)]
+    # A last line without its newline would run into the remarks.
+    return [(block + ("" if block.endswith("\n") else "\n") + header, start + 1)
+            for block, start in zip(blocks, starts, strict=True)]
 
 
 def pdbqt_ligand_name(text: str) -> str:
