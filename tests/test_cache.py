@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -98,6 +99,73 @@ def test_changed_labels_make_the_cache_stale(sample_root, featurize_config, spli
         prepare_data(config, featurize_config, split_config)
 
 
+def touch_every_input(root) -> None:
+    """New modification times, same content: what a copy without -p or a dataset staged afresh
+    onto a node's local disk does."""
+    for path in root.rglob("*"):
+        if path.is_file() and "processed" not in path.relative_to(root).parts:  # the cache's own
+            stat = path.stat()
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+
+def test_inputs_with_new_times_but_the_same_content_reuse_the_cache(sample_root, featurize_config,
+                                                                     split_config, caplog):
+    config = data_config(sample_root)
+    first = prepare_data(config, featurize_config, split_config)
+    shard = first.cache.path / "shard_00000.pt"
+    built = shard.stat().st_mtime_ns
+    fast_before = first.cache.meta["inputs_fingerprint"]
+    touch_every_input(sample_root)
+    with caplog.at_level(logging.INFO, logger="plgraph.data.cache"):
+        second = prepare_data(config, featurize_config, split_config)
+    assert shard.stat().st_mtime_ns == built and second.cache.ids == first.cache.ids
+    assert "their content did not (SHA-256)" in caplog.text
+    meta = json.loads((first.cache.path / "meta.json").read_text())
+    fast_now = read_inputs(config, featurize_config).fingerprint()
+    assert fast_now != fast_before and meta["inputs_fingerprint"] == fast_now  # fast path again
+    assert second.split == first.split
+
+
+def test_an_edit_with_new_times_is_stale_by_content_too(sample_root, featurize_config,
+                                                        split_config):
+    config = data_config(sample_root)
+    prepare_data(config, featurize_config, split_config)
+    pocket = sample_root / "1h1d" / "1h1d_pocket.pdb"
+    pocket.chmod(0o644)
+    pocket.write_text(pocket.read_text().replace(" 1.00 ", " 0.50 ", 1))  # same size
+    touch_every_input(sample_root)
+    with pytest.raises(CacheError, match="and so does their content"):
+        prepare_data(config, featurize_config, split_config)
+
+
+def test_a_cache_without_a_content_fingerprint_gets_one_while_its_times_match(
+        sample_root, featurize_config, split_config):
+    config = data_config(sample_root)
+    cache_dir = prepare_data(config, featurize_config, split_config).cache.path
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    recorded = meta.pop("inputs_content_fingerprint")
+    (cache_dir / "meta.json").write_text(json.dumps(meta))  # as an older plgraph wrote it
+    touched = dict(meta)
+    prepare_data(config, featurize_config, split_config)
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    assert meta["inputs_content_fingerprint"] == recorded
+    assert {k: v for k, v in meta.items() if k != "inputs_content_fingerprint"} == touched
+    touch_every_input(sample_root)
+    prepare_data(config, featurize_config, split_config)  # now reused by content
+
+
+def test_without_a_content_fingerprint_new_times_are_stale(sample_root, featurize_config,
+                                                           split_config):
+    config = data_config(sample_root)
+    cache_dir = prepare_data(config, featurize_config, split_config).cache.path
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    del meta["inputs_content_fingerprint"]
+    (cache_dir / "meta.json").write_text(json.dumps(meta))
+    touch_every_input(sample_root)
+    with pytest.raises(CacheError, match="records no content fingerprint"):
+        prepare_data(config, featurize_config, split_config)
+
+
 def test_deleting_the_cache_reprocesses_with_the_new_config(sample_root, split_config):
     config = data_config(sample_root)
     old = prepare_data(config, FeaturizeConfig(), split_config).cache
@@ -188,7 +256,56 @@ def test_a_killed_worker_fails_the_build_instead_of_hanging(tmp_path):
         workers = found.stdout.split()
         time.sleep(0.01)
     os.kill(int(workers[0]), signal.SIGKILL)
-    output, _ = builder.communicate(timeout=120)
+    output, _ = builder.communicate(timeout=300)  # minutes only on a machine loaded 4x
+    assert builder.returncode != 0
+    assert "a featurization worker died" in output
+    assert not processed.exists()
+
+
+# A pool whose first worker leaves half a result message in the pipe and dies: what a worker
+# killed by the OOM killer or kill -9 while it sends a chunk's graphs leaves behind.
+HALF_MESSAGE_POOL = """
+import os, struct, threading, time
+from plgraph.config import DataConfig, FeaturizeConfig, SplitConfig
+from plgraph.data import build, prepare_data
+
+class HalfMessage(build.ProcessPoolExecutor):
+    def submit(self, *args, **kwargs):
+        future = super().submit(*args, **kwargs)
+        if not getattr(self, "sabotaged", False):
+            self.sabotaged = True
+            threading.Thread(target=self.die_mid_send, daemon=True).start()
+        return future
+
+    def die_mid_send(self):
+        while not self._processes:
+            time.sleep(0.01)
+        worker = next(iter(self._processes.values()))
+        # a length header that promises 1 MiB, then 3 bytes of it
+        os.write(self._result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + b"abc")
+        time.sleep(0.5)
+        worker.kill()
+
+build.ProcessPoolExecutor = HalfMessage
+build.MIN_COMPLEXES_PER_WORKER = 1
+prepare_data(DataConfig(root={root!r}, processed_dir={processed!r}, workers=2),
+             FeaturizeConfig(), SplitConfig())
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_sending_its_result_fails_the_build_instead_of_hanging(tmp_path):
+    processed = tmp_path / "processed"
+    script = HALF_MESSAGE_POOL.format(root=str(SAMPLE), processed=str(processed))
+    builder = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        output, _ = builder.communicate(timeout=420)  # ~20 s idle; minutes under load
+    except subprocess.TimeoutExpired:
+        os.killpg(builder.pid, signal.SIGKILL)  # the builder and the workers it left
+        builder.communicate()
+        pytest.fail("the build hung on a half-sent result of a dead worker")
     assert builder.returncode != 0
     assert "a featurization worker died" in output
     assert not processed.exists()

@@ -34,7 +34,13 @@ from tqdm import tqdm
 import plgraph
 from plgraph.atomic import fsync_dir, replace_atomically
 from plgraph.config import DataConfig, FeaturizeConfig, SourceConfig
-from plgraph.data.cache import META_FILE, SHARD_FORMAT, pack_graphs, shard_name
+from plgraph.data.cache import (
+    CONTENT_FINGERPRINT,
+    META_FILE,
+    SHARD_FORMAT,
+    pack_graphs,
+    shard_name,
+)
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
 from plgraph.featurize import (
@@ -52,6 +58,9 @@ from plgraph.stop import STOP, ignore_stop_signals_in_worker, stop_signals_block
 log = logging.getLogger(__name__)
 _PROTEINS_KEPT = 4  # parsed proteins kept per process: a series shares one protein
 STOP_POLL_S = 0.2
+# How long a dead worker may go unnoticed by the executor itself before the build breaks the pool
+# (see _break_pool); the executor notices a plain death within milliseconds.
+DEAD_WORKER_GRACE_S = 5.0
 FEATURIZING = ("while featurizing the inputs for the processed cache; nothing was cached "
                "(the next run builds it)")
 
@@ -64,6 +73,12 @@ def cache_identity(data: DataConfig, featurize: FeaturizeConfig, inputs: ReadRes
         "source": sources if data.sources else sources[0],
         "inputs_fingerprint": inputs.fingerprint(),
     }
+
+
+def content_identity(inputs: ReadResult) -> dict:
+    """What a new cache records besides :func:`cache_identity`: the inputs' SHA-256
+    fingerprint, for the day their times change but their content does not."""
+    return {CONTENT_FINGERPRINT: inputs.fingerprint(content=True)}
 
 
 def _source_identity(source: SourceConfig) -> dict:
@@ -228,7 +243,7 @@ def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
         futures = [pool.submit(_featurize_chunk, chunk) for chunk in _chunks(records)]
     try:
         for future in futures:
-            yield from _chunk_result(future)
+            yield from _chunk_result(future, pool)
         pool.shutdown(wait=True)
     except BrokenProcessPool:
         raise CacheError("a featurization worker died (killed, or out of memory?); nothing "
@@ -238,14 +253,41 @@ def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
         _end_pool(pool, cancel)
 
 
-def _chunk_result(future: Future) -> list[bytes | Failure]:
-    """Wait for a chunk, looking at the stop flag meanwhile: a chunk can take many seconds."""
+def _chunk_result(future: Future, pool: ProcessPoolExecutor) -> list[bytes | Failure]:
+    """Wait for a chunk, looking at the stop flag meanwhile (a chunk can take many seconds),
+    and at the workers: one that died unnoticed by the executor breaks the pool."""
+    died_at, broken = None, False
     while True:
         STOP.check(FEATURIZING)
         try:
             return future.result(timeout=STOP_POLL_S)
         except FuturesTimeout:
-            continue
+            if died_at is None and _a_worker_died(pool):
+                died_at = time.monotonic()
+            if not broken and died_at is not None and (
+                    time.monotonic() - died_at > DEAD_WORKER_GRACE_S):
+                _break_pool(pool)
+                broken = True  # the executor now fails every future: BrokenProcessPool
+
+
+def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
+    processes = getattr(pool, "_processes", None) or {}
+    return any(p.exitcode not in (None, 0) for p in list(processes.values()))
+
+
+def _break_pool(pool: ProcessPoolExecutor) -> None:
+    """A worker killed (out of memory, ``kill -9``) while it sent a chunk's result leaves half
+    a message in the result pipe. CPython's executor (3.11-3.13) then reads the rest forever in
+    its manager thread, so no future ever fails, and the interpreter would hang at exit joining
+    that thread. Kill the other workers and close this process's end of the pipe: with no writer
+    left the read ends (EOF), and the executor declares itself broken as for any dead worker.
+    Private attributes of the executor; where they are missing, nothing is done here."""
+    log.warning("a featurization worker died and the pool did not notice within %.0f s; "
+                "stopping the other workers", DEAD_WORKER_GRACE_S)
+    _kill_workers(pool)
+    result_queue = getattr(pool, "_result_queue", None)
+    if result_queue is not None:
+        result_queue._writer.close()
 
 
 def _end_pool(pool: ProcessPoolExecutor, cancel: EventType) -> None:
@@ -258,7 +300,21 @@ def _end_pool(pool: ProcessPoolExecutor, cancel: EventType) -> None:
     result pipe, and the pool's manager thread then waits for the rest forever (a SIGTERM during
     the Uni-FEP build hung the process so, holding the cache lock)."""
     cancel.set()
+    if getattr(pool, "_broken", False):
+        # A broken pool's manager thread SIGTERMs the workers left and joins them; ours ignore
+        # SIGTERM (the build stops them), and one blocked sending a result that nobody reads
+        # any more would never exit: the join, and so this shutdown, would wait forever.
+        _kill_workers(pool)
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.exitcode is None:
+            process.kill()
+    for process in list(processes.values()):
+        process.join(timeout=10)
 
 
 def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
@@ -318,7 +374,7 @@ def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataC
         shards.append(_write_shard(partial, len(shards), pending))
     _check_failures(failures, total, data, partial, final=not complexes)
     return {"data_processing_version": DATA_PROCESSING_VERSION, "shard_format": SHARD_FORMAT,
-            **identity, "versions": _versions(),
+            **identity, **content_identity(inputs), "versions": _versions(),
             "counts": {"inputs": total, "processed": len(complexes), "failed": len(failures),
                        "duplicates": len(inputs.duplicates)},
             "failures": [{"id": f.id, "reason": f.reason} for f in failures],

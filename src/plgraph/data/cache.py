@@ -15,18 +15,26 @@ needs to fit in memory, let alone twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch_geometric.data import HeteroData
 
+from plgraph.atomic import replace_atomically
 from plgraph.errors import CacheError
 from plgraph.featurize import DATA_PROCESSING_VERSION
 
+log = logging.getLogger(__name__)
+
 SHARD_FORMAT = 1
 META_FILE = "meta.json"
+# meta.json's SHA-256 fingerprint of the inputs: the second check when their times changed.
+CONTENT_FINGERPRINT = "inputs_content_fingerprint"
+INPUTS_CHANGED = ("the input files or labels changed since it was built (ids, labels, file "
+                  "sizes or modification times differ)")
 _EDGE_INDEX = "edge_index"
 
 
@@ -93,18 +101,30 @@ class ProcessedCache:
         self._shards: dict[int, dict] = {}
 
     @classmethod
-    def open(cls, path: Path, expected: dict) -> ProcessedCache:
+    def open(cls, path: Path, expected: dict,
+             content_fingerprint: Callable[[], str] | None = None) -> ProcessedCache:
         """Open the cache at ``path`` after checking it was built by this code from these inputs.
+
+        The inputs are checked by name, size and modification time first. Where only those
+        changed, as after a copy without ``-p`` or a dataset staged afresh onto a node's local
+        disk for every job, ``content_fingerprint`` (SHA-256 of every input file) decides: the
+        same content is the same cache, and meta.json records the new times, so that the next
+        start takes the fast path again. A cache whose meta.json has no content fingerprint yet
+        gets one while its times still match (the caller holds the cache lock).
 
         Args:
             expected: ``featurize`` config dict, ``source`` dict and ``inputs_fingerprint`` the
                 cache must have been built with (see :func:`plgraph.data.build.cache_identity`).
+            content_fingerprint: computes ``ReadResult.fingerprint(content=True)`` of the inputs;
+                None: times changed means stale.
 
         Raises:
             CacheError: missing, incomplete, or stale; the message names the directory to delete.
         """
         meta = read_meta(path)
         problems = _staleness(meta, expected)
+        if not problems:
+            problems = _check_inputs(path, meta, expected, content_fingerprint)
         if problems:
             raise CacheError(f"processed cache {path} is stale: " + "; ".join(problems)
                              + f". It is never used silently: delete it to reprocess "
@@ -169,7 +189,38 @@ def _staleness(meta: dict, expected: dict) -> list[str]:
             continue
         changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
         problems += [f"{section}.{k} was {have.get(k)!r}, now {want.get(k)!r}" for k in changed]
-    if not problems and meta.get("inputs_fingerprint") != expected["inputs_fingerprint"]:
-        problems.append("the input files or labels changed since it was built (ids, labels, "
-                        "file sizes or modification times differ)")
     return problems
+
+
+def _check_inputs(path: Path, meta: dict, expected: dict,
+                  content_fingerprint: Callable[[], str] | None) -> list[str]:
+    """The inputs' part of the staleness check (see :meth:`ProcessedCache.open`); updates
+    meta.json where the content proves the cache current."""
+    same_stamps = meta.get("inputs_fingerprint") == expected["inputs_fingerprint"]
+    recorded = meta.get(CONTENT_FINGERPRINT)
+    if content_fingerprint is None:
+        return [] if same_stamps else [INPUTS_CHANGED]
+    if same_stamps:
+        if recorded is None:  # built before content fingerprints: record it while it is known
+            _update_meta(path, meta, {CONTENT_FINGERPRINT: content_fingerprint()})
+        return []
+    if recorded is None:
+        return [INPUTS_CHANGED + "; it records no content fingerprint to compare"]
+    if content_fingerprint() != recorded:
+        return [INPUTS_CHANGED + ", and so does their content (SHA-256)"]
+    log.info("processed cache %s: the input files' times changed since it was built, their "
+             "content did not (SHA-256); using it, and recording the new times", path)
+    _update_meta(path, meta, {"inputs_fingerprint": expected["inputs_fingerprint"]})
+    return []
+
+
+def _update_meta(path: Path, meta: dict, changes: dict) -> None:
+    """Write ``changes`` into ``meta`` and meta.json, atomically. A read-only cache (shared,
+    or on a read-only mount) stays as it is: the check is repeated on the next start."""
+    meta.update(changes)
+    try:
+        replace_atomically(path / META_FILE,
+                           lambda target: target.write_text(json.dumps(meta, indent=1)))
+    except OSError as error:
+        log.info("processed cache %s: could not update %s (%s); the inputs will be checked by "
+                 "content again next time", path, META_FILE, error)

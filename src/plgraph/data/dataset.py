@@ -71,7 +71,7 @@ def prepare_data(data: DataConfig, featurize: FeaturizeConfig,
             log.info("no processed cache at %s: featurizing %d complexes with %d workers",
                      target, len(inputs.records), data.num_workers)
             build_cache(target, inputs, identity, data)
-        cache = ProcessedCache.open(target, identity)
+        cache = ProcessedCache.open(target, identity, lambda: inputs.fingerprint(content=True))
         split_parts = load_or_make_split(
             cache, split, {record.id: record.protein for record in inputs.records})
     _log_summary(cache, split_parts)

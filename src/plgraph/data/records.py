@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,16 +72,19 @@ class ComplexRecord:
     reference_files: tuple[Path, ...] = ()
     extras: tuple[tuple[str, float], ...] = ()
 
-    def fingerprint_fields(self) -> list:
-        """What identifies this record's input; a changed value makes a cache stale."""
+    def fingerprint_fields(self, stamp: Callable[[Path], list] | None = None) -> list:
+        """What identifies this record's input; a changed value makes a cache stale.
+        ``stamp`` says how a file is identified: by default its name, size and modification
+        time (:func:`_file_stamp`)."""
+        stamp = stamp or _file_stamp
         if self.smiles is not None:
-            ligand = [self.smiles, [_file_stamp(p) for p in self.reference_files]]
+            ligand = [self.smiles, [stamp(p) for p in self.reference_files]]
         elif self.ligand_block is not None:
             ligand = [hashlib.sha256(self.ligand_block.encode()).hexdigest()]
             ligand += [self.ligand_format] if self.ligand_format != "sdf" else []
         else:
-            ligand = [_file_stamp(p) for p in self.ligand_files]
-        fields = [self.id, _file_stamp(self.protein), ligand, self.label, self.group]
+            ligand = [stamp(p) for p in self.ligand_files]
+        fields = [self.id, stamp(self.protein), ligand, self.label, self.group]
         return fields + [list(map(list, self.extras))] if self.extras else fields
 
 
@@ -105,9 +108,17 @@ class ReadResult:
     failures: list[Failure] = field(default_factory=list)
     duplicates: list[Failure] = field(default_factory=list)
 
-    def fingerprint(self) -> str:
-        """A hash of every record's input, every reader failure and every dropped duplicate."""
-        payload = [r.fingerprint_fields() for r in self.records]
+    def fingerprint(self, content: bool = False) -> str:
+        """A hash of every record's input, every reader failure and every dropped duplicate.
+
+        Args:
+            content: identify files by their SHA-256 rather than by size and modification time:
+                it reads every input file once (seconds per GB), so it is the second check, for
+                inputs whose times changed (a copy, a restaged dataset) but whose content may not
+                have (:meth:`plgraph.data.cache.ProcessedCache.open`).
+        """
+        stamp = _ContentStamps() if content else None
+        payload = [r.fingerprint_fields(stamp) for r in self.records]
         payload.append(sorted([f.id, f.reason] for f in self.failures))
         if self.duplicates:
             payload.append(sorted([f.id, f.reason] for f in self.duplicates))
@@ -124,6 +135,30 @@ def _file_stamp(path: Path) -> list:
     except OSError:
         return [path.name, None, None]
     return [path.name, stat.st_size, stat.st_mtime_ns]
+
+
+class _ContentStamps:
+    """A file's name and SHA-256, each file read once however many records share it (a
+    series' protein)."""
+
+    def __init__(self) -> None:
+        self._digests: dict[Path, str | None] = {}
+
+    def __call__(self, path: Path) -> list:
+        if path not in self._digests:
+            self._digests[path] = _sha256(path)
+        return [path.name, self._digests[path]]
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None  # as _file_stamp: a missing file is part of the identity, not an error here
+    return digest.hexdigest()
 
 
 def find_duplicates(ids: Iterable[str]) -> set[str]:
