@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,12 +10,13 @@ import numpy as np
 import pytest
 from conftest import REPO, data_config
 
-from plgraph.comparison import bootstrap_interval, paired_differences
-from plgraph.config import FeaturizeConfig, SplitConfig
+from plgraph.comparison import bootstrap_interval, format_mean_std, mean_std, paired_differences
+from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
-from plgraph.experiment import capped_training, fep_reference
+from plgraph.experiment import capped_training, fep_reference, markdown, summarize
+from plgraph.few_shot import METHODS as FEW_SHOT_METHODS
 
 
 def test_paired_differences_pair_the_same_series_of_the_same_seed_only():
@@ -40,6 +42,39 @@ def test_bootstrap_interval_is_seeded_and_excludes_zero_only_for_a_clear_differe
     wide = bootstrap_interval(unclear)
     assert wide["low"] < 0 < wide["high"]
     assert np.isnan(bootstrap_interval([0.2])["low"])
+
+
+def one_seed_results() -> dict:
+    """A one-seed experiment's per-seed results, with a few-shot arm and a learning curve."""
+    figures = {"pearson": 0.5, "rmse": 1.25, "series_spearman": 0.2, "series_evaluated": 2}
+    per_series = {"a": 0.1, "b": 0.3}
+    result = {method: {**figures, "per_series_spearman": per_series}
+              for method in ("full", "ligand_only", "heavy_atoms")}
+    result["few_shot"] = {2: {method: {"series_spearman": 0.2, "per_series": per_series}
+                              for method in FEW_SHOT_METHODS}}
+    result["learning_curve"] = {"0.5": {"train_targets": 2, "train_complexes": 9, **figures}}
+    return {0: {"test_series": ["a", "b"], "test_complexes": 8, **result}}
+
+
+def test_one_seed_reports_each_figure_without_a_standard_deviation(tmp_path):
+    from plgraph.few_shot import plot_few_shot
+    from plgraph.learning_curve import plot_learning_curve
+
+    report = summarize(AppConfig(), one_seed_results(), 1.0)
+    assert report["summary"]["full"]["rmse"] == {"mean": 1.25, "std": None, "values": [1.25]}
+    json.dumps(report, allow_nan=False)  # results.json: valid JSON, null for the std
+    text = markdown(report)
+    assert "nan" not in text
+    assert "| 0.500 (1 seed) | 1.250 (1 seed) | 0.200 (1 seed) |" in text
+    assert "| 0.200 (1 seed) |" in text.split("after k measured ligands")[1]
+    assert "| 0.500 (1 seed) | 0.200 (1 seed) |" in text.split("Learning curve")[1]
+    plot_few_shot(report["few_shot"], tmp_path / "few_shot.png")  # no error bar, no error
+    plot_learning_curve(report["learning_curve"], {"pearson": 0.1}, tmp_path / "curve.png")
+
+
+def test_two_seeds_report_mean_and_standard_deviation():
+    assert format_mean_std(mean_std([0.4, 0.6])) == "0.500 ± 0.141"
+    assert format_mean_std(mean_std([])) == "none"
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
-from test_main_resume import IDS, TINY, assert_identical, wait_for  # noqa: F401 (IDS: fixture)
+from conftest import MAIN_ARGS, REPO
+from test_main_resume import assert_identical, wait_for
 
 from plgraph.training.checkpoint import read_checkpoint
 
@@ -31,7 +31,7 @@ def command(root: Path, outputs: Path, run_name: str, processes: int, *extra: st
                  "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
                 if processes > 1 else [sys.executable])
     return [*launcher, str(REPO / "main.py"), f"data.root={root}", f"output_root={outputs}",
-            f"run_name={run_name}", *TINY, *extra]
+            f"run_name={run_name}", *MAIN_ARGS, *extra]
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -59,45 +59,39 @@ def worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def straight(dataset) -> dict[str, torch.Tensor]:
-    outputs = dataset.parent / "outputs"
-    result = run(dataset, outputs, "ddp_straight", 2)
+def outputs(tmp_path_factory) -> Path:
+    """This module's output root: each test's runs under a run_name of their own."""
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def straight(sixteen_prepared, outputs) -> dict[str, torch.Tensor]:
+    """The uninterrupted run on 2 processes: its final parameters."""
+    result = run(sixteen_prepared, outputs, "ddp_straight", 2)
     assert result.returncode == 0, result.stdout + result.stderr
     results = (outputs / "ddp_straight" / "results.json").read_text()
     assert '"world_size": 2' in results
     return parameters(outputs, "ddp_straight")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from conftest import copy_sample
-    root = copy_sample(tmp_path_factory.mktemp("ddp") / "sixteen", IDS)
-    result = run(root, root.parent / "outputs", "prepare", 1, "prepare_only=true")
-    assert result.returncode == 0, result.stderr
-    return root
-
-
-def test_two_processes_train_on_halves_of_each_epoch(dataset, straight):
-    single = run(dataset, dataset.parent / "outputs", "single", 1)
-    assert single.returncode == 0, single.stderr
-    history = read_checkpoint(dataset.parent / "outputs" / "single" / "checkpoints" /
-                              "last.pt")["progress"]
-    two = read_checkpoint(dataset.parent / "outputs" / "ddp_straight" / "checkpoints" /
-                          "last.pt")["progress"]
+def test_two_processes_train_on_halves_of_each_epoch(outputs, straight, straight_run):
+    # straight_run (conftest): the same run in one process, trained once for the session.
+    single = read_checkpoint(straight_run / "checkpoints" / "last.pt")
+    history = single["progress"]
+    two = read_checkpoint(outputs / "ddp_straight" / "checkpoints" / "last.pt")["progress"]
     # 12 training complexes, batch size 4: 3 steps per epoch alone, 2 per epoch on 2 ranks
     # (6 complexes each, padded by nothing); 6 epochs.
     assert (history["global_step"], two["global_step"]) == (18, 12)
     assert not all(torch.equal(a, b) for a, b in
-                   zip(parameters(dataset.parent / "outputs", "single").values(),
-                       straight.values(), strict=True))
+                   zip(single["model"].values(), straight.values(), strict=True))
 
 
-def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_exactly(dataset, straight):
-    outputs = dataset.parent / "outputs"
+def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_exactly(sixteen_prepared, outputs,
+                                                                     straight):
     flag = outputs / "ddp_stop" / "SAVE_NOW.flag"
     flag.parent.mkdir(parents=True)
     flag.touch()
-    launcher = start(dataset, outputs, "ddp_stop", 2)
+    launcher = start(sixteen_prepared, outputs, "ddp_stop", 2)
     wait_for(lambda: not flag.exists(), launcher)  # SAVE_NOW under DDP: agreed, saved, going on
     os.kill(worker_of_rank(launcher, 1), signal.SIGUSR1)
     output, _ = launcher.communicate(timeout=300)
@@ -108,15 +102,14 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_exactly(dataset, st
     stopped_at = read_checkpoint(checkpoints / "INTERRUPTED.pt")["progress"]["global_step"]
     assert stopped_at < 12, "the run finished before the signal; nothing was tested"
 
-    resumed = run(dataset, outputs, "ddp_stop", 2)
+    resumed = run(sixteen_prepared, outputs, "ddp_stop", 2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from" in resumed.stdout + resumed.stderr
     assert_identical(parameters(outputs, "ddp_stop"), straight)
 
 
-def test_another_world_size_resumes_with_a_warning(dataset):
-    outputs = dataset.parent / "outputs"
-    launcher = start(dataset, outputs, "ddp_to_one", 2)
+def test_another_world_size_resumes_with_a_warning(sixteen_prepared, outputs):
+    launcher = start(sixteen_prepared, outputs, "ddp_to_one", 2)
     checkpoints = outputs / "ddp_to_one" / "checkpoints"
     wait_for(lambda: (checkpoints / "last.pt").exists(), launcher)
     launcher.send_signal(signal.SIGTERM)  # torchrun forwards it to every worker
@@ -124,7 +117,7 @@ def test_another_world_size_resumes_with_a_warning(dataset):
     assert (checkpoints / "INTERRUPTED.pt").is_file(), output
     assert read_checkpoint(checkpoints / "INTERRUPTED.pt")["world_size"] == 2
 
-    resumed = run(dataset, outputs, "ddp_to_one", 1)
+    resumed = run(sixteen_prepared, outputs, "ddp_to_one", 1)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     output = resumed.stdout + resumed.stderr
     assert "written by 2 processes, this run has 1: the data order changes" in output

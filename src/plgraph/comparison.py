@@ -17,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from plgraph.training.reports import draw_predicted_vs_measured, save_png  # noqa: E402
 
@@ -36,15 +35,23 @@ def paired_differences(per_seed: dict, method: str, baseline: str) -> list[float
 
 
 def mean_std(values: list[float]) -> dict:
-    """Mean and sample standard deviation of a figure over seeds (NaN where too few)."""
+    """Mean and sample standard deviation of a figure over seeds. With one seed there is no
+    spread to estimate: the std is None (null in results.json, which NaN would make invalid
+    JSON); the mean is NaN only without any value."""
     return {"mean": float(np.mean(values)) if values else float("nan"),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")}
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
 
 
-def series_rho(predicted: np.ndarray, measured: np.ndarray) -> float:
-    """Spearman ρ of one series; 0 where a method ranks nothing (one value for every ligand),
-    rather than leaving the series out and scoring the method on the easier rest."""
-    return float(stats.spearmanr(predicted, measured)[0]) if np.ptp(predicted) > 0 else 0.0
+def format_mean_std(entry: dict) -> str:
+    """A report's cell for a ``mean_std`` entry: ``0.412 ± 0.031``, or ``0.412 (1 seed)``."""
+    if entry["std"] is not None:
+        return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+    return f"{entry['mean']:.3f} (1 seed)" if np.isfinite(entry["mean"]) else "none"
+
+
+def error_bar(entry: dict) -> float:
+    """The std of a ``mean_std`` entry as a plot's error bar: none (0) with one seed."""
+    return 0.0 if entry["std"] is None else entry["std"]
 
 
 def bootstrap_interval(values: list[float], seed: int = 0,

@@ -16,6 +16,8 @@ LABEL_KINDS = ("pk", "dg_kcal_mol")
 SPLIT_STRATEGIES = ("random", "grouped", "target", "family", "ids")
 SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OBJECTIVES = ("absolute", "within_series")
+MONITORS = ("rmse", "series_spearman")
 LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
@@ -387,6 +389,20 @@ class TrainConfig:
         deterministic: deterministic kernels (``torch.use_deterministic_algorithms``); default
             (null) on for CPU, where multithreaded scatter sums otherwise differ in the last bit
             from run to run, and off on CUDA, where it costs speed.
+        objective: ``absolute``: mean squared error of the standardized pK. ``within_series``:
+            batches are made of groups of ``series_group_size`` ligands of one congeneric series
+            (``plgraph.training.objective``), and the loss is mostly the error of the pK
+            differences inside each group, plus ``absolute_weight`` times the absolute error,
+            which keeps predictions on the pK scale. It asks the network for what a chemist
+            ranks by (which ligand of the series binds better), not for each protein's mean
+            affinity, which a few hundred training proteins cannot teach.
+        series_group_size: ligands of one series per group (``within_series``); ``batch_size``
+            must be a multiple of it.
+        absolute_weight: the absolute error's share of the ``within_series`` loss, in [0, 1].
+        monitor: the validation figure that chooses ``best.pt`` and drives early stopping and
+            the plateau scheduler: ``rmse``, or ``series_spearman`` (the mean Spearman ρ within
+            the validation series, which needs series: the series and reference layouts, or a
+            manifest's group column).
     """
 
     max_epochs: int = 30
@@ -408,6 +424,10 @@ class TrainConfig:
     keep_periodic: int = 3
     loader_workers: int = 0
     deterministic: bool | None = None
+    objective: str = "absolute"
+    series_group_size: int = 4
+    absolute_weight: float = 0.1
+    monitor: str = "rmse"
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "grad_accumulation", "checkpoint_every_n_steps"):
@@ -428,6 +448,19 @@ class TrainConfig:
                  f"{list(PRECISIONS)} (got {self.precision!r})")
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                  f"trainer.device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+        _require(self.objective in OBJECTIVES, f"trainer.objective must be one of "
+                 f"{list(OBJECTIVES)} (got {self.objective!r})")
+        _require(self.monitor in MONITORS, f"trainer.monitor must be one of {list(MONITORS)} "
+                 f"(got {self.monitor!r})")
+        _require(0 <= self.absolute_weight <= 1, f"trainer.absolute_weight must be in [0, 1] "
+                 f"(got {self.absolute_weight})")
+        if self.objective == "within_series":
+            _require(self.series_group_size >= 2, "trainer.series_group_size must be >= 2: a "
+                     f"difference needs two ligands (got {self.series_group_size})")
+            _require(self.batch_size % self.series_group_size == 0,
+                     f"trainer.batch_size ({self.batch_size}) must be a multiple of "
+                     f"trainer.series_group_size ({self.series_group_size}) under "
+                     "trainer.objective=within_series")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -24,11 +24,11 @@ import numpy as np
 from plgraph.atomic import replace_atomically
 from plgraph.comparison import (
     bootstrap_interval,
+    format_mean_std,
     mean_std,
     paired_differences,
     plot_predicted_vs_measured,
     plot_series_spearman,
-    series_rho,
 )
 from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
@@ -44,7 +44,7 @@ from plgraph.learning_curve import (
 )
 from plgraph.stop import STOP
 from plgraph.training.device import resolve_device
-from plgraph.training.metrics import regression_metrics
+from plgraph.training.metrics import per_series_spearman, regression_metrics
 from plgraph.training.trainer import fit_and_read_predictions
 
 log = logging.getLogger(__name__)
@@ -222,15 +222,8 @@ def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> di
     whole series (the heavy-atom fit on same-size ligands) ranks nothing: ρ = 0 there, rather
     than leaving the series out and scoring the method on the easier rest."""
     metrics = regression_metrics(found["predicted"], found["measured"])
-    members: dict[str, list[int]] = defaultdict(list)
-    for position, complex_id in enumerate(found["ids"]):
-        members[series_of[complex_id]].append(position)
-    spearman = {}
-    for series, positions in sorted(members.items()):
-        predicted, measured = found["predicted"][positions], found["measured"][positions]
-        if len(positions) < min_series_size or np.ptp(measured) == 0:
-            continue
-        spearman[series] = series_rho(predicted, measured)
+    spearman = per_series_spearman(found["predicted"], found["measured"],
+                                   [series_of[i] for i in found["ids"]], min_series_size)
     result = {"pearson": metrics["pearson"], "rmse": metrics["rmse"],
               "series_spearman": float(np.mean(list(spearman.values()))) if spearman
               else math.nan,
@@ -292,10 +285,6 @@ def write_figures(report: dict, points: dict, directory: Path) -> None:
                             directory / "learning_curve.png")
 
 
-def _mean_std(entry: dict) -> str:
-    return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
-
-
 def markdown(report: dict) -> str:
     summary = report["summary"]
     lines = [f"# Experiment `{report['experiment']}`", "",
@@ -307,7 +296,7 @@ def markdown(report: dict) -> str:
              "| method | Pearson R | RMSE (pK) | mean per-series Spearman ρ |",
              "|---|---:|---:|---:|"]
     for method, figures in summary.items():
-        lines.append(f"| {LABELS[method]} | " + " | ".join(_mean_std(figures[f])
+        lines.append(f"| {LABELS[method]} | " + " | ".join(format_mean_std(figures[f])
                                                           for f in FIGURES) + " |")
     lines += ["", verdict(summary), ""]
     paired = report.get("paired_series_spearman", {})

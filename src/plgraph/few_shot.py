@@ -37,7 +37,12 @@ from rdkit import Chem  # noqa: E402
 from rdkit.Chem import rdFingerprintGenerator  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
-from plgraph.comparison import bootstrap_interval, mean_std, series_rho  # noqa: E402
+from plgraph.comparison import (  # noqa: E402
+    bootstrap_interval,
+    error_bar,
+    format_mean_std,
+    mean_std,
+)
 from plgraph.config import AppConfig  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.layouts import read_inputs  # noqa: E402
@@ -49,6 +54,7 @@ from plgraph.featurize.posing import parse_smiles  # noqa: E402
 from plgraph.stop import STOP  # noqa: E402
 from plgraph.tracking import local_store_uri  # noqa: E402
 from plgraph.training.init_from import adopt_checkpoint_configs  # noqa: E402
+from plgraph.training.metrics import series_rho  # noqa: E402
 from plgraph.training.reports import save_png  # noqa: E402
 from plgraph.training.trainer import fit_and_read_predictions  # noqa: E402
 
@@ -216,7 +222,7 @@ def plot_few_shot(summary: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     for method in METHODS:
         means = [summary[k]["methods"][method]["mean"] for k in ks]
-        spreads = [np.nan_to_num(summary[k]["methods"][method]["std"]) for k in ks]
+        spreads = [error_bar(summary[k]["methods"][method]) for k in ks]
         axis.errorbar(ks, means, yerr=spreads, marker="o", capsize=3, label=LABELS[method])
     axis.axhline(0.0, color="grey", linewidth=1)
     axis.set_xticks(ks)
@@ -235,7 +241,7 @@ def few_shot_markdown(summary: dict) -> list[str]:
     for method in METHODS:
         cells = [summary[k]["methods"][method] for k in summary]
         lines.append(f"| {LABELS[method]} | "
-                     + " | ".join(f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells) + " |")
+                     + " | ".join(format_mean_std(c) for c in cells) + " |")
     lines += ["", "Paired: the fine-tuned model's ρ minus the other's, per series and seed, "
               "mean and 95 % bootstrap interval:", "",
               "| fine-tuned minus | " + " | ".join(f"k = {k}" for k in summary) + " |",

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # headless nodes: never look for a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plgraph.comparison import mean_std  # noqa: E402
+from plgraph.comparison import error_bar, format_mean_std, mean_std  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
 from plgraph.training.reports import save_png  # noqa: E402
@@ -72,7 +72,7 @@ def plot_learning_curve(summary: dict, reference: dict, path) -> None:
     targets = [summary[f]["train_targets"] for f in summary]
     for axis, (key, name) in zip(axes, FIGURES.items(), strict=True):
         axis.errorbar(targets, [summary[f][key]["mean"] for f in summary],
-                      yerr=[np.nan_to_num(summary[f][key]["std"]) for f in summary],
+                      yerr=[error_bar(summary[f][key]) for f in summary],
                       marker="o", capsize=3, label="full model")
         if key in reference:
             axis.axhline(reference[key], linestyle="--", color="grey",
@@ -90,7 +90,7 @@ def learning_curve_markdown(summary: dict) -> list[str]:
              "| fraction of targets | training targets | training complexes | Pearson R | "
              "mean per-series Spearman ρ |", "|---:|---:|---:|---:|---:|"]
     for fraction, entry in summary.items():
-        cells = [f"{entry[k]['mean']:.3f} ± {entry[k]['std']:.3f}" for k in FIGURES]
+        cells = [format_mean_std(entry[k]) for k in FIGURES]
         lines.append(f"| {float(fraction):g} | {entry['train_targets']:.0f} | "
                      f"{entry['train_complexes']:.0f} | " + " | ".join(cells) + " |")
     return [*lines, ""]

@@ -201,3 +201,14 @@ def rank_order(size: int, seed: int, epoch: int, ranks: Ranks) -> list[int]:
                                  shuffle=True, seed=seed * 1_000_003, drop_last=False)
     sampler.set_epoch(epoch)
     return list(sampler)
+
+
+def rank_batches(batches: list[list[int]], ranks: Ranks) -> list[list[int]]:
+    """This rank's share of an epoch's ready-made batches (``trainer.objective=within_series``,
+    whose batches must keep a series' groups whole): every ``world_size``-th batch, the first few
+    repeated so that every rank gets the same number, as :func:`rank_order` evens out indices."""
+    if not ranks.enabled:
+        return batches
+    world = ranks.world_size
+    padded = batches + batches[:(-len(batches)) % world]
+    return padded[ranks.rank::world]

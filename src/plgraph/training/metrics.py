@@ -1,8 +1,9 @@
-"""Regression metrics of predicted against measured pK."""
+"""Regression metrics of predicted against measured pK, globally and within series."""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import numpy as np
 from scipy import stats
@@ -23,3 +24,22 @@ def regression_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str,
     result["spearman"] = (float(stats.spearmanr(predicted, measured)[0]) if defined
                           else math.nan)
     return result
+
+
+def series_rho(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Spearman ρ of one series; 0 where a method ranks nothing (one value for every ligand),
+    rather than leaving the series out and scoring the method on the easier rest."""
+    return float(stats.spearmanr(predicted, measured)[0]) if np.ptp(predicted) > 0 else 0.0
+
+
+def per_series_spearman(predicted: np.ndarray, measured: np.ndarray, series: list[str],
+                        min_series_size: int) -> dict[str, float]:
+    """Spearman ρ within each series (a congeneric series of one target) that has
+    ``min_series_size`` ligands or more and measured values that are not all equal."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, name in enumerate(series):
+        members[name].append(position)
+    return {name: series_rho(predicted[positions], measured[positions])
+            for name, positions in sorted(members.items())
+            if len(positions) >= min_series_size and np.ptp(measured[positions]) > 0}

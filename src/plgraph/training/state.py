@@ -24,7 +24,9 @@ class Progress:
         batches_seen: batches of this epoch already trained on.
         global_step: optimizer steps taken.
         epoch_loss_sum / epoch_graphs: running training loss of the epoch in progress.
-        best_metric / best_epoch: lowest validation RMSE so far and its epoch (0-based).
+        best_metric / best_epoch: the best validation figure so far (``trainer.monitor``,
+            lower is better: RMSE, or minus the mean per-series Spearman) and its epoch
+            (0-based).
         bad_epochs: epochs since the last improvement (early stopping).
         plateau_bad_epochs / plateau_scale: the plateau scheduler's counter and LR factor.
         wall_seconds: training time over all sessions of this run.

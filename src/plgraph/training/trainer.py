@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,15 @@ from plgraph.training.device import (
     scaled_step,
     set_determinism,
 )
-from plgraph.training.distributed import SINGLE_PROCESS, Collectives, Ranks, rank_order
-from plgraph.training.metrics import regression_metrics
+from plgraph.training.distributed import (
+    SINGLE_PROCESS,
+    Collectives,
+    Ranks,
+    rank_batches,
+    rank_order,
+)
+from plgraph.training.metrics import per_series_spearman, regression_metrics
+from plgraph.training.objective import series_batch_count, series_batches, within_series_loss
 from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
 from plgraph.training.state import Progress, check_checkpoint_fits, provenance
@@ -112,6 +120,12 @@ class Trainer:
         self.data = data
         self.parts = {name: data.part(name) for name in ("train", "val", "test")}
         self.ligand_size_range = data.ligand_size_range("train")  # predict.py's domain check
+        self.series_of = {entry.id: entry.group for entry in data.cache.entries}
+        self.train_series = [self.series_of[i] for i in self.parts["train"].ids]
+        # within_series: the number of batches is the same every epoch, and asked every step
+        self._series_batch_count = (series_batch_count(
+            self.train_series, self.cfg.series_group_size, self.cfg.batch_size)
+            if self.cfg.objective == "within_series" else 0)
         self.origin: dict | None = None  # the checkpoint init_from started this run from
         self.progress = Progress()
         self.history: list[dict] = []
@@ -122,6 +136,7 @@ class Trainer:
             raise PlgraphError(f"split '{data.split['name']}' has {len(self.parts['train'])} train "
                                f"and {len(self.parts['val'])} validation complexes; training needs "
                                "both (check split.train / split.val)")
+        self._check_series()
 
     # --- the loop -------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -236,7 +251,7 @@ class Trainer:
         with autocast(self.device, self.amp_dtype):
             prediction = self.net(batch)
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
-        loss = F.mse_loss(prediction.float(), target)
+        loss = self._loss(prediction.float(), target, batch.complex_id)
         finite = bool(torch.isfinite(loss))
         # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
         # the step is skipped and the scale halved (see _skipped_step). Otherwise agreed before
@@ -321,9 +336,10 @@ class Trainer:
                                          if self.ranks.is_main else None)
         self._collect_epoch_loss()
         progress = self.progress
-        improved = validation["rmse"] < progress.best_metric
+        score = self._monitored(validation)
+        improved = score < progress.best_metric
         if improved:
-            progress.best_metric, progress.best_epoch = validation["rmse"], progress.epoch
+            progress.best_metric, progress.best_epoch = score, progress.epoch
             progress.bad_epochs = progress.plateau_bad_epochs = 0
         else:
             progress.bad_epochs += 1
@@ -349,8 +365,10 @@ class Trainer:
         reports.plot_learning_curve(self.history, self.run.path / "learning_curve.png")
         row = self.history[-1]
         self.tracker.log_epoch(row, step=row["epoch"])
-        log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s", row["epoch"],
-                 row["train_loss"], row["val_rmse"], row["val_pearson"],
+        within = (f", mean per-series Spearman {row['val_series_spearman']:.3f}"
+                  if "val_series_spearman" in row else "")
+        log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s%s", row["epoch"],
+                 row["train_loss"], row["val_rmse"], row["val_pearson"], within,
                  " (best)" if improved else "")
 
     def _finish(self) -> dict:
@@ -362,8 +380,9 @@ class Trainer:
     def _test_best(self) -> dict:
         best_path = self.run.checkpoints / "best.pt"
         if not best_path.exists():
-            raise PlgraphError(f"no best.pt in {self.run.checkpoints}: validation RMSE was never "
-                               "finite; check the validation complexes and trainer.lr")
+            raise PlgraphError(f"no best.pt in {self.run.checkpoints}: the validation "
+                               f"{self.cfg.monitor} was never finite; check the validation "
+                               "complexes and trainer.lr")
         best = read_checkpoint(best_path)
         self.model.load_state_dict(best["model"])
         test = self.evaluate("test", stoppable=True)
@@ -422,8 +441,15 @@ class Trainer:
         self.model.train()
         predicted_np = torch.cat(predicted).numpy() if predicted else np.zeros(0)
         measured_np = torch.cat(measured).numpy() if measured else np.zeros(0)
+        metrics = regression_metrics(predicted_np, measured_np)
+        if all(self.series_of[i] for i in ids):  # the layouts that know series
+            within = per_series_spearman(predicted_np, measured_np,
+                                         [self.series_of[i] for i in ids],
+                                         self.config.experiment.min_series_size)
+            metrics["series_spearman"] = (float(np.mean(list(within.values()))) if within
+                                          else math.nan)
         return {"ids": ids, "predicted": predicted_np, "measured": measured_np,
-                "metrics": regression_metrics(predicted_np, measured_np)}
+                "metrics": metrics}
 
     def preflight(self) -> None:
         """One forward and backward pass on a real batch, before any hour is spent. Leaves the
@@ -554,10 +580,61 @@ class Trainer:
 
     # --- helpers --------------------------------------------------------------------------
     def _epoch_batches(self) -> list[list[int]]:
+        size = self.cfg.batch_size
+        if self.cfg.objective == "within_series":
+            return rank_batches(series_batches(self.train_series, self.cfg.series_group_size, size,
+                                               self.config.seed, self.progress.epoch),
+                                self.ranks)
         order = rank_order(len(self.parts["train"]), self.config.seed, self.progress.epoch,
                            self.ranks)
-        size = self.cfg.batch_size
         return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def _loss(self, prediction: torch.Tensor, target: torch.Tensor,
+              complex_ids: list[str]) -> torch.Tensor:
+        if self.cfg.objective == "absolute":
+            return F.mse_loss(prediction, target)
+        codes = {name: code for code, name in enumerate(sorted({self.series_of[i]
+                                                                  for i in complex_ids}))}
+        series = torch.tensor([codes[self.series_of[i]] for i in complex_ids],
+                              device=prediction.device)
+        return within_series_loss(prediction, target, series, self.cfg.absolute_weight)
+
+    def _monitored(self, validation: dict) -> float:
+        """The validation figure trainer.monitor names, lower is better: RMSE, or minus the
+        mean per-series Spearman ρ."""
+        if self.cfg.monitor == "rmse":
+            return validation["rmse"]
+        return -validation["series_spearman"]
+
+    def _check_series(self) -> None:
+        """The within-series objective and the series monitor need to know each complex's
+        series, and enough of them to compare: refuse before any work, saying what to change."""
+        needs = [f"trainer.{key}={value}" for key, value, default in (
+            ("objective", self.cfg.objective, "absolute"),
+            ("monitor", self.cfg.monitor, "rmse")) if value != default]
+        if not needs:
+            return
+        knob = " and ".join(needs)
+        for part in ("train", "val"):
+            ids = self.parts[part].ids
+            unknown = [i for i in ids if not self.series_of[i]]
+            if unknown:
+                raise PlgraphError(
+                    f"{knob} needs the congeneric series of every complex, and {len(unknown)} "
+                    f"of the {len(ids)} {part} complexes have none (e.g. {unknown[0]}). Series "
+                    "come from the series and reference layouts, or a manifest's group column; "
+                    "otherwise use trainer.objective=absolute trainer.monitor=rmse")
+        sizes = Counter(self.train_series)
+        if self.cfg.objective == "within_series" and max(sizes.values()) < 2:
+            raise PlgraphError(f"trainer.objective=within_series: no training series has two "
+                               f"complexes ({len(sizes)} series of one), so there is no "
+                               "difference to learn; use trainer.objective=absolute")
+        minimum = self.config.experiment.min_series_size
+        validation = Counter(self.series_of[i] for i in self.parts["val"].ids)
+        if self.cfg.monitor == "series_spearman" and max(validation.values()) < minimum:
+            raise PlgraphError(f"trainer.monitor=series_spearman: no validation series has "
+                               f"{minimum} complexes (experiment.min_series_size), so there is "
+                               "no ranking to monitor; use trainer.monitor=rmse")
 
     def _loader(self, dataset, batches: list[list[int]], epoch: int) -> DataLoader:
         workers = self.cfg.loader_workers
@@ -569,8 +646,11 @@ class Trainer:
                           generator=generator, pin_memory=self.device.type == "cuda")
 
     def _steps_per_epoch(self) -> int:
-        per_rank = math.ceil(len(self.parts["train"]) / self.ranks.world_size)
-        batches = math.ceil(per_rank / self.cfg.batch_size)
+        if self.cfg.objective == "within_series":
+            batches = math.ceil(self._series_batch_count / self.ranks.world_size)
+        else:
+            per_rank = math.ceil(len(self.parts["train"]) / self.ranks.world_size)
+            batches = math.ceil(per_rank / self.cfg.batch_size)
         return math.ceil(batches / self.cfg.grad_accumulation)
 
     def _total_steps(self) -> int:
