@@ -29,6 +29,7 @@ def page_faults(mode: str) -> int:
     return int(result.stdout.split()[-1])
 
 
+@pytest.mark.slow  # two Python processes with torch, 80 tensors of 64 MiB
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_tensor_memory_is_reused_instead_of_faulted_in_again():
     default, kept = page_faults("default"), page_faults("keep")

@@ -10,7 +10,7 @@ import pytest
 from conftest import FEP, missing_shared
 from rdkit import Chem
 from rdkit.Geometry import Point3D
-from test_predict import run_predict, trained  # noqa: F401 (trained is a fixture)
+from test_predict import run_predict
 
 pytestmark = pytest.mark.slow
 SERIES = "jacs_set/tyk2"
@@ -51,7 +51,7 @@ def docked(tmp_path):
 
 @pytest.mark.parametrize("how", ["mean", "best", "first"])
 def test_each_pose_is_scored_and_each_ligand_gets_one_row(
-        trained, docked, tmp_path, how):  # noqa: F811 (the fixture)
+        trained, docked, tmp_path, how):
     _, run = trained
     output = tmp_path / f"{how}.csv"
     result = run_predict(f"checkpoint={run / 'checkpoints' / 'best.pt'}",
@@ -71,7 +71,7 @@ def test_each_pose_is_scored_and_each_ligand_gets_one_row(
     assert ligands[2]["predicted_pk"] == poses[3]["predicted_pk"]  # C: its one good pose
 
 
-def test_single_pose_files_write_no_pose_table(trained, tmp_path):  # noqa: F811
+def test_single_pose_files_write_no_pose_table(trained, tmp_path):
     _, run = trained
     output = tmp_path / "tyk2.csv"
     result = run_predict(f"checkpoint={run / 'checkpoints' / 'best.pt'}",

@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 from conftest import FEP, missing_shared
 from rdkit import Chem
-from test_predict import run_predict, trained  # noqa: F401 (trained is a fixture)
+from test_predict import run_predict
 
 from plgraph.training.checkpoint import read_checkpoint
 
@@ -18,7 +18,7 @@ SERIES = "jacs_set/tyk2"
 
 
 def test_atom_contributions_sum_to_each_prediction_and_name_the_files_atoms(
-        trained, tmp_path):  # noqa: F811 (the fixture)
+        trained, tmp_path):
     _, run = trained
     if not (FEP / f"{SERIES}_ligands.sdf").is_file():
         missing_shared(FEP)

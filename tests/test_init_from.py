@@ -10,14 +10,15 @@ import pytest
 import torch
 from conftest import SAMPLE, copy_sample
 from test_cli import run_main
-from test_predict import IDS, TINY, trained  # noqa: F401 (trained: the pretrained fixture)
+from test_predict import IDS, TINY
 
 from plgraph.training.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")
-def pretrained(trained) -> tuple[Path, Path]:  # noqa: F811
-    """test_predict's tiny model trained on 20 real complexes: (data root, its best.pt)."""
+def pretrained(trained) -> tuple[Path, Path]:
+    """The session's tiny model trained on 20 real complexes (conftest): (data root, its
+    best.pt)."""
     root, run = trained
     return root, run / "checkpoints" / "best.pt"
 

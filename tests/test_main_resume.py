@@ -8,43 +8,29 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE_IDS, TINY_MODEL_ARGS, copy_sample
+from conftest import MAIN_ARGS, MAIN_IDS, REPO, main_command, run_main_py
 
 from plgraph.training.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
-IDS = SAMPLE_IDS[:16]
-TINY = [*TINY_MODEL_ARGS, "model.dropout=0.1", "trainer.max_epochs=6", "trainer.batch_size=4",
-        "trainer.warmup_steps=2", "trainer.checkpoint_every_n_steps=2", "data.workers=1"]
+IDS = MAIN_IDS
+TINY = MAIN_ARGS
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = copy_sample(tmp_path_factory.mktemp("data") / "sixteen", IDS)
-    result = main(root, root.parent / "outputs", "prepare", "prepare_only=true")
-    assert result.returncode == 0, result.stderr
-    return root
-
-
-def command(root: Path, outputs: Path, run_name: str, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "main.py"), f"data.root={root}", f"output_root={outputs}",
-            f"run_name={run_name}", *TINY, *extra]
-
-
-def main(root: Path, outputs: Path, run_name: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command(root, outputs, run_name, *extra), cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+def outputs(tmp_path_factory) -> Path:
+    """This module's output root: each test's runs under a run_name of their own."""
+    return tmp_path_factory.mktemp("outputs")
 
 
 def start(root: Path, outputs: Path, run_name: str) -> subprocess.Popen:
-    return subprocess.Popen(command(root, outputs, run_name), cwd=REPO, text=True,
+    return subprocess.Popen(main_command(root, outputs, run_name), cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -61,11 +47,9 @@ def final_parameters(outputs: Path, run_name: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def straight(dataset) -> dict[str, torch.Tensor]:
-    outputs = dataset.parent / "outputs"
-    result = main(dataset, outputs, "straight")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return final_parameters(outputs, "straight")
+def straight(straight_run) -> dict[str, torch.Tensor]:
+    """The final parameters of the session's uninterrupted run (conftest)."""
+    return read_checkpoint(straight_run / "checkpoints" / "last.pt")["model"]
 
 
 def assert_identical(a: dict, b: dict) -> None:
@@ -74,10 +58,9 @@ def assert_identical(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
-def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly(dataset,
-                                                                                  straight):
-    outputs = dataset.parent / "outputs"
-    process = start(dataset, outputs, "ctrl_c")
+def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly(
+        sixteen_prepared, outputs, straight):
+    process = start(sixteen_prepared, outputs, "ctrl_c")
     checkpoints = outputs / "ctrl_c" / "checkpoints"
     wait_for(lambda: (checkpoints / "last.pt").exists(), process)
     process.send_signal(signal.SIGINT)
@@ -87,20 +70,19 @@ def test_ctrl_c_writes_interrupted_prints_the_resume_command_and_resumes_exactly
     assert "Resume with:" in output and "run_name=ctrl_c" in output
     step = read_checkpoint(checkpoints / "INTERRUPTED.pt")["progress"]["global_step"]
     assert step >= 1, "interrupted before a step: a restart would look the same as a resume"
-    resumed = main(dataset, outputs, "ctrl_c")
+    resumed = run_main_py(sixteen_prepared, outputs, "ctrl_c")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert re.search(rf"resuming from \S+\.pt: step {step},", resumed.stdout + resumed.stderr)
     assert_identical(final_parameters(outputs, "ctrl_c"), straight)
 
 
-def test_kill_9_as_soon_as_save_now_flag_is_gone_loses_nothing_and_resumes_exactly(dataset,
-                                                                                   straight):
+def test_kill_9_as_soon_as_save_now_flag_is_gone_loses_nothing_and_resumes_exactly(
+        sixteen_prepared, outputs, straight):
     """The README's protocol: touch the flag, wait until it is gone, then kill."""
-    outputs = dataset.parent / "outputs"
     flag = outputs / "kill9" / "SAVE_NOW.flag"
     flag.parent.mkdir(parents=True)
     flag.touch()  # served after the first batch, before any scheduled checkpoint (every 2 steps)
-    process = start(dataset, outputs, "kill9")
+    process = start(sixteen_prepared, outputs, "kill9")
     wait_for(lambda: not flag.exists(), process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
@@ -109,26 +91,28 @@ def test_kill_9_as_soon_as_save_now_flag_is_gone_loses_nothing_and_resumes_exact
     assert not (checkpoints / "INTERRUPTED.pt").exists()
     step = read_checkpoint(checkpoints / "last.pt")["progress"]["global_step"]
     assert step >= 1, "the flag vanished before its checkpoint was written"
-    resumed = main(dataset, outputs, "kill9")
+    resumed = run_main_py(sixteen_prepared, outputs, "kill9")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming from {checkpoints / 'last.pt'}: step {step}," in (resumed.stdout +
                                                                        resumed.stderr)
     assert_identical(final_parameters(outputs, "kill9"), straight)
 
 
-def test_running_again_on_a_finished_run_says_it_is_finished(dataset, straight):
-    result = main(dataset, dataset.parent / "outputs", "straight")
-    assert result.returncode == 0
+def test_running_again_on_a_finished_run_says_it_is_finished(sixteen_prepared, outputs,
+                                                             straight_run):
+    shutil.copytree(straight_run, outputs / "finished")  # a copy: the session's run stays as is
+    last = (outputs / "finished" / "checkpoints" / "last.pt").read_bytes()
+    result = run_main_py(sixteen_prepared, outputs, "finished")
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "is finished (max_epochs, epoch 6)" in result.stdout + result.stderr
+    assert (outputs / "finished" / "checkpoints" / "last.pt").read_bytes() == last
 
 
-
-def test_fresh_true_moves_the_finished_run_aside_and_trains_it_again_from_the_start(dataset,
-                                                                                    straight):
-    outputs = dataset.parent / "outputs"
-    shutil.copytree(outputs / "straight", outputs / "again")
+def test_fresh_true_moves_the_finished_run_aside_and_trains_it_again_from_the_start(
+        sixteen_prepared, outputs, straight_run, straight):
+    shutil.copytree(straight_run, outputs / "again")
     old_last = (outputs / "again" / "checkpoints" / "last.pt").read_bytes()
-    result = main(dataset, outputs, "again", "fresh=true")
+    result = run_main_py(sixteen_prepared, outputs, "again", "fresh=true")
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
     assert "fresh=true: moved the previous checkpoints and results to" in log

@@ -115,7 +115,9 @@ def test_conf_model_holds_the_small_and_large_configs():
     assert {path.stem for path in MODEL_CONFIGS} >= {"small", "large"}
 
 
-@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda path: path.stem)
+# The large network trains for seconds on a CPU: in the slow set.
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem == "large"
+                                  else p for p in MODEL_CONFIGS], ids=lambda path: path.stem)
 def test_every_model_config_builds_and_trains(graphs, path):
     values = OmegaConf.to_container(OmegaConf.load(path))
     assert set(values) == {f.name for f in dataclasses.fields(ModelConfig)}
@@ -282,6 +284,7 @@ def test_model_imports_only_torch_pyg_config_and_vocab(path):
     assert not strays, f"{path.name} imports {strays}"
 
 
+@pytest.mark.slow  # a Python process of its own, importing torch
 def test_importing_the_model_loads_neither_rdkit_nor_biopython():
     # A fresh interpreter: this test process has imported featurization already.
     code = "import sys, plgraph.model; print(sorted({'rdkit', 'Bio'} & set(sys.modules)))"

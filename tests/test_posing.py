@@ -140,6 +140,7 @@ def test_a_shared_stereo_centre_inverted_in_the_reference_is_posed_with_the_smil
     assert centre in {lig for lig, _ in original.core}  # the centre itself is shared as written
 
 
+@pytest.mark.slow
 def test_the_posed_cache_is_identical_for_one_and_two_workers(uni_fep_root, tmp_path,
                                                                monkeypatch):
     monkeypatch.setattr(build, "MIN_COMPLEXES_PER_WORKER", 1)  # a real pool for 18 ligands
@@ -254,6 +255,7 @@ def test_two_sources_keep_a_complex_they_share_once_from_the_first_source(uni_fe
         f"unifep:{FKBP12}", "unifep:ChEMBL|F10|CHEMBL661801"}
 
 
+@pytest.mark.slow
 def test_a_cache_of_several_sources_opens_again_and_notices_a_changed_source(uni_fep_root,
                                                                             tmp_path):
     """The second run (a resume, the next seed's split) opens the cache built by the first."""

@@ -16,32 +16,27 @@ import signal
 
 import pytest
 import torch
-from conftest import SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
+from conftest import TINY_MODEL
 
 import plgraph.training.trainer as trainer_module
 from plgraph.config import (
     AppConfig,
-    FeaturizeConfig,
-    SplitConfig,
     TrackingConfig,
     TrainConfig,
 )
-from plgraph.data import prepare_data
 from plgraph.training.checkpoint import read_checkpoint
 from plgraph.training.device import resolve_precision
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
-IDS = SAMPLE_IDS[:20]  # 16 train: 4 batches of 4
 INITIAL_SCALE = 65536.0  # torch.amp.GradScaler's default init_scale
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = copy_sample(tmp_path_factory.mktemp("data") / "twenty", IDS)
-    config = data_config(root)
-    return config, prepare_data(config, FeaturizeConfig(), SplitConfig())
+def prepared(twenty_prepared):
+    """The session's 20 prepared complexes (conftest): 16 train, 4 batches of 4."""
+    return twenty_prepared
 
 
 def app_config(prepared, tmp_path, run_name: str, **trainer) -> AppConfig:

@@ -12,14 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
+from conftest import REPO, SAMPLE_IDS, TINY_MODEL, data_config
 
 from plgraph.config import (
-    AppConfig,
     FeaturizeConfig,
     SplitConfig,
-    TrackingConfig,
-    TrainConfig,
 )
 from plgraph.data import prepare_data
 from plgraph.data.build import featurize_record
@@ -28,8 +25,6 @@ from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.inference import featurize_all, read_protein_with_ligands
 from plgraph.predictor import Predictor
 from plgraph.training.checkpoint import CheckpointError, read_checkpoint
-from plgraph.training.run_dir import RunDirectory
-from plgraph.training.trainer import Trainer
 
 IDS = SAMPLE_IDS[:20]
 TINY = TINY_MODEL
@@ -70,20 +65,6 @@ def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny model trained on 16 real complexes: (data root, run directory)."""
-    base = tmp_path_factory.mktemp("trained")
-    root = copy_sample(base / "twenty", IDS)
-    prepared = prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
-    config = AppConfig(data=data_config(root), model=TINY, output_root=str(base / "outputs"),
-                       tracking=TrackingConfig(enabled=False),
-                       trainer=TrainConfig(max_epochs=2, batch_size=4, warmup_steps=2))
-    with RunDirectory(config.run_dir) as run:
-        Trainer(config, prepared, run, "python main.py").fit()
-    return root, config.run_dir
-
-
 @pytest.mark.slow
 def test_predict_py_gives_the_trainers_test_predictions(trained, tmp_path):
     root, run = trained
@@ -115,14 +96,13 @@ def test_a_checkpoint_of_another_processing_version_is_refused_naming_both(train
         Predictor.load([old], torch.device("cpu"))
 
 
-def test_an_ensemble_predicts_the_mean_and_spread_of_its_members(trained):
+def test_an_ensemble_predicts_the_mean_and_spread_of_its_members(trained, tmp_path):
     root, run = trained
-    paths = [run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"]
-    state = read_checkpoint(paths[1])
+    paths = [run / "checkpoints" / "best.pt", tmp_path / "scaled.pt"]  # not in the shared run
+    state = read_checkpoint(run / "checkpoints" / "last.pt")
     state["model"] = {k: v * 1.01 if v.is_floating_point() and "target" not in k else v
                       for k, v in state["model"].items()}
-    torch.save(state, paths[1].with_name("scaled.pt"))
-    paths[1] = paths[1].with_name("scaled.pt")
+    torch.save(state, paths[1])
     device = torch.device("cpu")
     graphs = [g for g in (r.graph for r in featurize_all(
         read_protein_with_ligands(root / IDS[0] / f"{IDS[0]}_pocket.pdb",

@@ -20,24 +20,31 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FEP, REPO, SAMPLE, copy_sample, data_config, missing_shared
+from conftest import (
+    FEP,
+    MAIN_ARGS,
+    MAIN_IDS,
+    REPO,
+    SAMPLE,
+    copy_sample,
+    data_config,
+    missing_shared,
+)
 from stop_during import ENVIRONMENT, signal_at_start
 from test_distributed import free_port
-from test_main_resume import TINY
 from test_slurm import FAKE_SCONTROL, JOB_ID, fake_executable
-from test_training import IDS, app_config, fit
+from test_training import app_config, fit
 
 from plgraph.cli import resume_command, run_cli, torchrun_command
-from plgraph.config import FeaturizeConfig, SplitConfig, TrackingConfig
-from plgraph.data import prepare_data
+from plgraph.config import FeaturizeConfig, TrackingConfig
 from plgraph.lock import exclusive_lock
 from plgraph.stop import STOP, StopRequested, StopRequests
 from plgraph.tracking import local_store_uri
 from plgraph.training.checkpoint import read_checkpoint
 
 DRIVER = REPO / "tests" / "stop_during.py"
-ONE_EPOCH = [*[o for o in TINY if not o.startswith("trainer.max_epochs")], "trainer.max_epochs=1",
-             "tracking.enabled=false"]
+ONE_EPOCH = [*[o for o in MAIN_ARGS if not o.startswith("trainer.max_epochs")],
+             "trainer.max_epochs=1"]
 
 
 # --- the flag and the entry point's message -------------------------------------------------
@@ -106,11 +113,9 @@ def test_the_resume_command_outside_torchrun_is_this_command_without_fresh():
 
 # --- the trainer's phases, in this process ---------------------------------------------------
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """Twenty complexes, prepared as in test_training.py."""
-    root = copy_sample(tmp_path_factory.mktemp("data") / "twenty", IDS)
-    config = data_config(root)
-    return config, prepare_data(config, FeaturizeConfig(), SplitConfig())
+def prepared(twenty_prepared):
+    """The session's 20 prepared complexes (conftest): 16 train, 2 val, 2 test."""
+    return twenty_prepared
 
 
 def stopped(config, prepared, caplog) -> tuple[int, str]:
@@ -291,10 +296,8 @@ def test_a_signal_during_a_cache_build_with_two_workers_leaves_no_cache_and_no_p
 
 @pytest.fixture
 def small_dataset(tmp_path) -> Path:
-    """16 complexes without a cache, for each test its own."""
-    ids = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()
-                       and p.name not in ("processed", "3qlb")))[:16]
-    return copy_sample(tmp_path / "sixteen", ids)
+    """MAIN_IDS without a cache, for each test its own."""
+    return copy_sample(tmp_path / "sixteen", MAIN_IDS)
 
 
 def run(command: list[str], stop: str = "", **environment: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, copy_sample, data_config
+from conftest import SAMPLE_IDS, copy_sample, data_config
 from mlflow.tracking import MlflowClient
 from test_predict import TINY
 
@@ -241,12 +241,11 @@ def test_empty_tracking_values_are_refused_naming_the_key(key: str, value: str):
         TrackingConfig(**{key: value})
 
 
-@pytest.fixture
-def ten_complexes(tmp_path: Path):
-    """Ten real sample complexes, prepared: (data root, PreparedData)."""
-    ids = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir() and p.name != "processed"
-                 and p.name != "3qlb")[:10]
-    root = copy_sample(tmp_path / "ten", ids)
+@pytest.fixture(scope="module")
+def ten_complexes(tmp_path_factory: pytest.TempPathFactory):
+    """Ten real sample complexes, prepared once for the module: (data root, PreparedData).
+    The trainings only read the cache; each writes under an output root of its own."""
+    root = copy_sample(tmp_path_factory.mktemp("ten") / "ten", SAMPLE_IDS[:10])
     return root, prepare_data(data_config(root), FeaturizeConfig(), SplitConfig())
 
 
@@ -262,6 +261,7 @@ def train_tiny(ten_complexes, outputs: Path, epochs: int,
     return config.run_dir
 
 
+@pytest.mark.slow
 def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continues(
         ten_complexes, tmp_path):
     """The trainer's own calls: a real run of 2 epochs, then raised to 3 (a resume)."""
@@ -282,6 +282,7 @@ def test_training_logs_every_epoch_checkpoints_and_results_and_a_resume_continue
     assert "results.json" in artifacts
 
 
+@pytest.mark.slow
 def test_training_ends_the_same_with_tracking_on_and_off(ten_complexes, tmp_path):
     final = {}
     for enabled in (True, False):

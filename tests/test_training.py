@@ -17,31 +17,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE_IDS, TINY_MODEL, copy_sample, data_config
+from conftest import TINY_MODEL
 
 from plgraph.config import (
     AppConfig,
-    FeaturizeConfig,
     ModelConfig,
-    SplitConfig,
     TrackingConfig,
     TrainConfig,
 )
-from plgraph.data import prepare_data
 from plgraph.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
-IDS = SAMPLE_IDS[:20]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = copy_sample(tmp_path_factory.mktemp("data") / "twenty", IDS)
-    config = data_config(root)
-    return config, prepare_data(config, FeaturizeConfig(), SplitConfig())
+def prepared(twenty_prepared):
+    """The session's 20 prepared complexes (conftest): 16 train, 2 val, 2 test."""
+    return twenty_prepared
 
 
 def app_config(prepared, tmp_path: Path, run_name: str = "run", **trainer) -> AppConfig:
@@ -95,6 +90,7 @@ def test_training_writes_every_output(prepared, tmp_path):
     assert results["sizes"] == {"train": 16, "val": 2, "test": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["cosine", "plateau"])
 def test_resume_after_ctrl_c_matches_uninterrupted_run(prepared, tmp_path, scheduler):
     straight = app_config(prepared, tmp_path, "straight", max_epochs=4, scheduler=scheduler)
@@ -116,6 +112,7 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(prepared, tmp_path, sched
     assert without_time(read_checkpoint(last)["history"]) == without_time(straight_history)
 
 
+@pytest.mark.slow
 def test_resume_mid_accumulation_after_save_now_matches_uninterrupted_run(prepared, tmp_path):
     straight = app_config(prepared, tmp_path, "straight", grad_accumulation=3,
                           checkpoint_every_n_steps=100)
