@@ -18,6 +18,7 @@ SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OBJECTIVES = ("absolute", "within_series")
 MONITORS = ("rmse", "series_spearman")
+ANCHORS = ("none", "heavy_atoms")
 LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
@@ -334,6 +335,11 @@ class ModelConfig:
             has no interactions and ignores it.
         size_term: add a learned per-heavy-atom term (pK grows with ligand size), outside the
             message passing, so no normalization can shrink it.
+        anchor: ``none``, or ``heavy_atoms``: a new run starts as the heavy-atom fit on its
+            train part (the size term holds the fit's slope, the standardization's mean its
+            intercept, the network's output layer is zero), so the network learns the residual
+            over that baseline instead of first rediscovering it. Needs ``size_term``; a run
+            started with ``init_from`` keeps the checkpoint's weights instead.
     """
 
     hidden_channels: int = 64
@@ -346,6 +352,7 @@ class ModelConfig:
     use_protein: bool = True
     pair_energy: bool = False
     size_term: bool = False
+    anchor: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf"):
@@ -357,6 +364,11 @@ class ModelConfig:
         _require(self.lmax in (1, 2), f"model.lmax must be 1 or 2 (got {self.lmax})")
         _require(self.cutoff > 0, f"model.cutoff must be > 0 Å (got {self.cutoff})")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1) (got {self.dropout})")
+        _require(self.anchor in ANCHORS,
+                 f"model.anchor must be one of {', '.join(ANCHORS)} (got {self.anchor!r})")
+        _require(self.anchor == "none" or self.size_term,
+                 f"model.anchor={self.anchor} sets the size term's weight: it needs "
+                 "model.size_term=true")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -43,6 +43,7 @@ from plgraph.learning_curve import (
     train_targets,
 )
 from plgraph.stop import STOP
+from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import per_series_spearman, regression_metrics
 from plgraph.training.trainer import fit_and_read_predictions
@@ -209,7 +210,7 @@ def heavy_atom_baseline(data: PreparedData) -> dict:
                 np.array([float(g.y) for g in graphs]))
 
     _, train_counts, train_labels = counts_and_labels("train")
-    slope, intercept = np.polyfit(train_counts, train_labels, 1)
+    slope, intercept = heavy_atom_fit(train_counts, train_labels)
     ids, test_counts, test_labels = counts_and_labels("test")
     return {"ids": ids, "predicted": slope * test_counts + intercept, "measured": test_labels,
             "fit": {"slope": float(slope), "intercept": float(intercept)}}

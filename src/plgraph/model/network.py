@@ -106,6 +106,28 @@ class PLGraphNet(torch.nn.Module):
         x, vec, rbf = self.encode(graph)
         return self.readout(x, vec, graph, rbf)
 
+    def anchor_to_heavy_atoms(self, slope: float, intercept: float) -> None:
+        r"""Make the model predict ``slope * heavy atoms + intercept`` (pK) exactly, for every
+        input, and keep ``target_std``: the standardization's mean becomes the intercept, the
+        size term's weight the slope, and the head's output layer zero (the pair terms already
+        start at zero). Training then moves the network away from the line only as far as the
+        data pull it (``model.anchor``, :mod:`plgraph.training.anchor`).
+
+        Args:
+            slope (float): pK per heavy atom; intercept (float): pK at zero heavy atoms.
+        """
+        if self.size_term is None:
+            raise ValueError("anchoring to the heavy-atom fit needs model.size_term=true")
+        if not (math.isfinite(slope) and math.isfinite(intercept)):
+            raise ValueError(f"the heavy-atom fit must be finite (got slope={slope}, "
+                             f"intercept={intercept})")
+        self.target_mean.fill_(intercept)
+        with torch.no_grad():
+            self.size_term.weight.fill_(slope / self.target_std.item() * _TYPICAL_LIGAND_ATOMS)
+            output = self.head.output_network[-1].update_net[-1]
+            output.weight.zero_()
+            output.bias.zero_()
+
     def predict_pk(self, data: HeteroData) -> Tensor:
         r"""Predictions in pK units ``[num_graphs]``: ``forward(data) * std + mean``."""
         return self(data) * self.target_std + self.target_mean

@@ -35,6 +35,7 @@ from plgraph.model import PLGraphNet
 from plgraph.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
 from plgraph.tracking import Tracker
 from plgraph.training import init_from, reports
+from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -202,11 +203,23 @@ class Trainer:
             labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
             std = labels.std().item() if len(labels) > 1 else 1.0
             self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
+            if self.model.config.anchor == "heavy_atoms":
+                self._anchor_to_heavy_atoms(labels)
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self._steps_per_epoch(), self.device,
                  self._precision_name(), self.ranks.world_size,
                  "es" if self.ranks.enabled else "")
+
+    def _anchor_to_heavy_atoms(self, labels: torch.Tensor) -> None:
+        """Start as the heavy-atom fit on the train part (``model.anchor=heavy_atoms``)."""
+        size_of = dict(zip(self.data.cache.ids, self.data.cache.ligand_atom_counts(),
+                           strict=True))
+        counts = [size_of[i] for i in self.parts["train"].ids]
+        slope, intercept = heavy_atom_fit(counts, labels.numpy())
+        self.model.anchor_to_heavy_atoms(slope, intercept)
+        log.info("model.anchor=heavy_atoms: starting as pK = %.4f * heavy atoms + %.3f (the "
+                 "least-squares line on %d train complexes)", slope, intercept, len(counts))
 
     def _initialize_from(self, path: Path) -> None:
         """Weights and target standardization of ``init_from`` (plgraph.training.init_from)."""
