@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from plgraph.config import (
 )
 from plgraph.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
+from plgraph.training.reports import write_json
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
 from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
@@ -291,3 +293,18 @@ def test_a_key_added_by_a_newer_plgraph_at_its_default_does_not_block_a_resume()
     current["data"]["duplicate_identity"] = 0.5
     with pytest.raises(ConfigChangeError, match=r"data.duplicate_identity \(None -> 0.5\)"):
         check_config_change(saved, current, mid_epoch=True)
+
+
+def test_results_json_is_strict_json_with_undefined_figures_as_null(tmp_path):
+    """A Pearson R of one test complex is NaN; results.json must still parse in jq or
+    JavaScript, so it holds null there, never the non-JSON token NaN."""
+    path = tmp_path / "results.json"
+    write_json({"test": {"pearson": math.nan, "rmse": 0.5},
+                "per_seed": [{"spearman": -math.inf}, 1.0], "name": "run"}, path)
+
+    def refuse(token: str):
+        pytest.fail(f"results.json holds the non-JSON number {token}")
+
+    parsed = json.loads(path.read_text(), parse_constant=refuse)
+    assert parsed == {"test": {"pearson": None, "rmse": 0.5},
+                      "per_seed": [{"spearman": None}, 1.0], "name": "run"}

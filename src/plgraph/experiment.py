@@ -12,7 +12,6 @@ rest. The report is ``<run_name>/results.json`` and ``report.md``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -46,6 +45,7 @@ from plgraph.stop import STOP
 from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import per_series_spearman, regression_metrics
+from plgraph.training.reports import write_json
 from plgraph.training.trainer import fit_and_read_predictions
 
 log = logging.getLogger(__name__)
@@ -262,8 +262,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
 
 
 def write_report(report: dict, directory: Path) -> None:
-    replace_atomically(directory / "results.json",
-                       lambda path: path.write_text(json.dumps(report, indent=1)))
+    write_json(report, directory / "results.json")
     replace_atomically(directory / "report.md",
                        lambda path: path.write_text(markdown(report)))
     log.info("experiment report: %s", directory / "report.md")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -41,8 +42,24 @@ def write_metrics_csv(history: list[dict], path: Path) -> None:
     replace_atomically(path, write)
 
 
+def json_safe(value):
+    """``value`` with every NaN and infinity as None. JSON has no such numbers: ``json.dumps``
+    would write ``NaN``, which jq, JavaScript and every strict parser refuse. A figure that
+    is undefined (the Pearson R of one test complex, a Spearman ρ of constant predictions) is
+    null in the file."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def write_json(payload: dict, path: Path) -> None:
-    replace_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=1) + "\n"))
+    """``payload`` as strict JSON (non-finite numbers as null), replacing ``path`` atomically."""
+    text = json.dumps(json_safe(payload), indent=1, allow_nan=False) + "\n"
+    replace_atomically(path, lambda target: target.write_text(text))
 
 
 def write_predictions_csv(ids: list[str], predicted: np.ndarray, measured: np.ndarray,

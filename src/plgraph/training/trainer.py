@@ -426,7 +426,7 @@ class Trainer:
                  "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
                  results["val"]["rmse"], test["metrics"]["rmse"], test["metrics"]["pearson"],
                  test["metrics"]["spearman"], self.run.path / "results.json")
-        return results
+        return reports.json_safe(results)  # what a finished run's results.json gives back
 
     # --- evaluation and preflight ---------------------------------------------------------
     @torch.no_grad()
