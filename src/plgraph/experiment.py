@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -44,7 +43,11 @@ from plgraph.learning_curve import (
 from plgraph.stop import STOP
 from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.device import resolve_device
-from plgraph.training.metrics import per_series_spearman, regression_metrics
+from plgraph.training.metrics import (
+    mean_series_spearman,
+    per_series_spearman,
+    regression_metrics,
+)
 from plgraph.training.reports import write_json
 from plgraph.training.trainer import fit_and_read_predictions
 
@@ -226,8 +229,7 @@ def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> di
     spearman = per_series_spearman(found["predicted"], found["measured"],
                                    [series_of[i] for i in found["ids"]], min_series_size)
     result = {"pearson": metrics["pearson"], "rmse": metrics["rmse"],
-              "series_spearman": float(np.mean(list(spearman.values()))) if spearman
-              else math.nan,
+              "series_spearman": mean_series_spearman(spearman),
               "series_evaluated": len(spearman), "per_series_spearman": spearman}
     for key in ("fit", "wall_seconds"):
         if key in found:

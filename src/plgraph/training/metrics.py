@@ -43,3 +43,9 @@ def per_series_spearman(predicted: np.ndarray, measured: np.ndarray, series: lis
     return {name: series_rho(predicted[positions], measured[positions])
             for name, positions in sorted(members.items())
             if len(positions) >= min_series_size and np.ptp(measured[positions]) > 0}
+
+
+def mean_series_spearman(per_series: dict[str, float]) -> float:
+    """The mean of :func:`per_series_spearman`'s figures: the headline per-series figure; NaN
+    where no series qualifies (undefined, not zero)."""
+    return float(np.mean(list(per_series.values()))) if per_series else math.nan

@@ -63,7 +63,11 @@ from plgraph.training.distributed import (
     rank_batches,
     rank_order,
 )
-from plgraph.training.metrics import per_series_spearman, regression_metrics
+from plgraph.training.metrics import (
+    mean_series_spearman,
+    per_series_spearman,
+    regression_metrics,
+)
 from plgraph.training.objective import series_batch_count, series_batches, within_series_loss
 from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
@@ -459,8 +463,7 @@ class Trainer:
             within = per_series_spearman(predicted_np, measured_np,
                                          [self.series_of[i] for i in ids],
                                          self.config.experiment.min_series_size)
-            metrics["series_spearman"] = (float(np.mean(list(within.values()))) if within
-                                          else math.nan)
+            metrics["series_spearman"] = mean_series_spearman(within)
         return {"ids": ids, "predicted": predicted_np, "measured": measured_np,
                 "metrics": metrics}
 
