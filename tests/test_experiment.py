@@ -14,6 +14,8 @@ import pytest
 from conftest import REPO, TINY_MODEL_ARGS
 from scipy import stats
 
+from plgraph.training.checkpoint import read_checkpoint
+
 pytestmark = pytest.mark.slow
 
 # 9 real series (49 ligands) of 7 proteins: CHK1 and FXa have two series each.
@@ -130,3 +132,41 @@ def test_running_it_again_trains_nothing_and_reports_the_same(experiment):
     assert (again.stdout + again.stderr).count("is finished") == 4
     after = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     assert after["summary"] == before["summary"]
+
+
+def prediction_column(path: Path, column: str) -> np.ndarray:
+    with open(path) as handle:
+        return np.array([float(row[column]) for row in csv.DictReader(handle)])
+
+
+def test_an_ensemble_trains_only_its_new_members_and_reports_their_mean(experiment, tmp_path):
+    """experiment.ensemble=2 on a copy of the finished experiment: one more full model per seed
+    (same split, its own trainer seed), the four finished runs reused, and full_ensemble is the
+    mean of the two full models' test predictions, paired against the single model."""
+    from plgraph.comparison import bootstrap_interval, paired_differences
+
+    outputs = tmp_path / "outputs"
+    shutil.copytree(experiment[0], outputs)
+    result = run(experiment[0].parent / "fep", outputs, "experiment.ensemble=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.stdout + result.stderr).count("is finished") == 4
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
+    for seed in ("0", "1"):
+        member, full = (read_checkpoint(outputs / f"fep_grouped-seed{seed}-{name}" / "checkpoints"
+                                        / "best.pt") for name in ("full-member1", "full"))
+        assert member["config"]["seed"] == int(seed) + 1000
+        assert member["config"]["split"]["name"] == full["config"]["split"]["name"]
+        assert member["config"]["split"]["name"].endswith(f"-seed{seed}")
+        runs = [outputs / f"fep_grouped-seed{seed}-{name}" / "test_predictions.csv"
+                for name in ("full", "full-member1")]
+        predicted = [prediction_column(path, "predicted_pk") for path in runs]
+        assert not np.allclose(predicted[0], predicted[1])  # two trainings, not one twice
+        measured = prediction_column(runs[0], "measured_pk")
+        ensemble = report["per_seed"][seed]["full_ensemble"]
+        mean = (predicted[0] + predicted[1]) / 2
+        assert ensemble["rmse"] == pytest.approx(np.sqrt(np.mean((mean - measured) ** 2)))
+    paired = report["paired_series_spearman"]
+    assert paired["full_ensemble-full"] == bootstrap_interval(
+        paired_differences(report["per_seed"], "full_ensemble", "full"))
+    assert {"full_ensemble-heavy_atoms", "full_ensemble-ligand_only"} <= set(paired)
+    assert "full-model ensemble" in (outputs / "fep_grouped" / "report.md").read_text()

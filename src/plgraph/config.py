@@ -525,6 +525,10 @@ class ExperimentConfig:
         few_shot_lr: the peak learning rate of those trainings.
         learning_curve: fractions of the training targets (each in (0, 1)) to train the full
             model on again, for the learning curve (``plgraph.learning_curve``; empty: none).
+        ensemble: full models per seed (1: none more). With N > 1 the seed's full model and
+            N - 1 more, on the same split and training part but each with its own
+            initialization and batch order, are averaged, and the mean is reported as a
+            method of its own (what ``predict.py`` does with several checkpoints).
     """
 
     name: str | None = None
@@ -538,6 +542,7 @@ class ExperimentConfig:
     few_shot_epochs: int = 20
     few_shot_lr: float = 3e-4
     learning_curve: list[float] = field(default_factory=list)
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
@@ -556,6 +561,8 @@ class ExperimentConfig:
         _require(all(0 < f < 1 for f in self.learning_curve), "experiment.learning_curve: "
                  f"fractions in (0, 1); the whole training part is its last point (got "
                  f"{self.learning_curve})")
+        _require(self.ensemble >= 1, f"experiment.ensemble must be >= 1 full models per seed "
+                 f"(got {self.ensemble})")
 
 
 @dataclass

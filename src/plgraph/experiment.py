@@ -32,6 +32,7 @@ from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
+from plgraph.errors import PlgraphError
 from plgraph.few_shot import few_shot_markdown, plot_few_shot, run_few_shot, summarize_few_shot
 from plgraph.learning_curve import (
     fewer_targets,
@@ -53,14 +54,18 @@ from plgraph.training.trainer import fit_and_read_predictions
 
 log = logging.getLogger(__name__)
 
-METHODS = ("full", "ligand_only", "heavy_atoms", "fep")
+METHODS = ("full", "full_ensemble", "ligand_only", "heavy_atoms", "fep")
 BASELINES = ("ligand_only", "heavy_atoms")  # what the full model must beat
 LABELS = {"full": "full model (ligand + pocket + interactions)",
+          "full_ensemble": "full-model ensemble (mean of experiment.ensemble trainings)",
           "ligand_only": "ligand-only model (same network, ligand graph alone)",
           "heavy_atoms": "heavy-atom count (linear fit on train)",
           "fep": "Uni-FEP's FEP prediction (fep_dG; physics reference, its test series only)"}
 FEP_COLUMN = "fep_dG (kcal/mol)"
 FIGURES = ("pearson", "rmse", "series_spearman")
+# An ensemble member's trainer seed is the experiment seed plus this times its number: apart from
+# every experiment seed a user would pick, so no member repeats another seed's training.
+ENSEMBLE_SEED_STRIDE = 1000
 
 
 def run_experiment(config: AppConfig, resume_command: str) -> dict:
@@ -105,6 +110,9 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
             predictions[variant] = _train(config, data, seed, f"{config.run_name}-seed{seed}-"
                                           f"{variant}", use_protein, LABELS[variant],
                                           resume_command)
+        if experiment.ensemble > 1:
+            predictions["full_ensemble"] = _ensemble(config, data, seed, predictions["full"],
+                                                     resume_command)
         points[seed] = predictions
         full_run = Path(config.output_root) / f"{config.run_name}-seed{seed}-full"
         few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
@@ -128,19 +136,45 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
 
 
 def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_protein: bool,
-           label: str, resume_command: str) -> dict:
-    """One training of the experiment (skipped when finished, resumed when not); its test
+           label: str, resume_command: str, init_seed: int | None = None) -> dict:
+    """One training of the experiment on seed ``seed``'s split (skipped when finished, resumed
+    when not), its trainer seeded with ``init_seed`` (default: ``seed``); its test
     predictions, with its wall time."""
     STOP.check(f"before the training {run_name}; finished trainings are kept, the next run "
                "skips them")
     run_config = dataclasses.replace(
-        config, seed=seed, split=seed_split(config, seed), run_name=run_name,
+        config, seed=seed if init_seed is None else init_seed, split=seed_split(config, seed),
+        run_name=run_name,
         model=dataclasses.replace(config.model, use_protein=use_protein),
         experiment=dataclasses.replace(config.experiment, name=None))
     log.info("experiment %s, seed %d: %s", config.experiment.name, seed, label)
     results, found = fit_and_read_predictions(run_config, data, resume_command)
     found["wall_seconds"] = results["wall_seconds"]
     return found
+
+
+def _ensemble(config: AppConfig, data: PreparedData, seed: int, first: dict,
+              resume_command: str) -> dict:
+    """The mean test prediction of ``experiment.ensemble`` full models on seed ``seed``'s split
+    and training part: its own full model (``first``) and the others, trainer seeds
+    ``seed + ENSEMBLE_SEED_STRIDE * member``. ``wall_seconds`` counts the added members only
+    (the first is the full model's)."""
+    size = config.experiment.ensemble
+    members = [first]
+    for member in range(1, size):
+        members.append(_train(config, data, seed, f"{config.run_name}-seed{seed}-full-member"
+                              f"{member}", True, f"full model, ensemble member {member + 1} of "
+                              f"{size}", resume_command,
+                              init_seed=seed + ENSEMBLE_SEED_STRIDE * member))
+    for found in members[1:]:
+        if list(found["ids"]) != list(first["ids"]):
+            raise PlgraphError(f"seed {seed}: the ensemble members' test predictions are not of "
+                               "the same complexes in the same order; each run's "
+                               "test_predictions.csv must come from this split (rerun with "
+                               "fresh=true)")
+    return {"ids": first["ids"], "measured": first["measured"],
+            "predicted": np.mean([found["predicted"] for found in members], axis=0),
+            "wall_seconds": sum(found["wall_seconds"] for found in members[1:])}
 
 
 def _learning_curve(config: AppConfig, data: PreparedData, seed: int, full: dict,
@@ -245,9 +279,12 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
         for figure in FIGURES:
             values = [per_seed[s][method][figure] for s in per_seed]
             summary[method][figure] = {**mean_std(values), "values": values}
-    paired = {f"full-{baseline}": bootstrap_interval(paired_differences(per_seed, "full",
-                                                                         baseline))
-              for baseline in (*BASELINES, "fep") if any(baseline in r for r in per_seed.values())}
+    comparisons = [("full", other) for other in (*BASELINES, "fep")]
+    comparisons += [("full_ensemble", other) for other in ("full", *BASELINES)]
+    paired = {f"{method}-{other}": bootstrap_interval(paired_differences(per_seed, method,
+                                                                         other))
+              for method, other in comparisons
+              if any(method in r and other in r for r in per_seed.values())}
     device = str(resolve_device(config.trainer.device))  # as the trainings resolved it
     return {"experiment": config.experiment.name, "seeds": list(per_seed),
             "device": device, "model": config.model.to_dict(),
@@ -303,13 +340,14 @@ def markdown(report: dict) -> str:
     lines += ["", verdict(summary), ""]
     paired = report.get("paired_series_spearman", {})
     if paired:
-        lines += ["Paired, on the test series both rank (all seeds pooled): the full model's "
-                  "Spearman ρ minus the other's, mean and 95 % bootstrap interval over series:", "",
-                  "| full model minus | series | mean Δρ | 95 % interval | excludes 0 |",
-                  "|---|---:|---:|---:|---|"]
+        lines += ["Paired, on the test series both rank (all seeds pooled): one method's "
+                  "Spearman ρ minus another's, mean and 95 % bootstrap interval over series:", "",
+                  "| method | minus | series | mean Δρ | 95 % interval | excludes 0 |",
+                  "|---|---|---:|---:|---:|---|"]
         for name, entry in paired.items():
+            method, other = name.split("-", 1)
             excludes = entry["low"] > 0 or entry["high"] < 0
-            lines.append(f"| {LABELS[name.split('-', 1)[1]]} | {entry['n']} | "
+            lines.append(f"| {LABELS[method].split(' (')[0]} | {LABELS[other]} | {entry['n']} | "
                          f"{entry['mean']:+.3f} | [{entry['low']:+.3f}, {entry['high']:+.3f}] | "
                          f"{'yes' if excludes else 'no'} |")
         lines += ["", "Figures: `series_spearman.png` (per-series ρ of every method), "
