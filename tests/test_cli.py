@@ -70,3 +70,22 @@ def test_every_experiment_composes_into_typed_dataclasses(name):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         config = to_config(compose(config_name="config", overrides=[f"experiment={name}"]))
     assert config.experiment.name == name
+
+
+@pytest.mark.parametrize("model", ["small", "large"])
+def test_the_transfer_experiments_train_the_anchored_within_series_model_on_either_size(model):
+    """What bench/README.md measured best on unseen families is what experiment=transfer and
+    transfer_budget train, whichever model size is chosen on the command line."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for name in ("transfer", "transfer_budget"):
+            config = to_config(compose(config_name="config",
+                                       overrides=[f"experiment={name}", f"model={model}"]))
+            assert (config.model.pair_energy, config.model.size_term, config.model.anchor) == (
+                True, True, "heavy_atoms")
+            assert (config.trainer.objective, config.trainer.monitor) == (
+                "within_series", "series_spearman")
+            assert config.model.hidden_channels == (256 if model == "large" else 48)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        plain = to_config(compose(config_name="config", overrides=["experiment=fep_grouped"]))
+    assert (plain.model.anchor, plain.trainer.objective) == ("none", "absolute")
