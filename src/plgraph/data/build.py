@@ -270,9 +270,13 @@ def _chunk_result(future: Future, pool: ProcessPoolExecutor) -> list[bytes | Fai
                 broken = True  # the executor now fails every future: BrokenProcessPool
 
 
+def _workers(pool: ProcessPoolExecutor) -> list:
+    """The pool's worker processes (a private attribute of the executor; none where missing)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
-    processes = getattr(pool, "_processes", None) or {}
-    return any(p.exitcode not in (None, 0) for p in list(processes.values()))
+    return any(p.exitcode not in (None, 0) for p in _workers(pool))
 
 
 def _break_pool(pool: ProcessPoolExecutor) -> None:
@@ -309,11 +313,11 @@ def _end_pool(pool: ProcessPoolExecutor, cancel: EventType) -> None:
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    processes = _workers(pool)
+    for process in processes:
         if process.exitcode is None:
             process.kill()
-    for process in list(processes.values()):
+    for process in processes:
         process.join(timeout=10)
 
 

@@ -44,11 +44,15 @@ class PreparedData:
     def part(self, name: str) -> ComplexDataset:
         return ComplexDataset(self.cache, self.split["parts"][name])
 
+    def ligand_sizes(self, name: str) -> list[int]:
+        """The ligand heavy-atom count of each complex of split part ``name``, in its order."""
+        counts = dict(zip(self.cache.ids, self.cache.ligand_atom_counts(), strict=True))
+        return [counts[complex_id] for complex_id in self.split["parts"][name]]
+
     def ligand_size_range(self, name: str) -> list[int]:
         """[smallest, largest] ligand heavy-atom count of split part ``name``; stored in every
         checkpoint so that prediction can tell a ligand far outside what the model has seen."""
-        counts = dict(zip(self.cache.ids, self.cache.ligand_atom_counts(), strict=True))
-        sizes = [counts[complex_id] for complex_id in self.split["parts"][name]]
+        sizes = self.ligand_sizes(name)
         return [min(sizes), max(sizes)] if sizes else []
 
 

@@ -26,6 +26,14 @@ def regression_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str,
     return result
 
 
+def positions_by_series(series: list[str]) -> dict[str, list[int]]:
+    """The positions of each series' members in ``series`` (one series name per complex)."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, name in enumerate(series):
+        members[name].append(position)
+    return members
+
+
 def series_rho(predicted: np.ndarray, measured: np.ndarray) -> float:
     """Spearman ρ of one series; 0 where a method ranks nothing (one value for every ligand),
     rather than leaving the series out and scoring the method on the easier rest."""
@@ -37,11 +45,8 @@ def per_series_spearman(predicted: np.ndarray, measured: np.ndarray, series: lis
     """Spearman ρ within each series (a congeneric series of one target) that has
     ``min_series_size`` ligands or more and measured values that are not all equal."""
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
-    members: dict[str, list[int]] = defaultdict(list)
-    for position, name in enumerate(series):
-        members[name].append(position)
     return {name: series_rho(predicted[positions], measured[positions])
-            for name, positions in sorted(members.items())
+            for name, positions in sorted(positions_by_series(series).items())
             if len(positions) >= min_series_size and np.ptp(measured[positions]) > 0}
 
 

@@ -16,13 +16,13 @@ resume continues them exactly.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
+
+from plgraph.training.metrics import positions_by_series
 
 
 def series_chunks(series: list[str], group_size: int, rng: np.random.Generator | None = None,
@@ -32,9 +32,7 @@ def series_chunks(series: list[str], group_size: int, rng: np.random.Generator |
     with groups of 4 makes 3 + 3 + 3, not 4 + 4 + 1: a group of one has no difference to learn
     (with groups of 3 or more, only a series of one ligand makes one; with groups of 2, an odd
     series does)."""
-    members: dict[str, list[int]] = defaultdict(list)
-    for position, name in enumerate(series):
-        members[name].append(position)
+    members = positions_by_series(series)
     chunks = []
     for name in sorted(members):
         positions = np.asarray(members[name])

@@ -217,9 +217,7 @@ class Trainer:
 
     def _anchor_to_heavy_atoms(self, labels: torch.Tensor) -> None:
         """Start as the heavy-atom fit on the train part (``model.anchor=heavy_atoms``)."""
-        size_of = dict(zip(self.data.cache.ids, self.data.cache.ligand_atom_counts(),
-                           strict=True))
-        counts = [size_of[i] for i in self.parts["train"].ids]
+        counts = self.data.ligand_sizes("train")
         slope, intercept = heavy_atom_fit(counts, labels.numpy())
         self.model.anchor_to_heavy_atoms(slope, intercept)
         log.info("model.anchor=heavy_atoms: starting as pK = %.4f * heavy atoms + %.3f (the "
