@@ -415,6 +415,9 @@ class TrainConfig:
             the plateau scheduler: ``rmse``, or ``series_spearman`` (the mean Spearman ρ within
             the validation series, which needs series: the series and reference layouts, or a
             manifest's group column).
+        coordinate_noise: standard deviation (Å) of Gaussian noise added to every atom position
+            of each training batch (``plgraph.training.augment``); 0 trains on the poses as
+            they are. Validation, test and prediction never see noise.
     """
 
     max_epochs: int = 30
@@ -440,13 +443,15 @@ class TrainConfig:
     series_group_size: int = 4
     absolute_weight: float = 0.1
     monitor: str = "rmse"
+    coordinate_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "grad_accumulation", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             _require(value >= 1, f"trainer.{name} must be >= 1 (got {value})")
         for name in ("warmup_steps", "grad_clip", "early_stopping_patience", "keep_periodic",
-                     "periodic_every_n_steps", "loader_workers", "weight_decay"):
+                     "periodic_every_n_steps", "loader_workers", "weight_decay",
+                     "coordinate_noise"):
             value = getattr(self, name)
             _require(value >= 0, f"trainer.{name} must be >= 0 (got {value})")
         _require(self.lr > 0, f"trainer.lr must be > 0 (got {self.lr})")

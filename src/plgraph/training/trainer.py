@@ -36,6 +36,7 @@ from plgraph.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_
 from plgraph.tracking import Tracker
 from plgraph.training import init_from, reports
 from plgraph.training.anchor import heavy_atom_fit
+from plgraph.training.augment import jitter_positions
 from plgraph.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -262,7 +263,7 @@ class Trainer:
         seen, accumulation = self.progress.batches_seen, self.cfg.grad_accumulation
         group_start = seen - seen % accumulation
         group_size = min(accumulation, batches_in_epoch - group_start)
-        batch = batch.to(self.device)
+        batch = jitter_positions(batch.to(self.device), self.cfg.coordinate_noise)
         with autocast(self.device, self.amp_dtype):
             prediction = self.net(batch)
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
