@@ -1,7 +1,7 @@
 """Train plgraph: ``python main.py [key=value ...]`` (see conf/config.yaml and README.md).
 
 Running it again on the same ``run_name`` resumes from the newest valid checkpoint. Ctrl-C,
-SIGTERM and SIGUSR1 are honoured from the first line to the last (plgraph.stop).
+SIGTERM and SIGUSR1 are honoured from the first line to the last (plgraph.runtime.stop).
 """
 
 # ruff: noqa: E402 (the stop handlers go in before the imports, which take seconds)
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from plgraph.stop import STOP, ignore_stop_signals_in_worker
+from plgraph.runtime.stop import STOP, ignore_stop_signals_in_worker
 
 # A multirun (-m) launches jobs, and on a login node waits for Slurm's: Ctrl-C ends that at once,
 # as before; each job installs the handlers in main().
@@ -25,22 +25,22 @@ import os
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, resume_command, run_cli, run_entry, to_config
 from plgraph.config import AppConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.errors import PlgraphError
-from plgraph.slurm import requeue_after_preemption
+from plgraph.runtime.allocator import keep_freed_memory
+from plgraph.runtime.slurm import requeue_after_preemption
 from plgraph.training.distributed import Collectives, Ranks
 
 log = logging.getLogger("plgraph")
 register_configs()
-keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocator
+keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.runtime.allocator
 
 
 def experiment(config, ranks: Ranks) -> int:
     """``experiment=NAME``: every seed and baseline of conf/experiment/NAME.yaml, one report."""
-    from plgraph.experiment import prepare_experiment, run_experiment
+    from plgraph.experiments.run import prepare_experiment, run_experiment
 
     if ranks.enabled:
         raise PlgraphError("an experiment runs its trainings one after another in one process; "

@@ -6,16 +6,17 @@ as in training; ``poses=posed.sdf`` writes the poses), ``root=DIR`` (PDBbind lay
 ``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models. The model and
 its featurization are rebuilt from the checkpoint alone; every input record gets one row in
 ``output`` (predicted pK, or the reason there is none; ``out_of_domain`` and the reasons where
-the prediction is outside the model's domain, see plgraph.applicability). Exit codes: 0 every
+the prediction is outside the model's domain, see plgraph.inference.applicability). Exit codes: 0
+every
 record predicted, 1 some records failed (the CSV complete), 2 nothing done (a usage or input
 error, named), 128 + signal when Ctrl-C, SIGTERM or SIGUSR1 stopped it between chunks
-(plgraph.stop). The CSV appears at ``output`` only once complete.
+(plgraph.runtime.stop). The CSV appears at ``output`` only once complete.
 """
 
 # ruff: noqa: E402 (the stop handlers go in before the imports, which take seconds)
 from __future__ import annotations
 
-from plgraph.stop import STOP
+from plgraph.runtime.stop import STOP
 
 STOP.install()
 
@@ -27,27 +28,20 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
-from plgraph.explain import ExplainWriter
-from plgraph.inference import (
-    PoseAggregator,
-    PoseWriter,
-    PredictionWriter,
-    check_output,
-    chunks,
-    featurize_all,
-    read_prediction_inputs,
-)
-from plgraph.predictor import Predictor, latest_best_checkpoint
+from plgraph.inference.explain import ExplainWriter
+from plgraph.inference.inputs import chunks, featurize_all, read_prediction_inputs
+from plgraph.inference.predictor import Predictor, latest_best_checkpoint
+from plgraph.inference.writers import PoseAggregator, PoseWriter, PredictionWriter, check_output
+from plgraph.runtime.allocator import keep_freed_memory
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
 from plgraph.training.reports import plot_scatter
 
 log = logging.getLogger("plgraph")
 register_configs()
-keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.allocator
+keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.runtime.allocator
 
 
 def predict(config: PredictConfig) -> int:

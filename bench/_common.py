@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from plgraph.allocator import keep_freed_memory
 from plgraph.config import PRECISIONS, DataConfig, ModelConfig
+from plgraph.runtime.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"

@@ -37,6 +37,7 @@ from _common import fep_config, fep_root, median_time, pocket_config, print_tabl
 
 from plgraph.config import DataConfig, FeaturizeConfig
 from plgraph.data import build
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.layouts import read_inputs
 from plgraph.data.records import ReadResult
 from plgraph.errors import FeaturizationError
@@ -75,7 +76,7 @@ def featurize_all(inputs: ReadResult) -> int:
     failed = 0
     for record in inputs.records:
         try:
-            build.featurize_record(record, FEATURIZE, proteins)
+            featurize_record(record, FEATURIZE, proteins)
         except FeaturizationError:
             failed += 1
     return failed

@@ -24,7 +24,7 @@ from _common import REPO, print_table
 from pose_quality import _reason
 
 from plgraph.config import DataConfig, FeaturizeConfig
-from plgraph.data.build import featurize_record_with_pose, pose_record, posing_site
+from plgraph.data.featurizer import featurize_record_with_pose, pose_record, posing_site
 from plgraph.data.layouts import read_inputs
 from plgraph.errors import FeaturizationError
 from plgraph.featurize import load_protein

@@ -43,8 +43,8 @@ from plgraph.config import (
     TrainConfig,
 )
 from plgraph.data import prepare_data
-from plgraph.inference import featurize_all, read_protein_with_ligands
-from plgraph.predictor import Predictor
+from plgraph.inference.inputs import featurize_all, read_protein_with_ligands
+from plgraph.inference.predictor import Predictor
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
 
@@ -127,7 +127,8 @@ def run_predict_py(checkpoint: Path, ligands: Path, device: str, scratch: Path) 
         raise SystemExit(f"predict.py failed:\n{result.stderr[-2000:]}")
     rows = len((scratch / "preds.csv").read_text().splitlines()) - 1
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import plgraph.predictor, plgraph.inference"],
+    subprocess.run([sys.executable, "-c",
+                    "import plgraph.inference.predictor, plgraph.inference.inputs"],
                    check=True)
     imports = time.perf_counter() - started
     print(f"predict.py on {ligands.stem} ({rows} rows): {seconds:.2f} s wall, of which "

@@ -27,10 +27,10 @@ ENVIRONMENT = "PLGRAPH_TEST_STOP"
 PHASES = {
     "build": ("plgraph.data.build", "_write_shards"),
     "resume": ("plgraph.training.trainer", "find_latest_checkpoint"),
-    "mlflow": ("plgraph.tracking", "_open_run"),
+    "mlflow": ("plgraph.training.tracking", "_open_run"),
     "preflight": ("plgraph.training.trainer", "Trainer.preflight"),
     "test": ("plgraph.training.trainer", "Trainer._test_best"),
-    "predict": ("plgraph.inference", "featurize_all"),  # predict.py
+    "predict": ("plgraph.inference.inputs", "featurize_all"),  # predict.py
 }
 
 

@@ -1,4 +1,5 @@
-"""plgraph.allocator: large tensor buffers are reused instead of page-faulted in on every step."""
+"""plgraph.runtime.allocator: large tensor buffers are reused instead of page-faulted in on every
+step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 # heap's first growth): the minor page faults the 40 cost.
 FAULTS = """
 import resource, sys, torch
-from plgraph.allocator import keep_freed_memory
+from plgraph.runtime.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 for _ in range(5):

@@ -20,7 +20,7 @@ from conftest import BROKEN_ID, MOL2_FALLBACK_ID, copy_sample, data_config
 
 from plgraph.config import FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
-from plgraph.data.build import featurize_record
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.layouts import read_inputs
 from plgraph.data.records import ReadResult
 from plgraph.errors import FeaturizationError, InputError, TooManyFailuresError

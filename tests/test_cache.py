@@ -16,7 +16,7 @@ from conftest import REPO, SAMPLE, copy_sample, data_config
 
 from plgraph.config import FeaturizeConfig
 from plgraph.data import build, prepare_data
-from plgraph.data.build import featurize_record
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.layouts import read_inputs
 from plgraph.errors import CacheError
 from plgraph.featurize import DATA_PROCESSING_VERSION

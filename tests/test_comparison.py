@@ -10,13 +10,19 @@ import numpy as np
 import pytest
 from conftest import REPO, data_config
 
-from plgraph.comparison import bootstrap_interval, format_mean_std, mean_std, paired_differences
 from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
-from plgraph.experiment import capped_training, fep_reference, markdown, summarize
-from plgraph.few_shot import METHODS as FEW_SHOT_METHODS
+from plgraph.experiments.comparison import (
+    bootstrap_interval,
+    format_mean_std,
+    mean_std,
+    paired_differences,
+)
+from plgraph.experiments.few_shot import METHODS as FEW_SHOT_METHODS
+from plgraph.experiments.report import markdown, summarize
+from plgraph.experiments.run import capped_training, fep_reference
 
 
 def test_paired_differences_pair_the_same_series_of_the_same_seed_only():
@@ -57,8 +63,8 @@ def one_seed_results() -> dict:
 
 
 def test_one_seed_reports_each_figure_without_a_standard_deviation(tmp_path):
-    from plgraph.few_shot import plot_few_shot
-    from plgraph.learning_curve import plot_learning_curve
+    from plgraph.experiments.few_shot import plot_few_shot
+    from plgraph.experiments.learning_curve import plot_learning_curve
 
     report = summarize(AppConfig(), one_seed_results(), 1.0)
     assert report["summary"]["full"]["rmse"] == {"mean": 1.25, "std": None, "values": [1.25]}

@@ -105,7 +105,7 @@ def test_figures_are_recomputed_from_the_runs_own_predictions(experiment):
 
 
 def test_the_paired_comparison_and_figures_come_from_the_per_series_figures(experiment):
-    from plgraph.comparison import bootstrap_interval, paired_differences
+    from plgraph.experiments.comparison import bootstrap_interval, paired_differences
 
     outputs, _ = experiment
     report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
@@ -143,7 +143,7 @@ def test_an_ensemble_trains_only_its_new_members_and_reports_their_mean(experime
     """experiment.ensemble=2 on a copy of the finished experiment: one more full model per seed
     (same split, its own trainer seed), the four finished runs reused, and full_ensemble is the
     mean of the two full models' test predictions, paired against the single model."""
-    from plgraph.comparison import bootstrap_interval, paired_differences
+    from plgraph.experiments.comparison import bootstrap_interval, paired_differences
 
     outputs = tmp_path / "outputs"
     shutil.copytree(experiment[0], outputs)

@@ -1,5 +1,5 @@
 """``predict.py explain=true``: per-atom contributions that sum to the prediction, with the input
-file's atom numbers, and the contribution maps (plgraph.explain)."""
+file's atom numbers, and the contribution maps (plgraph.inference.explain)."""
 
 from __future__ import annotations
 

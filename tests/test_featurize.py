@@ -183,7 +183,7 @@ def test_every_ligand_of_a_series_shares_one_parsed_protein(brd4):
     the protein parsed for the first, kept once for the series."""
     from collections import OrderedDict
 
-    from plgraph.data.build import featurize_record
+    from plgraph.data.featurizer import featurize_record
 
     protein_file, sdf = brd4
     config = FeaturizeConfig()

@@ -1,4 +1,5 @@
-"""The experiment's few-shot arm (``plgraph.few_shot``): k measured ligands of a test series,
+"""The experiment's few-shot arm (``plgraph.experiments.few_shot``): k measured ligands of a test
+series,
 the rest ranked, on real FEP series."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The experiment's learning curve (``plgraph.learning_curve``): the full model on a fraction of
+"""The experiment's learning curve (``plgraph.experiments.learning_curve``): the full model on a
+fraction of
 the training targets, scored on the same unseen test proteins, on real FEP series."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from torch_geometric.nn.models.visnet import Sphere, ViS_MP
 
 from plgraph import featurize, vocab
 from plgraph.config import DataConfig, FeaturizeConfig, ModelConfig
-from plgraph.data.build import featurize_record
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.layouts import read_inputs
 from plgraph.model import PLGraphNet
 from plgraph.model import graph as model_graph

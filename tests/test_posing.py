@@ -19,7 +19,7 @@ from test_cache import assert_same_graph
 
 from plgraph.config import FeaturizeConfig, PosingConfig, SplitConfig
 from plgraph.data import build, prepare_data
-from plgraph.data.build import featurize_record, pose_record
+from plgraph.data.featurizer import featurize_record, pose_record, posing_site
 from plgraph.data.layouts import read_inputs
 from plgraph.data.records import dg_to_pk
 from plgraph.errors import FeaturizationError
@@ -125,7 +125,7 @@ def test_a_shared_stereo_centre_inverted_in_the_reference_is_posed_with_the_smil
     assert record.smiles.count("[C@@]1") == 1
     inverted = parse_smiles(record.smiles.replace("[C@@]1", "[C@]1"), "inverted")
     protein = load_protein(record.protein, CONFIG)
-    site = build.posing_site(record, protein)
+    site = posing_site(record, protein)
     # The freed centre leaves a small core and the new atoms little room: the best of the 8
     # embeddings keeps 3 clashes (a failure by the clash rule). The rule under test is the stereo.
     posing = replace(CONFIG.posing, max_clashes=10)

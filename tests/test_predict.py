@@ -19,11 +19,11 @@ from plgraph.config import (
     SplitConfig,
 )
 from plgraph.data import prepare_data
-from plgraph.data.build import featurize_record
+from plgraph.data.featurizer import featurize_record
 from plgraph.errors import PlgraphError
 from plgraph.featurize import DATA_PROCESSING_VERSION
-from plgraph.inference import featurize_all, read_protein_with_ligands
-from plgraph.predictor import Predictor
+from plgraph.inference.inputs import featurize_all, read_protein_with_ligands
+from plgraph.inference.predictor import Predictor
 from plgraph.training.checkpoint import CheckpointError, read_checkpoint
 
 IDS = SAMPLE_IDS[:20]
@@ -133,7 +133,7 @@ def test_every_sdf_record_gets_a_row_and_a_failure_sets_the_exit_code(
 
 
 def test_without_a_checkpoint_the_latest_runs_best_is_used_or_the_way_is_named(tmp_path):
-    from plgraph.predictor import latest_best_checkpoint
+    from plgraph.inference.predictor import latest_best_checkpoint
 
     with pytest.raises(PlgraphError, match="no trained run with checkpoints/best.pt"):
         latest_best_checkpoint(tmp_path)

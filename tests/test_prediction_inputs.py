@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 from conftest import FEP, MOL2_FALLBACK_ID, SAMPLE, missing_shared
 
-from plgraph.applicability import domain_warnings
 from plgraph.config import FeaturizeConfig, PredictConfig
-from plgraph.data.build import featurize_record
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.labels import read_labels
 from plgraph.data.layouts import read_manifest
 from plgraph.data.libraries import iter_ligand_records, iter_sdf_records
 from plgraph.data.records import ComplexRecord, Failure
-from plgraph.errors import FeaturizationError, InputError, iter_lines, read_bytes
+from plgraph.errors import FeaturizationError, InputError
 from plgraph.featurize import featurize_complex, load_protein, parse_ligand_block
-from plgraph.inference import chunks, featurize_all, read_prediction_inputs
+from plgraph.inference.applicability import domain_warnings
+from plgraph.inference.inputs import chunks, featurize_all, read_prediction_inputs
+from plgraph.runtime.files import iter_lines, read_bytes
 
 CDK2 = "jacs_set/cdk2"  # 16 ligands
 

@@ -13,7 +13,7 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 
 from plgraph.cli import register_configs, to_config
-from plgraph.slurm import requeue_after_preemption
+from plgraph.runtime.slurm import requeue_after_preemption
 
 JOB_ID = "4242"
 SIGUSR1_EXIT = 128 + signal.SIGUSR1
@@ -103,7 +103,7 @@ def scontrol(tmp_path, monkeypatch) -> Path:
 def test_sigusr1_in_a_slurm_job_requeues_it(scontrol, monkeypatch, caplog):
     monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
     monkeypatch.setenv("SLURM_PROCID", "0")
-    with caplog.at_level(logging.WARNING, logger="plgraph.slurm"):
+    with caplog.at_level(logging.WARNING, logger="plgraph.runtime.slurm"):
         assert requeue_after_preemption(SIGUSR1_EXIT) is True
     assert scontrol.read_text().splitlines() == [f"requeue {JOB_ID}"]
     assert f"requeued job {JOB_ID}" in caplog.text
@@ -129,7 +129,7 @@ def test_a_failing_scontrol_is_reported_with_its_message(scontrol, monkeypatch, 
     monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
     error = f"scontrol: error: Requested operation is presently disabled for job {JOB_ID}"
     monkeypatch.setenv("FAKE_SCONTROL_ERROR", error)
-    with caplog.at_level(logging.ERROR, logger="plgraph.slurm"):
+    with caplog.at_level(logging.ERROR, logger="plgraph.runtime.slurm"):
         assert requeue_after_preemption(SIGUSR1_EXIT) is False
     assert scontrol.read_text().splitlines() == [f"requeue {JOB_ID}"]
     assert error in caplog.text
@@ -141,7 +141,7 @@ def test_a_missing_scontrol_is_reported(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
     monkeypatch.delenv("SLURM_PROCID", raising=False)
     monkeypatch.delenv("RANK", raising=False)
-    with caplog.at_level(logging.ERROR, logger="plgraph.slurm"):
+    with caplog.at_level(logging.ERROR, logger="plgraph.runtime.slurm"):
         assert requeue_after_preemption(SIGUSR1_EXIT) is False
     assert f"could not requeue Slurm job {JOB_ID}" in caplog.text
     assert "scontrol" in caplog.text

@@ -37,10 +37,10 @@ from test_training import app_config, fit
 
 from plgraph.cli import resume_command, run_cli, torchrun_command
 from plgraph.config import FeaturizeConfig, TrackingConfig
-from plgraph.lock import exclusive_lock
-from plgraph.stop import STOP, StopRequested, StopRequests
-from plgraph.tracking import local_store_uri
+from plgraph.runtime.lock import exclusive_lock
+from plgraph.runtime.stop import STOP, StopRequested, StopRequests
 from plgraph.training.checkpoint import read_checkpoint
+from plgraph.training.tracking import local_store_uri
 
 DRIVER = REPO / "tests" / "stop_during.py"
 ONE_EPOCH = [*[o for o in MAIN_ARGS if not o.startswith("trainer.max_epochs")],

@@ -22,9 +22,9 @@ from test_predict import TINY
 from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig, TrackingConfig, TrainConfig
 from plgraph.data import prepare_data
 from plgraph.errors import PlgraphError
-from plgraph.tracking import RUN_RECORD, Tracker, local_store_uri
 from plgraph.training.checkpoint import read_checkpoint
 from plgraph.training.run_dir import RunDirectory
+from plgraph.training.tracking import RUN_RECORD, Tracker, local_store_uri
 from plgraph.training.trainer import Trainer
 
 # MLflow's SQLAlchemy store uses an ORM option that SQLAlchemy 2.1 deprecates: not ours to fix.
@@ -171,7 +171,7 @@ def test_failure_during_training_warns_and_turns_tracking_off(
     tracker = Tracker(TrackingConfig(), run_dir, "broken", PARAMS)
     tracker.log_epoch(epoch_row(1), step=1)
     client_for(output_root).delete_run(tracker.run_id)  # the store now refuses this run's writes
-    with caplog.at_level(logging.WARNING, logger="plgraph.tracking"):
+    with caplog.at_level(logging.WARNING, logger="plgraph.training.tracking"):
         tracker.log_epoch(epoch_row(2), step=2)
         tracker.log_checkpoint(run_dir / "last.pt", "last")
         tracker.close("FINISHED")
@@ -215,7 +215,7 @@ def test_disabled_tracking_imports_and_writes_nothing(tmp_path: Path):
         import json, sys
         from pathlib import Path
         from plgraph.config import TrackingConfig
-        from plgraph.tracking import Tracker
+        from plgraph.training.tracking import Tracker
 
         run_dir = Path({str(tmp_path)!r})
         for tracker in (Tracker(TrackingConfig(enabled=False), run_dir, "off", {{"a": 1}}),

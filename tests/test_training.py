@@ -26,7 +26,7 @@ from plgraph.config import (
     TrackingConfig,
     TrainConfig,
 )
-from plgraph.stop import StopRequests
+from plgraph.runtime.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.reports import write_json
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
@@ -206,7 +206,7 @@ def test_a_finished_run_says_so_and_more_epochs_train_on(prepared, tmp_path, cap
 
 def test_a_second_process_on_the_same_run_is_refused_naming_it(prepared, tmp_path):
     config = app_config(prepared, tmp_path)
-    second = ("import sys; from pathlib import Path; from plgraph.lock import LockedError; "
+    second = ("import sys; from pathlib import Path; from plgraph.runtime.lock import LockedError; "
               "from plgraph.training.run_dir import RunDirectory\n"
               "try:\n    RunDirectory(Path(sys.argv[1])).__enter__()\n"
               "except LockedError as error:\n    print(error); sys.exit(3)\n")

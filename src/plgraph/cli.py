@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from plgraph.config import AppConfig, PredictConfig
 from plgraph.errors import PlgraphError
-from plgraph.stop import STOP, StopRequested
+from plgraph.runtime.stop import STOP, StopRequested
 
 log = logging.getLogger("plgraph")
 EXIT_USAGE = 2
@@ -47,7 +47,8 @@ def to_config(cfg: DictConfig) -> AppConfig | PredictConfig:
 def run_cli(job: Callable[[], int], resume: str = "") -> int:
     """Run ``job`` and return its exit code; never a traceback for what the message explains.
 
-    A stop request (:mod:`plgraph.stop`) is logged with what was stopped and how to resume, and
+    A stop request (:mod:`plgraph.runtime.stop`) is logged with what was stopped and how to resume,
+    and
     returns 128 + signal; a second Ctrl-C returns 130. A plgraph or config error ends the program
     with its message and exit code 2: the message already says what is wrong and what to do.
 

@@ -485,7 +485,8 @@ class TrainConfig:
 
 @dataclass
 class TrackingConfig:
-    """Experiment tracking with MLflow (see ``plgraph.tracking``); training never depends on it.
+    """Experiment tracking with MLflow (see ``plgraph.training.tracking``); training never depends
+    on it.
 
     Args:
         enabled: log parameters, per-epoch metrics, checkpoint paths and ``results.json``.
@@ -511,7 +512,7 @@ class TrackingConfig:
 @dataclass
 class ExperimentConfig:
     """Several seeds of one training against two baselines, with one report
-    (``plgraph.experiment``; ``conf/experiment/``).
+    (``plgraph.experiments.run``; ``conf/experiment/``).
 
     Args:
         name: null: ``main.py`` trains one run (the default); a name: it runs the experiment.
@@ -522,14 +523,15 @@ class ExperimentConfig:
             Spearman ρ.
         max_train_per_series: train on at most this many complexes of each series (drawn
             with the seed; 0: all), validation and test whole: the budget knob of a CPU run.
-        few_shot_k: the few-shot arm (``plgraph.few_shot``): for each k, k measured ligands of
-            a test series are given and the rest ranked (empty: no few-shot arm).
+        few_shot_k: the few-shot arm (``plgraph.experiments.few_shot``): for each k, k measured
+            ligands of a test series are given and the rest ranked (empty: no few-shot arm).
         few_shot_draws: random draws of the k ligands per series and k.
         few_shot_max_series: the largest this many eligible test series per seed take part.
         few_shot_epochs: the fixed training budget on the k ligands (fine-tuned and scratch).
         few_shot_lr: the peak learning rate of those trainings.
         learning_curve: fractions of the training targets (each in (0, 1)) to train the full
-            model on again, for the learning curve (``plgraph.learning_curve``; empty: none).
+            model on again, for the learning curve (``plgraph.experiments.learning_curve``; empty:
+            none).
         ensemble: full models per seed (1: none more). With N > 1 the seed's full model and
             N - 1 more, on the same split and training part but each with its own
             initialization and batch order, are averaged, and the mean is reported as a
@@ -638,7 +640,8 @@ class PredictConfig:
             for a library of any size; the rows do not depend on it).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         explain: also write each predicted ligand's atom contributions (``X_atoms.csv``) and
-            contribution maps (``X_maps/``) beside ``output=X.csv`` (:mod:`plgraph.explain`).
+            contribution maps (``X_maps/``) beside ``output=X.csv``
+            (:mod:`plgraph.inference.explain`).
         explain_top: the grid picture shows this many ligands predicted best.
         pose_aggregation: consecutive SDF/mol2 records with the same name are poses of one
             ligand (as docking programs write them): each pose is predicted and the ligand's

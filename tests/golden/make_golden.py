@@ -41,7 +41,7 @@ def featurize_golden_complex():
 def featurize_golden_posed_complex():
     """A Uni-FEP ligand given as SMILES, posed onto its series' reference (the reference
     layout's path): guards posing as well as the graphs."""
-    from plgraph.data.build import featurize_record
+    from plgraph.data.featurizer import featurize_record
     from plgraph.data.layouts import read_inputs
 
     config = FeaturizeConfig()

@@ -27,12 +27,10 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import torch
-from rdkit import Chem
 from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 import plgraph
-from plgraph.atomic import fsync_dir, replace_atomically
 from plgraph.config import DataConfig, FeaturizeConfig, SourceConfig
 from plgraph.data.cache import (
     CONTENT_FINGERPRINT,
@@ -41,22 +39,15 @@ from plgraph.data.cache import (
     pack_graphs,
     shard_name,
 )
+from plgraph.data.featurizer import featurize_record
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
-from plgraph.featurize import (
-    DATA_PROCESSING_VERSION,
-    ProteinAtoms,
-    featurize_complex,
-    is_pocket_file,
-    load_protein,
-    parse_ligand_block,
-    read_ligand_files,
-)
-from plgraph.featurize.posing import Pose, PosingSite, parse_smiles, pose_ligand
-from plgraph.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
+from plgraph.featurize import DATA_PROCESSING_VERSION, ProteinAtoms
+from plgraph.featurize.posing import PosingSite
+from plgraph.runtime.atomic import Staged, replace_atomically
+from plgraph.runtime.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
 
 log = logging.getLogger(__name__)
-_PROTEINS_KEPT = 4  # parsed proteins kept per process: a series shares one protein
 STOP_POLL_S = 0.2
 # How long a dead worker may go unnoticed by the executor itself before the build breaks the pool
 # (see _break_pool); the executor notices a plain death within milliseconds.
@@ -89,71 +80,6 @@ def _source_identity(source: SourceConfig) -> dict:
     if source.layout == "reference":
         identity["reference"] = dataclasses.asdict(source.reference)
     return identity
-
-
-def featurize_record(record: ComplexRecord, config: FeaturizeConfig,
-                     proteins: OrderedDict[str, ProteinAtoms] | None = None,
-                     sites: OrderedDict[tuple, PosingSite] | None = None) -> HeteroData:
-    """Featurize one input record (labels not attached); a SMILES record is posed first.
-    ``proteins`` and ``sites`` cache parsed proteins and posing sites across calls."""
-    return featurize_record_with_pose(record, config, proteins, sites)[0]
-
-
-def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
-                               proteins: OrderedDict[str, ProteinAtoms] | None = None,
-                               sites: OrderedDict[tuple, PosingSite] | None = None,
-                               ) -> tuple[HeteroData, Chem.Mol, Pose | None]:
-    """:func:`featurize_record`, the ligand it featurized (heavy atoms, in the graph's order),
-    and the pose made for a SMILES record (None for the others)."""
-    key = str(record.protein)
-    protein = proteins.get(key) if proteins is not None else None
-    if protein is None:
-        protein = load_protein(record.protein, config)
-        if proteins is not None:
-            _keep(proteins, key, protein)
-    pose = None
-    if record.smiles is not None:
-        pose = pose_record(record, protein, config, sites)
-        ligand = pose.heavy
-    elif record.ligand_block is not None:
-        ligand = parse_ligand_block(record.ligand_block, record.ligand_format,
-                                    f"{record.id}: {record.ligand_source}", record.ligand_line)
-    else:
-        ligand = read_ligand_files(record.ligand_files, record.id)
-    graph = featurize_complex(ligand, protein, config, record.id,
-                              cut_pocket=not is_pocket_file(record.protein))
-    return graph, ligand, pose
-
-
-def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeConfig,
-                sites: OrderedDict[tuple, PosingSite] | None = None) -> Pose:
-    """Pose a SMILES record onto its system's reference ligand. ``sites`` caches the systems'
-    reference + protein pairs, like ``proteins`` in :func:`featurize_record`."""
-    site = posing_site(record, protein, sites)
-    source = f"{record.id} ({record.ligand_source})"
-    return pose_ligand(parse_smiles(record.smiles, source), site, config.posing, source)
-
-
-def posing_site(record: ComplexRecord, protein: ProteinAtoms,
-                sites: OrderedDict[tuple, PosingSite] | None = None) -> PosingSite:
-    """The record's reference ligand in its protein, from ``sites`` or read now (and kept)."""
-    key = (str(record.protein), record.reference_files)
-    site = sites.get(key) if sites is not None else None
-    if site is None:
-        try:
-            reference = read_ligand_files(record.reference_files, "reference ligand")
-        except FeaturizationError as error:
-            raise FeaturizationError(f"{record.id}: cannot pose it: {error}") from None
-        site = PosingSite.build(reference, protein, str(record.reference_files[0]))
-        if sites is not None:
-            _keep(sites, key, site)
-    return site
-
-
-def _keep(cache: OrderedDict, key, value) -> None:
-    cache[key] = value
-    while len(cache) > _PROTEINS_KEPT:
-        cache.popitem(last=False)
 
 
 # A worker process pays ~2 s to start (spawn, imports); below this many complexes per extra
@@ -330,21 +256,16 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
     for stale in target.parent.glob(f"{target.name}.partial-*"):
         log.warning("removing %s, left by an interrupted build", stale)
         shutil.rmtree(stale)
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True)
+    staged = Staged(target, directory=True,
+                    partial=target.with_name(f"{target.name}.partial-{os.getpid()}"))
     started = time.perf_counter()
-    try:
-        meta = _write_shards(partial, inputs, identity, data)
+    with staged:
+        meta = _write_shards(staged.partial, inputs, identity, data)
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
                          "workers": worker_count(data.num_workers, len(inputs.records))}
-        _write_json(partial / META_FILE, meta)
-        fsync_dir(partial)
-        os.rename(partial, target)
-        fsync_dir(target.parent)
-        _failure_report(target).unlink(missing_ok=True)  # from an earlier, aborted build
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
+        _write_json(staged.partial / META_FILE, meta)
+        staged.commit()
+    _failure_report(target).unlink(missing_ok=True)  # from an earlier, aborted build
     return meta
 
 
@@ -409,10 +330,8 @@ def _failure_report(target: Path) -> Path:
 
 def _write_shard(directory: Path, number: int, graphs: list[HeteroData]) -> dict:
     path = directory / shard_name(number)
-    with open(path, "wb") as handle:
+    with open(path, "wb") as handle:  # fsynced with the directory by Staged.commit
         torch.save(pack_graphs(graphs), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
     return {"file": path.name, "count": len(graphs), "bytes": path.stat().st_size}
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch_geometric.data import HeteroData
 
-from plgraph.atomic import replace_atomically
 from plgraph.errors import CacheError
 from plgraph.featurize import DATA_PROCESSING_VERSION
+from plgraph.runtime.atomic import replace_atomically
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from plgraph.data.cache import ProcessedCache
 from plgraph.data.layouts import read_inputs
 from plgraph.data.split import load_or_make_split
 from plgraph.errors import CacheError
-from plgraph.lock import exclusive_lock
+from plgraph.runtime.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from plgraph.data.records import (
     ReadResult,
     implausible_label,
 )
-from plgraph.errors import InputError, read_text
+from plgraph.errors import InputError
+from plgraph.runtime.files import read_text
 
 ID_COLUMNS = ("id", "pdbid", "pdb_id", "pdb", "complex_id", "name")
 LABEL_COLUMNS = ("pk", "label", "-logkd/ki", "affinity", "y")

@@ -38,7 +38,8 @@ from plgraph.data.records import (
     find_duplicates,
     implausible_label,
 )
-from plgraph.errors import FeaturizationError, InputError, plain_suffix, read_text
+from plgraph.errors import FeaturizationError, InputError
+from plgraph.runtime.files import plain_suffix, read_text
 
 LIGAND_SUFFIXES = {"sdf": ".sdf", "mol2": ".mol2", "pdbqt": ".pdbqt"}
 # A complex directory's protein: the first of these that exists.

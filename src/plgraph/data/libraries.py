@@ -22,15 +22,9 @@ from plgraph.data.labels import (
     plausible,
 )
 from plgraph.data.records import ComplexRecord, Failure, ReadResult, dg_to_pk
-from plgraph.errors import (
-    FeaturizationError,
-    InputError,
-    iter_lines,
-    plain_stem,
-    plain_suffix,
-    read_text,
-)
+from plgraph.errors import FeaturizationError, InputError
 from plgraph.featurize.pdbqt import pdbqt_ligand_name, pdbqt_models
+from plgraph.runtime.files import iter_lines, plain_stem, plain_suffix, read_text
 
 log = logging.getLogger(__name__)
 _SDF_PROPERTY = re.compile(r"^>\s*<([^>]+)>")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from plgraph.data.cache import ProcessedCache
 from plgraph.data.labels import read_id_list
 from plgraph.data.targets import family_clusters, target_clusters
 from plgraph.errors import SplitError
+from plgraph.runtime.atomic import replace_atomically
 
 PARTS = ("train", "val", "test")
 
@@ -56,9 +56,7 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
     split["fingerprint"] = split_fingerprint(split["parts"])
     verify_split(split, cache)
     path.parent.mkdir(exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(split, indent=1))
-    os.replace(temporary, path)
+    replace_atomically(path, lambda target: target.write_text(json.dumps(split, indent=1)))
     return split
 
 

@@ -12,8 +12,9 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from plgraph import vocab
-from plgraph.errors import FeaturizationError, plain_suffix, read_text
+from plgraph.errors import FeaturizationError
 from plgraph.featurize.pdbqt import FILE_INDEX, parse_pdbqt_ligand
+from plgraph.runtime.files import plain_suffix, read_text
 
 # RDKit would print every parse problem to stderr, where nobody connects it to a complex. Its log
 # goes to a silent Python logger instead; parse_ligand_block collects the messages into the
@@ -72,7 +73,8 @@ def parse_ligand_block(text: str, fmt: str, source: str, first_line: int = 1) ->
         # tags on its stereo centres alone; the chirality feature must mean one thing for all.
         Chem.AssignStereochemistryFrom3D(mol)
     hydrogens = mol.GetNumAtoms()
-    for atom in mol.GetAtoms():  # the file's numbering, for per-atom output (plgraph.explain)
+    # the file's numbering, for per-atom output (plgraph.inference.explain)
+    for atom in mol.GetAtoms():
         atom.SetIntProp(INPUT_INDEX, atom.GetIntProp(FILE_INDEX) if atom.HasProp(FILE_INDEX)
                         else atom.GetIdx())
     if all(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):

@@ -29,8 +29,9 @@ from scipy.spatial import cKDTree
 
 from plgraph import vocab
 from plgraph.config import FeaturizeConfig
-from plgraph.errors import FeaturizationError, plain_suffix, read_text
+from plgraph.errors import FeaturizationError
 from plgraph.featurize.pdbqt import pdbqt_to_pdb
+from plgraph.runtime.files import plain_suffix, read_text
 
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
 _ROLE_HETERO, _ROLE_BACKBONE, _ROLE_SIDE_CHAIN = range(3)

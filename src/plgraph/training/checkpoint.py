@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plgraph.atomic import replace_atomically
 from plgraph.errors import PlgraphError
+from plgraph.runtime.atomic import replace_atomically
 
 log = logging.getLogger(__name__)
 

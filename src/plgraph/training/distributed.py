@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from plgraph.errors import PlgraphError
-from plgraph.stop import STOP, StopRequested
+from plgraph.runtime.stop import STOP, StopRequested
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

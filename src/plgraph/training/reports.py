@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from plgraph.atomic import replace_atomically  # noqa: E402
+from plgraph.runtime.atomic import replace_atomically  # noqa: E402
 
 
 def save_png(figure, path: Path) -> None:

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from plgraph.errors import PlgraphError
-from plgraph.lock import exclusive_lock
+from plgraph.runtime.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 

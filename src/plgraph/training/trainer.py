@@ -32,8 +32,7 @@ from plgraph.data import PreparedData
 from plgraph.errors import PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
-from plgraph.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
-from plgraph.tracking import Tracker
+from plgraph.runtime.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
 from plgraph.training import init_from, reports
 from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.augment import jitter_positions
@@ -73,6 +72,7 @@ from plgraph.training.objective import series_batch_count, series_batches, withi
 from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
 from plgraph.training.state import Progress, check_checkpoint_fits, provenance
+from plgraph.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Trainer:
         Raises:
             TrainingInterrupted: after writing INTERRUPTED.pt on SIGINT / SIGTERM / SIGUSR1.
             StopRequested: on those signals before the loop or during the test evaluation, at
-                the next safe point, where nothing needs saving (:mod:`plgraph.stop`).
+                the next safe point, where nothing needs saving (:mod:`plgraph.runtime.stop`).
         """
         # The entry point installed the handlers already; a library call installs them here.
         with STOP as stop:
@@ -690,13 +690,3 @@ def reports_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def fit_and_read_predictions(config: AppConfig, data: PreparedData,
-                             resume_command: str) -> tuple[dict, dict]:
-    """One single-process run in ``config.run_dir`` (its lock held; ``fresh`` moves old
-    checkpoints aside): trained, resumed, or left as it is when finished. Returns its
-    ``results.json`` content and its test predictions (``reports.read_predictions_csv``)."""
-    with RunDirectory(config.run_dir) as run:
-        if config.fresh:
-            run.move_aside()
-        results = Trainer(config, data, run, resume_command).fit()
-    return results, reports.read_predictions_csv(config.run_dir / "test_predictions.csv")

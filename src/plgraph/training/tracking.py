@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plgraph.atomic import replace_atomically
 from plgraph.config import TrackingConfig
 from plgraph.errors import PlgraphError
-from plgraph.stop import StopRequested
+from plgraph.runtime.atomic import replace_atomically
+from plgraph.runtime.stop import StopRequested
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

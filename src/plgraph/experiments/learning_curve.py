@@ -16,9 +16,9 @@ matplotlib.use("Agg")  # headless nodes: never look for a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plgraph.comparison import error_bar, format_mean_std, mean_std  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
+from plgraph.experiments.comparison import error_bar, format_mean_std, mean_std  # noqa: E402
 from plgraph.training.reports import save_png  # noqa: E402
 
 FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman ρ"}

@@ -37,26 +37,26 @@ from rdkit import Chem  # noqa: E402
 from rdkit.Chem import rdFingerprintGenerator  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
-from plgraph.comparison import (  # noqa: E402
-    bootstrap_interval,
-    error_bar,
-    format_mean_std,
-    mean_std,
-)
 from plgraph.config import AppConfig  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.layouts import read_inputs  # noqa: E402
 from plgraph.data.records import ComplexRecord  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
-from plgraph.errors import file_safe  # noqa: E402
+from plgraph.experiments.comparison import (  # noqa: E402
+    bootstrap_interval,
+    error_bar,
+    format_mean_std,
+    mean_std,
+)
+from plgraph.experiments.trainings import fit_and_read_predictions  # noqa: E402
 from plgraph.featurize import parse_ligand_block, read_ligand_files  # noqa: E402
 from plgraph.featurize.posing import parse_smiles  # noqa: E402
-from plgraph.stop import STOP  # noqa: E402
-from plgraph.tracking import local_store_uri  # noqa: E402
+from plgraph.runtime.files import file_safe  # noqa: E402
+from plgraph.runtime.stop import STOP  # noqa: E402
 from plgraph.training.init_from import adopt_checkpoint_configs  # noqa: E402
 from plgraph.training.metrics import series_rho  # noqa: E402
 from plgraph.training.reports import save_png  # noqa: E402
-from plgraph.training.trainer import fit_and_read_predictions  # noqa: E402
+from plgraph.training.tracking import local_store_uri  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def plot_few_shot(summary: dict, path: Path) -> None:
 def few_shot_markdown(summary: dict) -> list[str]:
     lines = ["## A new series after k measured ligands", "",
              "Mean per-series Spearman ρ on the series' other ligands, mean ± std over seeds "
-             "(`plgraph.few_shot`; figure `few_shot.png`):", "",
+             "(`plgraph.experiments.few_shot`; figure `few_shot.png`):", "",
              "| method | " + " | ".join(f"k = {k}" for k in summary) + " |",
              "|---|" + "---:|" * len(summary)]
     for method in METHODS:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import csv
 import heapq
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +30,9 @@ from rdkit import Chem
 from rdkit.Chem import rdDepictor
 from rdkit.Chem.Draw import rdMolDraw2D
 
-from plgraph.atomic import fsync_dir
-from plgraph.errors import file_safe
 from plgraph.featurize.ligand import INPUT_INDEX
+from plgraph.runtime.atomic import Staged
+from plgraph.runtime.files import file_safe
 
 ATOM_COLUMNS = ("id", "ligand_name", "atom_index", "element", "contribution_pk")
 PICTURE_SIZE = (420, 360)
@@ -126,12 +124,9 @@ class ExplainWriter:
         stem = output.with_suffix("")
         self.atoms_path = stem.with_name(f"{stem.name}_atoms.csv")
         self.maps_path = stem.with_name(f"{stem.name}_maps")
-        self._atoms_partial = self.atoms_path.with_name(
-            f".{self.atoms_path.name}.partial-{os.getpid()}")
-        self._maps_partial = self.maps_path.with_name(
-            f".{self.maps_path.name}.partial-{os.getpid()}")
-        self._maps_partial.mkdir()
-        self._handle = open(self._atoms_partial, "w", newline="")  # noqa: SIM115 (close())
+        self._atoms = Staged(self.atoms_path)
+        self._maps = Staged(self.maps_path, directory=True)
+        self._handle = open(self._atoms.partial, "w", newline="")  # noqa: SIM115 (close())
         self._writer = csv.writer(self._handle)
         self._writer.writerow(ATOM_COLUMNS)
         self.top = top
@@ -146,7 +141,7 @@ class ExplainWriter:
         legend = legend_text(name or row_id, predicted)
         file_stem = f"{self.count:05d}_{file_safe(name or row_id)}"
         for svg, suffix in ((False, ".png"), (True, ".svg")):
-            (self._maps_partial / f"{file_stem}{suffix}").write_bytes(
+            (self._maps.partial / f"{file_stem}{suffix}").write_bytes(
                 depiction(ligand, contributions, legend, svg))
         entry = (predicted, -self.count, f"{name or row_id}  pK {predicted:.2f}", ligand,
                  contributions)
@@ -159,16 +154,13 @@ class ExplainWriter:
     def close(self, complete: bool) -> None:
         self._handle.close()
         if not complete:
-            self._atoms_partial.unlink(missing_ok=True)
-            shutil.rmtree(self._maps_partial, ignore_errors=True)
+            self._atoms.discard()
+            self._maps.discard()
             return
         if self._best:
             best = sorted(self._best, key=lambda e: e[:2], reverse=True)
-            (self._maps_partial / f"top_{len(best)}.png").write_bytes(
+            (self._maps.partial / f"top_{len(best)}.png").write_bytes(
                 grid([e[3] for e in best], [e[4] for e in best], [e[2] for e in best]))
-        os.replace(self._atoms_partial, self.atoms_path)
-        if self.maps_path.exists():  # an earlier run's pictures: replaced whole
-            shutil.rmtree(self.maps_path)
-        os.replace(self._maps_partial, self.maps_path)
-        fsync_dir(self.atoms_path.parent)
+        self._atoms.commit()
+        self._maps.commit(replace_directory=True)  # an earlier run's pictures: replaced whole
 

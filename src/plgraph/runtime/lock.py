@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from plgraph.errors import PlgraphError
-from plgraph.stop import STOP
+from plgraph.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.2  # a blocking flock would sit through a stop signal (it retries after EINTR)
