@@ -1,0 +1,1 @@
+"""Everything ``main.py experiment=NAME`` runs: many trainings -> one report."""

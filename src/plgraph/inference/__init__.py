@@ -1,0 +1,1 @@
+"""Everything predict.py composes: a checkpoint and inputs -> one row per input."""
