@@ -37,7 +37,7 @@ from plgraph.inference.writers import PoseAggregator, PoseWriter, PredictionWrit
 from plgraph.runtime.allocator import keep_freed_memory
 from plgraph.training.device import resolve_device
 from plgraph.training.metrics import regression_metrics
-from plgraph.training.reports import plot_scatter
+from plgraph.training.plots import plot_scatter
 
 log = logging.getLogger("plgraph")
 register_configs()

@@ -113,7 +113,7 @@ def pool_start_seconds(workers: int) -> float:
     """Seconds until a spawn pool like build's (same initializer) answers a first trivial task."""
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
-    with context.Pool(workers, initializer=build._init_worker, initargs=(FEATURIZE, True)) as pool:
+    with context.Pool(workers, initializer=build.init_worker, initargs=(FEATURIZE, True)) as pool:
         pool.map(abs, range(workers), chunksize=1)
         return time.perf_counter() - started
 
@@ -125,7 +125,7 @@ def measure_pool_start(workers: int, repeats: int) -> list[float]:
 def first_and_last(inputs: ReadResult, workers: int) -> tuple[float, float]:
     """Seconds until build's worker pool yields its first graph, and its last."""
     started, first = time.perf_counter(), None
-    for _ in build._featurized(inputs.records, FEATURIZE, workers):
+    for _ in build.featurize_in_order(inputs.records, FEATURIZE, workers):
         first = first if first is not None else time.perf_counter() - started
     return first or 0.0, time.perf_counter() - started
 

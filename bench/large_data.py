@@ -6,12 +6,12 @@
    complexes have their own ids (``rep03/jacs_set/mcl1/<ligand>``).
 2. Build: ``prepare_data`` (all cores by default) in a fresh subprocess; its time, peak memory
    (``ru_maxrss``, the pool workers' too) and the cache's size on disk.
-3. Loader: the train part through the trainer's own DataLoader (``Trainer._loader`` with the
-   epoch order of ``Trainer._epoch_batches``: batch sampler, ``trainer.loader_workers``,
+3. Loader: the train part through the trainer's own DataLoader (``Trainer.loader`` with the
+   epoch order of ``Trainer.epoch_batches``: batch sampler, ``trainer.loader_workers``,
    pin_memory on CUDA), every batch moved to the device, one full epoch (or ``--loader-batches``)
    per worker count: complexes/s. Each pass opens the cache afresh and starts with the shards
    read into the OS page cache (warm), or dropped from it with ``--cold``.
-4. Model: ``Trainer._train_batch`` (forward, MSE loss, backward, clipping, AdamW; bf16 autocast
+4. Model: ``Trainer.train_step`` (forward, MSE loss, backward, clipping, AdamW; bf16 autocast
    on CUDA) on batches from the same loader, ``--steps`` steps after ``--warmup``: complexes/s of
    the step alone (waiting for the loader excluded), the wait, and both together. The ratio
    loader / model >= 1 means the loader keeps up.
@@ -193,11 +193,11 @@ def synchronize(device: torch.device) -> None:
 
 def loader_pass(trainer: Trainer, limit: int | None) -> dict:
     """The epoch's batches through the trainer's DataLoader to the device; memory along the way."""
-    batches = trainer._epoch_batches()[:limit]
+    batches = trainer.epoch_batches()[:limit]
     marks = {max(1, round(len(batches) * f)): f for f in EPOCH_MARKS}
     samples, complexes, sampling = [], 0, 0.0
     started = time.perf_counter()
-    for number, batch in enumerate(trainer._loader(trainer.parts["train"], batches, epoch=0), 1):
+    for number, batch in enumerate(trainer.loader("train", batches, epoch=0), 1):
         batch = batch.to(trainer.device)
         complexes += batch.num_graphs
         if number in marks:
@@ -212,13 +212,13 @@ def loader_pass(trainer: Trainer, limit: int | None) -> dict:
 
 
 def train_steps(trainer: Trainer, warmup: int, steps: int) -> dict:
-    """``Trainer._train_batch`` on the epoch's first batches, fed by the trainer's DataLoader;
+    """``Trainer.train_step`` on the epoch's first batches, fed by the trainer's DataLoader;
     the step and the wait for the next batch timed apart; memory after the first timed step, the
     middle one and the last (outside the timed parts)."""
-    epoch = trainer._epoch_batches()
+    epoch = trainer.epoch_batches()
     batches = epoch[:warmup + steps]
     sampled = {warmup + 1, warmup + (steps + 1) // 2, len(batches)}
-    loader = iter(trainer._loader(trainer.parts["train"], batches, epoch=0))
+    loader = iter(trainer.loader("train", batches, epoch=0))
     trainer.model.train()
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trainer.device)
@@ -228,7 +228,7 @@ def train_steps(trainer: Trainer, warmup: int, steps: int) -> dict:
         started = time.perf_counter()
         batch = next(loader)
         fetched = time.perf_counter()
-        trainer._train_batch(batch, len(epoch))  # ends with loss.item(): the device is done
+        trainer.train_step(batch, len(epoch))  # ends with loss.item(): the device is done
         done = time.perf_counter()
         if number > warmup:
             wait_seconds += fetched - started
@@ -269,7 +269,7 @@ def print_build(build: dict, open_seconds: float, disk_bytes: int, shards: int) 
 
 def print_throughput(results: dict[int, dict]) -> None:
     print("\nThroughput (complexes/s). Loader: the train part through the trainer's DataLoader "
-          "to the device. Model: Trainer._train_batch alone; with wait: fed by that loader")
+          "to the device. Model: Trainer.train_step alone; with wait: fed by that loader")
     rows = []
     for workers, r in results.items():
         loader, model = r["loader"], r["model"]

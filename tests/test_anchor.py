@@ -67,7 +67,7 @@ def test_a_new_anchored_run_predicts_the_heavy_atom_line_for_every_part(twenty_p
     prepared = twenty_prepared[1]
     with RunDirectory(config.run_dir) as run:
         trainer = Trainer(config, prepared, run, "python main.py")
-        trainer._resume_or_start()
+        trainer.start()
         _, train_sizes, train_labels = predictions_and_sizes(trainer.model, prepared.part("train"))
         slope, intercept = np.polyfit(train_sizes, train_labels, 1)
         for part in ("train", "val", "test"):

@@ -63,8 +63,9 @@ def one_seed_results() -> dict:
 
 
 def test_one_seed_reports_each_figure_without_a_standard_deviation(tmp_path):
-    from plgraph.experiments.few_shot import plot_few_shot
-    from plgraph.experiments.learning_curve import plot_learning_curve
+    from plgraph.experiments.few_shot import LABELS
+    from plgraph.experiments.learning_curve import FIGURES
+    from plgraph.training.plots import plot_few_shot, plot_learning_curve
 
     report = summarize(AppConfig(), one_seed_results(), 1.0)
     assert report["summary"]["full"]["rmse"] == {"mean": 1.25, "std": None, "values": [1.25]}
@@ -74,8 +75,9 @@ def test_one_seed_reports_each_figure_without_a_standard_deviation(tmp_path):
     assert "| 0.500 (1 seed) | 1.250 (1 seed) | 0.200 (1 seed) |" in text
     assert "| 0.200 (1 seed) |" in text.split("after k measured ligands")[1]
     assert "| 0.500 (1 seed) | 0.200 (1 seed) |" in text.split("Learning curve")[1]
-    plot_few_shot(report["few_shot"], tmp_path / "few_shot.png")  # no error bar, no error
-    plot_learning_curve(report["learning_curve"], {"pearson": 0.1}, tmp_path / "curve.png")
+    plot_few_shot(report["few_shot"], LABELS, tmp_path / "few_shot.png")  # no error bar, no error
+    plot_learning_curve(report["learning_curve"], FIGURES, {"pearson": 0.1},
+                        tmp_path / "curve.png")
 
 
 def test_two_seeds_report_mean_and_standard_deviation():

@@ -250,12 +250,12 @@ def test_a_cancelled_build_worker_returns_before_its_next_complex():
     records = read_inputs(data_config(SAMPLE), FeaturizeConfig()).records[:3]
     cancel = multiprocessing.get_context("spawn").Event()
     try:
-        build._init_worker(FeaturizeConfig(), pool_worker=False, cancel=cancel)
-        assert len(build._featurize_chunk(records)) == 3
+        build.init_worker(FeaturizeConfig(), pool_worker=False, cancel=cancel)
+        assert len(build.featurize_chunk(records)) == 3
         cancel.set()
-        assert build._featurize_chunk(records) == []
+        assert build.featurize_chunk(records) == []
     finally:
-        build._init_worker(FeaturizeConfig(), pool_worker=False)
+        build.init_worker(FeaturizeConfig(), pool_worker=False)
 
 
 @pytest.mark.slow

@@ -96,8 +96,10 @@ _worker_sites: OrderedDict[tuple, PosingSite] = OrderedDict()
 _worker_cancel: EventType | None = None  # set by the caller: return from the chunk now
 
 
-def _init_worker(config: FeaturizeConfig, pool_worker: bool,
-                 cancel: EventType | None = None) -> None:
+def init_worker(config: FeaturizeConfig, pool_worker: bool,
+                cancel: EventType | None = None) -> None:
+    """Set up this process (a pool worker, or the caller for a serial build) to featurize
+    ``config``'s graphs: empty protein and site caches, the cancel event to watch."""
     global _worker_config, _worker_cancel
     _worker_config = config
     _worker_cancel = cancel
@@ -108,7 +110,7 @@ def _init_worker(config: FeaturizeConfig, pool_worker: bool,
         ignore_stop_signals_in_worker()  # the caller stops the build and ends the pool
 
 
-def _featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
+def featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
     """Runs in a worker. Graphs travel as plain pickles: torch's shared-memory tensor passing
     would hold one file descriptor per tensor and run out of them on large datasets."""
     assert _worker_config is not None, "worker not initialized"
@@ -143,15 +145,15 @@ def worker_count(requested: int, complexes: int) -> int:
     return max(1, min(requested, complexes // MIN_COMPLEXES_PER_WORKER))
 
 
-def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
-                workers: int) -> Iterator[bytes | Failure]:
+def featurize_in_order(records: list[ComplexRecord], config: FeaturizeConfig,
+                       workers: int) -> Iterator[bytes | Failure]:
     """The results in input order. A stop signal raises StopRequested between complexes, or
     while waiting for the pool's next chunk."""
     if workers <= 1:
-        _init_worker(config, pool_worker=False)
+        init_worker(config, pool_worker=False)
         for record in records:  # chunks only save round trips to a pool
             STOP.check(FEATURIZING)
-            yield from _featurize_chunk([record])
+            yield from featurize_chunk([record])
         return
     # spawn, not fork: the parent has torch loaded, and forking a process with OpenMP threads can
     # deadlock the children. An executor, not multiprocessing.Pool: when a worker is killed (out
@@ -164,9 +166,9 @@ def _featurized(records: list[ComplexRecord], config: FeaturizeConfig,
         resource_tracker.ensure_running()
     cancel = context.Event()
     with stop_signals_blocked():  # the workers start on submit
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                                    initargs=(config, True, cancel))
-        futures = [pool.submit(_featurize_chunk, chunk) for chunk in _chunks(records)]
+        futures = [pool.submit(featurize_chunk, chunk) for chunk in _chunks(records)]
     try:
         for future in futures:
             yield from _chunk_result(future, pool)
@@ -277,7 +279,7 @@ def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataC
     by_id = {r.id: r for r in records}
     progress = tqdm(total=len(records), unit="complex", desc="featurizing", mininterval=1.0)
     workers = worker_count(data.num_workers, len(records))
-    featurized = _featurized(records, FeaturizeConfig(**identity["featurize"]), workers)
+    featurized = featurize_in_order(records, FeaturizeConfig(**identity["featurize"]), workers)
     # closing: an exception here (too many failures, a stop) ends the pool now, not at exit
     with closing(featurized):
         for result in featurized:

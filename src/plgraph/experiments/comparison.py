@@ -1,5 +1,5 @@
 """Comparing methods fairly: on the same test series, paired, pooled across seeds, with an
-interval; and the figures of an experiment's report.
+interval.
 
 A mean of per-series Spearman ρ hides how much it moves from series to series: two methods whose
 means differ by 0.05 can swap places on half the series. The acceptance test of an experiment
@@ -10,15 +10,7 @@ must exclude zero before a difference is called real.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from plgraph.training.reports import draw_predicted_vs_measured, save_png  # noqa: E402
+import numpy as np
 
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -49,11 +41,6 @@ def format_mean_std(entry: dict) -> str:
     return f"{entry['mean']:.3f} (1 seed)" if np.isfinite(entry["mean"]) else "none"
 
 
-def error_bar(entry: dict) -> float:
-    """The std of a ``mean_std`` entry as a plot's error bar: none (0) with one seed."""
-    return 0.0 if entry["std"] is None else entry["std"]
-
-
 def bootstrap_interval(values: list[float], seed: int = 0,
                        resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
     """Mean of ``values`` and its 95 % percentile-bootstrap interval (seeded, reproducible)."""
@@ -67,28 +54,3 @@ def bootstrap_interval(values: list[float], seed: int = 0,
     return {"n": len(data), "mean": float(data.mean()), "low": float(low), "high": float(high)}
 
 
-def plot_series_spearman(per_seed: dict, methods: list[str], labels: dict[str, str],
-                         path: Path) -> None:
-    """Box plot of the per-series Spearman ρ of each method, every seed's test series pooled."""
-    values = [[rho for result in per_seed.values() if method in result
-               for rho in result[method]["per_series_spearman"].values()] for method in methods]
-    figure, axis = plt.subplots(figsize=(1.6 * len(methods) + 2, 4))
-    axis.boxplot(values, showmeans=True)
-    axis.set_xticks(range(1, len(methods) + 1),
-                    [f"{labels.get(m, m)}\n(n={len(v)})" for m, v in zip(methods, values,
-                                                                         strict=True)],
-                    fontsize=8)
-    axis.axhline(0.0, color="grey", linewidth=1)
-    axis.set_ylabel("Spearman ρ within a test series")
-    axis.set_title("Ranking within congeneric series (all seeds)")
-    save_png(figure, path)
-
-
-def plot_predicted_vs_measured(points: dict[str, tuple[np.ndarray, np.ndarray]],
-                               path: Path) -> None:
-    """One panel per method: predicted against measured pK over every seed's test part."""
-    figure, axes = plt.subplots(1, len(points), figsize=(3.6 * len(points), 3.8), squeeze=False)
-    for axis, (method, (predicted, measured)) in zip(axes[0], points.items(), strict=True):
-        draw_predicted_vs_measured(axis, predicted, measured, size=6, alpha=0.4)
-        axis.set_title(method, fontsize=9)
-    save_png(figure, path)

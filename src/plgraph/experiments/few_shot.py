@@ -28,10 +28,6 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless nodes: never look for a display
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import rdFingerprintGenerator  # noqa: E402
@@ -44,7 +40,6 @@ from plgraph.data.records import ComplexRecord  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
 from plgraph.experiments.comparison import (  # noqa: E402
     bootstrap_interval,
-    error_bar,
     format_mean_std,
     mean_std,
 )
@@ -55,7 +50,6 @@ from plgraph.runtime.files import file_safe  # noqa: E402
 from plgraph.runtime.stop import STOP  # noqa: E402
 from plgraph.training.init_from import adopt_checkpoint_configs  # noqa: E402
 from plgraph.training.metrics import series_rho  # noqa: E402
-from plgraph.training.reports import save_png  # noqa: E402
 from plgraph.training.tracking import local_store_uri  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -214,22 +208,6 @@ def summarize_few_shot(per_seed: dict) -> dict:
             paired[other] = bootstrap_interval(differences)
         summary[k] = {"methods": by_method, "fine_tuned_minus": paired}
     return summary
-
-
-def plot_few_shot(summary: dict, path: Path) -> None:
-    """Mean per-series Spearman ρ against k, one line per method (bars: std over seeds)."""
-    ks = sorted(summary)
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for method in METHODS:
-        means = [summary[k]["methods"][method]["mean"] for k in ks]
-        spreads = [error_bar(summary[k]["methods"][method]) for k in ks]
-        axis.errorbar(ks, means, yerr=spreads, marker="o", capsize=3, label=LABELS[method])
-    axis.axhline(0.0, color="grey", linewidth=1)
-    axis.set_xticks(ks)
-    axis.set_xlabel("measured ligands of the new series (k)")
-    axis.set_ylabel("mean per-series Spearman ρ on the rest")
-    axis.legend(fontsize=7)
-    save_png(figure, path)
 
 
 def few_shot_markdown(summary: dict) -> list[str]:

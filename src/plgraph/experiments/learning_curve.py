@@ -10,16 +10,11 @@ a flat curve says the model, not the data, is the limit.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless nodes: never look for a display
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.split import split_fingerprint  # noqa: E402
-from plgraph.experiments.comparison import error_bar, format_mean_std, mean_std  # noqa: E402
-from plgraph.training.reports import save_png  # noqa: E402
+from plgraph.experiments.comparison import format_mean_std, mean_std  # noqa: E402
 
 FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman ρ"}
 
@@ -63,24 +58,6 @@ def summarize_learning_curve(per_seed: dict) -> dict:
             entry[figure] = mean_std(values)
         summary[fraction] = entry
     return summary
-
-
-def plot_learning_curve(summary: dict, reference: dict, path) -> None:
-    """Each figure against the number of training targets; the heavy-atom fit on the whole
-    training part as a dashed line for reference."""
-    figure, axes = plt.subplots(1, len(FIGURES), figsize=(4.2 * len(FIGURES), 3.6))
-    targets = [summary[f]["train_targets"] for f in summary]
-    for axis, (key, name) in zip(axes, FIGURES.items(), strict=True):
-        axis.errorbar(targets, [summary[f][key]["mean"] for f in summary],
-                      yerr=[error_bar(summary[f][key]) for f in summary],
-                      marker="o", capsize=3, label="full model")
-        if key in reference:
-            axis.axhline(reference[key], linestyle="--", color="grey",
-                         label="heavy-atom count (all train)")
-        axis.set_xlabel("training targets (mean over seeds)")
-        axis.set_ylabel(name)
-        axis.legend(fontsize=7)
-    save_png(figure, path)
 
 
 def learning_curve_markdown(summary: dict) -> list[str]:

@@ -15,17 +15,22 @@ from plgraph.experiments.comparison import (
     format_mean_std,
     mean_std,
     paired_differences,
-    plot_predicted_vs_measured,
-    plot_series_spearman,
 )
-from plgraph.experiments.few_shot import few_shot_markdown, plot_few_shot, summarize_few_shot
+from plgraph.experiments.few_shot import LABELS as FEW_SHOT_LABELS
+from plgraph.experiments.few_shot import few_shot_markdown, summarize_few_shot
+from plgraph.experiments.learning_curve import FIGURES as CURVE_FIGURES
 from plgraph.experiments.learning_curve import (
     learning_curve_markdown,
-    plot_learning_curve,
     summarize_learning_curve,
 )
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.training.device import resolve_device
+from plgraph.training.plots import (
+    plot_few_shot,
+    plot_learning_curve,
+    plot_predicted_vs_measured,
+    plot_series_spearman,
+)
 from plgraph.training.reports import write_json
 
 log = logging.getLogger(__name__)
@@ -91,11 +96,11 @@ def write_figures(report: dict, points: dict, directory: Path) -> None:
                               for key in ("predicted", "measured")) for m in methods}
     plot_predicted_vs_measured(pooled, directory / "predicted_vs_measured.png")
     if "few_shot" in report:
-        plot_few_shot(report["few_shot"], directory / "few_shot.png")
+        plot_few_shot(report["few_shot"], FEW_SHOT_LABELS, directory / "few_shot.png")
     if "learning_curve" in report:
         reference = {f: report["summary"]["heavy_atoms"][f]["mean"]
                      for f in ("pearson", "series_spearman")}
-        plot_learning_curve(report["learning_curve"], reference,
+        plot_learning_curve(report["learning_curve"], CURVE_FIGURES, reference,
                             directory / "learning_curve.png")
 
 

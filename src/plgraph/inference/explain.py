@@ -25,7 +25,6 @@ import heapq
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from rdkit import Chem
 from rdkit.Chem import rdDepictor
 from rdkit.Chem.Draw import rdMolDraw2D
@@ -33,13 +32,14 @@ from rdkit.Chem.Draw import rdMolDraw2D
 from plgraph.featurize.ligand import INPUT_INDEX
 from plgraph.runtime.atomic import Staged
 from plgraph.runtime.files import file_safe
+from plgraph.training.plots import colormap
 
 ATOM_COLUMNS = ("id", "ligand_name", "atom_index", "element", "contribution_pk")
 PICTURE_SIZE = (420, 360)
 # pK per atom at which the colour is full: contributions beyond it are drawn at full colour. One
 # scale for every picture of a run, so that two pictures compare at a glance.
 FULL_COLOUR_PK = 0.5
-_COLOURS = colormaps["bwr"]
+_COLOURS = colormap("bwr")
 
 
 def input_atom_indices(ligand: Chem.Mol) -> list[int]:

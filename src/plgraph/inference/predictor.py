@@ -16,9 +16,13 @@ from torch_geometric.loader import DataLoader
 
 from plgraph.config import FeaturizeConfig, ModelConfig
 from plgraph.errors import PlgraphError
-from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
-from plgraph.training.checkpoint import CheckpointError, read_checkpoint
+from plgraph.training.checkpoint import (
+    CheckpointError,
+    load_weights,
+    read_checkpoint,
+    require_compatible,
+)
 
 
 @dataclass
@@ -46,12 +50,7 @@ class Predictor:
         models, featurize, sizes = [], None, []
         for path in checkpoints:
             state = read_checkpoint(path)
-            if state["data_processing_version"] != DATA_PROCESSING_VERSION:
-                raise CheckpointError(
-                    f"{path} was trained on graphs of DATA_PROCESSING_VERSION "
-                    f"{state['data_processing_version']}, this code featurizes with version "
-                    f"{DATA_PROCESSING_VERSION}: use a plgraph version that matches the "
-                    "checkpoint, or retrain")
+            require_compatible(state, path, "predict")
             config = FeaturizeConfig(**state["featurize_config"])
             if featurize is not None and config != featurize:
                 raise CheckpointError(f"{path} was featurized with {config.to_dict()}, the "
@@ -59,7 +58,7 @@ class Predictor:
             featurize = config
             sizes.append(state.get("ligand_heavy_atoms") or None)
             model = PLGraphNet(ModelConfig(**state["model_config"]))
-            model.load_state_dict(state["model"], strict=True)
+            load_weights(model, state, path)
             models.append(model.to(device).eval())
         assert featurize is not None
         known = None if None in sizes else [min(s[0] for s in sizes), max(s[1] for s in sizes)]

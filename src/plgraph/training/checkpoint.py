@@ -1,12 +1,19 @@
-"""Checkpoints: complete or absent, found by recorded step, loaded without unpickling code.
+"""Checkpoints: their bytes and their contents.
 
-A checkpoint is a dict of tensors and plain Python values (``torch.load(weights_only=True)``
-reads it). It is written to a temporary file, fsynced, read back and checked, and only then
-renamed over its predecessor, so a ``kill -9`` at any instant leaves the previous good file.
+Bytes: complete or absent, found by recorded step, loaded without unpickling code. A checkpoint
+is a dict of tensors and plain Python values (``torch.load(weights_only=True)`` reads it). It is
+written to a temporary file, fsynced, read back and checked, and only then renamed over its
+predecessor, so a ``kill -9`` at any instant leaves the previous good file.
+
+Contents: the whole training state (model, optimizer, scaler, unfinished accumulation, progress,
+history, every rank's RNG, config, data version, split) is assembled and restored here, and one
+:func:`require_compatible` is the version check of every reader: resume, ``init_from`` and
+``predict.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -15,8 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plgraph.config import AppConfig
 from plgraph.errors import PlgraphError
+from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.runtime.atomic import replace_atomically
+from plgraph.training.device import gradient_scale
+from plgraph.training.state import Progress, provenance
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +145,114 @@ def prune_periodic(directory: Path, keep: int) -> None:
     for path in periodic[:max(len(periodic) - keep, 0)]:
         path.unlink()
 
+
+
+# What each reader of a checkpoint of other graphs should do instead.
+WAY_OUT = {
+    "resume": "Start over with fresh=true (old checkpoints are moved aside) or use a new run_name.",
+    "init_from": "Its weights would read other graphs: fine-tune a checkpoint of this version, or "
+                 "train from scratch without init_from.",
+    "predict": "Use a plgraph version that matches the checkpoint, or retrain.",
+}
+
+
+def require_compatible(state: dict, path: Path | str, use: str,
+                       split_fingerprint: str | None = None) -> None:
+    """Refuse a checkpoint whose graphs this code does not make (or, for a resume, of another
+    split), saying what to do.
+
+    Args:
+        state: the checkpoint's content (:func:`read_checkpoint`).
+        path: where it was read, for the message.
+        use: who reads it: ``resume``, ``init_from`` or ``predict`` (the way out differs).
+        split_fingerprint: the run's split, checked when given (a resume).
+    """
+    if state["data_processing_version"] != DATA_PROCESSING_VERSION:
+        raise CheckpointError(f"{path} was trained on graphs of DATA_PROCESSING_VERSION "
+                              f"{state['data_processing_version']}, this code featurizes with "
+                              f"version {DATA_PROCESSING_VERSION}. {WAY_OUT[use]}")
+    if split_fingerprint is not None and state["split_fingerprint"] != split_fingerprint:
+        raise CheckpointError(f"{path} was trained on another split (fingerprint "
+                              f"{state['split_fingerprint'][:12]}, now {split_fingerprint[:12]}): "
+                              f"the data or split.* changed. {WAY_OUT[use]}")
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path | str) -> None:
+    """The checkpoint's weights into ``model``, strictly; a mismatch names the file."""
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit this model: {error}") from None
+
+
+@dataclass
+class TrainingParts:
+    """What a checkpoint saves besides the trainer's own bookkeeping."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+def training_state(kind: str, parts: TrainingParts, progress: Progress, history: list[dict],
+                   rng_by_rank: list[dict], world_size: int, config: AppConfig,
+                   split_fingerprint: str, ligand_heavy_atoms: list[int],
+                   origin: dict | None) -> dict:
+    """The complete training state, as :func:`save_checkpoint` writes it."""
+    model = parts.model
+    grads = {n: p.grad.detach().cpu() for n, p in model.named_parameters()
+             if p.grad is not None}
+    return {
+        "format": CHECKPOINT_FORMAT, "kind": kind,
+        "model": model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+        "scaler": parts.scaler.state_dict(), "grads": grads,
+        "progress": dataclasses.asdict(progress), "history": history,
+        "rng": rng_by_rank[0], "rng_by_rank": rng_by_rank,
+        "world_size": world_size,
+        "sampler": {"seed": config.seed, "epoch": progress.epoch,
+                    "batches_seen": progress.batches_seen, "world_size": world_size},
+        "target_normalization": {"mean": model.target_mean.item(),
+                                 "std": model.target_std.item()},
+        "config": dataclasses.asdict(config),
+        "model_config": config.model.to_dict(),
+        "featurize_config": config.featurize.to_dict(),
+        "data_processing_version": DATA_PROCESSING_VERSION,
+        "split_fingerprint": split_fingerprint,
+        "ligand_heavy_atoms": ligand_heavy_atoms,
+        "provenance": provenance(),
+        "init_from": origin,
+    }
+
+
+def restore_training_state(state: dict, path: Path, parts: TrainingParts,
+                           device: torch.device, weight_decay: float) -> Progress:
+    """Weights, optimizer (with today's weight decay), scaler and the gradients of an unfinished
+    accumulation from ``state``; returns its progress. The RNG is not restored here: that comes
+    last, after everything that may draw random numbers."""
+    load_weights(parts.model, state, path)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    for group in parts.optimizer.param_groups:  # a changed weight decay takes effect now
+        group["weight_decay"] = weight_decay
+    if parts.scaler.is_enabled() and state["scaler"]:
+        parts.scaler.load_state_dict(state["scaler"])
+    # An unfinished accumulation carries the saved scale; a precision changed on resume
+    # (fp16 <-> fp32 / bf16) brings the other scale, to which its gradients are brought.
+    rescale = gradient_scale(parts.scaler.state_dict()) / gradient_scale(state["scaler"])
+    for name, parameter in parts.model.named_parameters():
+        grad = state["grads"].get(name)
+        if grad is not None and rescale != 1.0:
+            grad = grad * rescale
+        parameter.grad = grad.to(device) if grad is not None else None
+    return Progress(**state["progress"])
+
+
+def adapt_to_world_size(progress: Progress, saved: int, world_size: int, batch_size: int,
+                        accumulation: int) -> bool:
+    """Another number of processes than the checkpoint's: the epoch goes on from the same number
+    of complexes seen, rounded down to a whole optimizer step, in another order. True when
+    ``progress`` changed (a partial accumulation's gradients then no longer fit)."""
+    if saved == world_size:
+        return False
+    batches = progress.batches_seen * batch_size * saved // (batch_size * world_size)
+    progress.batches_seen = batches - batches % accumulation
+    return True

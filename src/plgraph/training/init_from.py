@@ -22,8 +22,7 @@ import hashlib
 from pathlib import Path
 
 from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig
-from plgraph.featurize.complex import DATA_PROCESSING_VERSION
-from plgraph.training.checkpoint import CheckpointError, read_checkpoint
+from plgraph.training.checkpoint import read_checkpoint, require_compatible
 from plgraph.training.run_dir import flatten
 
 GROUPS = ("model", "featurize")
@@ -43,11 +42,7 @@ def adopt_checkpoint_configs(config: AppConfig, overridden: set[str]) -> AppConf
     """
     path = Path(config.init_from)
     state = read_checkpoint(path)
-    if state["data_processing_version"] != DATA_PROCESSING_VERSION:
-        raise CheckpointError(f"init_from={path}: trained on DATA_PROCESSING_VERSION "
-                              f"{state['data_processing_version']}, this code featurizes with "
-                              f"version {DATA_PROCESSING_VERSION}; its weights would read other "
-                              "graphs")
+    require_compatible(state, f"init_from={path}", "init_from")
     adopted = {"model": ModelConfig(**state["model_config"]),
                "featurize": FeaturizeConfig(**state["featurize_config"])}
     for group in GROUPS:

@@ -1,4 +1,5 @@
-"""What a run leaves for people: metrics.csv, results.json, test predictions and two plots.
+"""What a run leaves for people: metrics.csv, results.json, test predictions and two plots
+(drawn by :mod:`plgraph.training.plots`).
 
 Every file is rewritten whole from the trainer's state (history travels in the checkpoint), so a
 resumed run never repeats or loses a row, whatever instant the previous process died at.
@@ -11,22 +12,14 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # headless nodes: never look for a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from plgraph.runtime.atomic import replace_atomically  # noqa: E402
-
-
-def save_png(figure, path: Path) -> None:
-    """Lay ``figure`` out, write it to ``path`` atomically (a reader never sees half a PNG) and
-    free it."""
-    figure.tight_layout()
-    replace_atomically(path, lambda target: figure.savefig(target, format="png", dpi=120))
-    plt.close(figure)
+from plgraph.config import TrainConfig
+from plgraph.featurize import DATA_PROCESSING_VERSION
+from plgraph.runtime.atomic import replace_atomically
+from plgraph.training.plots import plot_scatter, plot_training_curve
+from plgraph.training.state import Progress
 
 
 def write_metrics_csv(history: list[dict], path: Path) -> None:
@@ -83,33 +76,40 @@ def read_predictions_csv(path: Path) -> dict:
             "measured": np.array([float(row["measured_pk"]) for row in rows])}
 
 
-def plot_learning_curve(history: list[dict], path: Path) -> None:
-    epochs = [row["epoch"] for row in history]
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(epochs, [row["train_loss"] for row in history], label="train loss (MSE, std. units)")
-    axis.plot(epochs, [row["val_rmse"] for row in history], label="validation RMSE (pK)")
-    axis.set_xlabel("epoch")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.legend()
-    axis.grid(alpha=0.3)
-    save_png(figure, path)
 
 
-def draw_predicted_vs_measured(axis, predicted: np.ndarray, measured: np.ndarray,
-                               size: float = 14, alpha: float = 0.7) -> None:
-    """Predicted against measured pK on ``axis``, equal ranges, with the diagonal."""
-    axis.scatter(measured, predicted, s=size, alpha=alpha)
-    low = float(min(measured.min(), predicted.min())) - 0.5
-    high = float(max(measured.max(), predicted.max())) + 0.5
-    axis.plot([low, high], [low, high], color="grey", linewidth=1)
-    axis.set_xlim(low, high)
-    axis.set_ylim(low, high)
-    axis.set_xlabel("measured pK")
-    axis.set_ylabel("predicted pK")
+def write_epoch_files(history: list[dict], run: Path) -> None:
+    """What a run rewrites after every epoch: ``metrics.csv`` and ``learning_curve.png``."""
+    write_metrics_csv(history, run / "metrics.csv")
+    plot_training_curve(history, run / "learning_curve.png")
 
 
-def plot_scatter(predicted: np.ndarray, measured: np.ndarray, metrics: dict, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    draw_predicted_vs_measured(axis, predicted, measured)
-    axis.set_title(f"test: RMSE {metrics['rmse']:.2f}, Pearson R {metrics['pearson']:.2f}")
-    save_png(figure, path)
+def results(run: Path, config: TrainConfig, progress: Progress, history: list[dict],
+            test_metrics: dict, *, wall_seconds: float, sizes: dict[str, int],
+            device: torch.device, precision: str, world_size: int, split: dict,
+            origin: dict | None) -> dict:
+    """The content of a finished run's ``results.json``: how it stopped, the best epoch's
+    validation figures, the test figures of ``best.pt``, and what it ran on."""
+    best_row = history[progress.best_epoch]
+    return {
+        "run": str(run), "stopped_by": progress.finished_by(config),
+        "epochs": progress.epoch, "steps": progress.global_step,
+        "best_epoch": progress.best_epoch + 1,
+        "val": {k.removeprefix("val_"): v for k, v in best_row.items() if k.startswith("val_")},
+        "test": test_metrics, "wall_seconds": round(wall_seconds, 2),
+        "sizes": sizes, "device": str(device), "precision": precision,
+        "world_size": world_size, "checkpoint": str(run / "checkpoints" / "best.pt"),
+        "data_processing_version": DATA_PROCESSING_VERSION,
+        "split": {"name": split["name"], "fingerprint": split["fingerprint"]},
+        "init_from": origin}
+
+
+def write_test_files(results: dict, test: dict, run: Path) -> None:
+    """``results.json``, ``test_predictions.csv`` and ``test_scatter.png`` of a finished run;
+    ``test`` holds the test part's ``ids``, ``predicted``, ``measured`` and ``metrics``."""
+    write_json(results, run / "results.json")
+    write_predictions_csv(test["ids"], test["predicted"], test["measured"],
+                          run / "test_predictions.csv")
+    if len(test["ids"]):
+        plot_scatter(test["predicted"], test["measured"], test["metrics"],
+                     run / "test_scatter.png")

@@ -1,4 +1,4 @@
-"""The trainer's own state, saved like any other component, and what checks a checkpoint's fit."""
+"""The trainer's own state, saved like any other component, and the code it ran."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 import torch_geometric
 
 from plgraph.config import TrainConfig
-from plgraph.training.checkpoint import CheckpointError
 
 
 @dataclass
@@ -73,16 +72,3 @@ def _git_commit() -> str | None:
     if commit.returncode != 0:
         return None
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def check_checkpoint_fits(state: dict, path: Path, version: int, split_fingerprint: str) -> None:
-    """Refuse a checkpoint of other featurization code or another split, saying what to do."""
-    way_out = "Start over with fresh=true (old checkpoints are moved aside) or use a new run_name."
-    if state["data_processing_version"] != version:
-        raise CheckpointError(f"{path} was trained on DATA_PROCESSING_VERSION "
-                              f"{state['data_processing_version']}, this code featurizes with "
-                              f"version {version}. {way_out}")
-    if state["split_fingerprint"] != split_fingerprint:
-        raise CheckpointError(f"{path} was trained on another split (fingerprint "
-                              f"{state['split_fingerprint'][:12]}, now {split_fingerprint[:12]}): "
-                              f"the data or split.* changed. {way_out}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 from collections import Counter
@@ -24,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from plgraph.config import AppConfig
@@ -32,25 +30,30 @@ from plgraph.data import PreparedData
 from plgraph.errors import PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
-from plgraph.runtime.stop import STOP, StopRequested, StopRequests, ignore_stop_signals_in_worker
+from plgraph.runtime.stop import STOP, StopRequested, StopRequests
+from plgraph.training import batches as batches_module
 from plgraph.training import init_from, reports
 from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.augment import jitter_positions
+from plgraph.training.batches import EpochPlan
 from plgraph.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
     FoundCheckpoint,
+    TrainingParts,
+    adapt_to_world_size,
     capture_rng,
     find_latest_checkpoint,
+    load_weights,
     prune_periodic,
     read_checkpoint,
+    require_compatible,
     restore_rng,
+    restore_training_state,
     save_checkpoint,
+    training_state,
 )
 from plgraph.training.device import (
     MIN_LOSS_SCALE,
     autocast,
-    gradient_scale,
     resolve_device,
     resolve_precision,
     scaled_step,
@@ -60,18 +63,16 @@ from plgraph.training.distributed import (
     SINGLE_PROCESS,
     Collectives,
     Ranks,
-    rank_batches,
-    rank_order,
 )
 from plgraph.training.metrics import (
     mean_series_spearman,
     per_series_spearman,
     regression_metrics,
 )
-from plgraph.training.objective import series_batch_count, series_batches, within_series_loss
+from plgraph.training.objective import within_series_loss
 from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
 from plgraph.training.schedule import learning_rate
-from plgraph.training.state import Progress, check_checkpoint_fits, provenance
+from plgraph.training.state import Progress
 from plgraph.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,9 @@ class Trainer:
         self.series_of = {entry.id: entry.group for entry in data.cache.entries}
         self.train_series = [self.series_of[i] for i in self.parts["train"].ids]
         # within_series: the number of batches is the same every epoch, and asked every step
-        self._series_batch_count = (series_batch_count(
-            self.train_series, self.cfg.series_group_size, self.cfg.batch_size)
-            if self.cfg.objective == "within_series" else 0)
+        self.plan = EpochPlan(self.cfg, config.seed, self.train_series, ranks)
+        self.steps_per_epoch = self.plan.steps_per_epoch()  # asked every step: computed once
+        self.parts_to_save = TrainingParts(self.model, self.optimizer, self.scaler)
         self.origin: dict | None = None  # the checkpoint init_from started this run from
         self.progress = Progress()
         self.history: list[dict] = []
@@ -159,7 +160,7 @@ class Trainer:
         with STOP as stop:
             self.comm.agree(f"after the preflight, {NOTHING_TO_SAVE}", self.preflight)
             found = self.comm.agree(f"after looking for a checkpoint to resume from, "
-                                    f"{NOTHING_TO_SAVE}", self._resume_or_start)
+                                    f"{NOTHING_TO_SAVE}", self.start)
             finished = self.progress.finished_by(self.cfg)
             if finished and (self.run.path / "results.json").exists():
                 knob = ("trainer.max_epochs" if finished == "max_epochs"
@@ -182,12 +183,14 @@ class Trainer:
                 with stop.acting(IN_THE_TEST):
                     return self._finish()
 
-    def _resume_or_start(self) -> FoundCheckpoint | None:
+    def start(self) -> FoundCheckpoint | None:
+        """Resume from the newest valid checkpoint, or start a new run (standardization,
+        anchor or ``init_from``); the checkpoint resumed from, or None."""
         found = find_latest_checkpoint(self.run.checkpoints)
         if found is not None:
             self._restore(found)
         else:
-            self._start()
+            self._start_new()
         return found
 
     def _tracked_params(self) -> dict:
@@ -200,7 +203,7 @@ class Trainer:
                        "precision": self._precision_name()})
         return params
 
-    def _start(self) -> None:
+    def _start_new(self) -> None:
         if self.config.init_from:
             self._initialize_from(Path(self.config.init_from))
         else:
@@ -212,7 +215,7 @@ class Trainer:
                 self._anchor_to_heavy_atoms(labels)
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
-                 *(len(p) for p in self.parts.values()), self._steps_per_epoch(), self.device,
+                 *(len(p) for p in self.parts.values()), self.steps_per_epoch, self.device,
                  self._precision_name(), self.ranks.world_size,
                  "es" if self.ranks.enabled else "")
 
@@ -227,10 +230,8 @@ class Trainer:
     def _initialize_from(self, path: Path) -> None:
         """Weights and target standardization of ``init_from`` (plgraph.training.init_from)."""
         state = read_checkpoint(path)
-        try:
-            self.model.load_state_dict(state["model"], strict=True)
-        except RuntimeError as error:
-            raise CheckpointError(f"init_from={path} does not fit this model: {error}") from None
+        require_compatible(state, f"init_from={path}", "init_from")
+        load_weights(self.model, state, f"init_from={path}")
         self.origin = init_from.origin(path, state)
         log.info("initialized from %s (step %d, sha256 %s...): weights and target "
                  "standardization (mean %.3f, std %.3f) kept; optimizer and schedule new", path,
@@ -240,15 +241,15 @@ class Trainer:
     def _train_epoch(self, stop: StopRequests) -> int:
         """Train the rest of the current epoch; the number of a stop signal received by any
         rank, or 0."""
-        batches = self._epoch_batches()
+        batches = self.epoch_batches()
         self.model.train()
         remaining = batches[self.progress.batches_seen:]
         bar = tqdm(total=len(batches), initial=self.progress.batches_seen, unit="batch",
                    desc=f"epoch {self.progress.epoch + 1}/{self.cfg.max_epochs}",
                    mininterval=1.0, dynamic_ncols=True, disable=not self.ranks.is_main)
         started, graphs = time.monotonic(), 0
-        for batch in self._loader(self.parts["train"], remaining, self.progress.epoch):
-            loss = self._train_batch(batch, len(batches))
+        for batch in self.loader("train", remaining, self.progress.epoch):
+            loss = self.train_step(batch, len(batches))
             graphs += batch.num_graphs
             rate = graphs / max(time.monotonic() - started, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", complexes_s=f"{rate:.1f}")
@@ -259,7 +260,9 @@ class Trainer:
         bar.close()
         return 0
 
-    def _train_batch(self, batch, batches_in_epoch: int) -> float:
+    def train_step(self, batch, batches_in_epoch: int) -> float:
+        """Forward, loss and backward on one batch; an optimizer step when it completes an
+        accumulation group. The batch's loss."""
         seen, accumulation = self.progress.batches_seen, self.cfg.grad_accumulation
         group_start = seen - seen % accumulation
         group_size = min(accumulation, batches_in_epoch - group_start)
@@ -294,7 +297,8 @@ class Trainer:
         return loss.item()
 
     def _optimizer_step(self) -> None:
-        lr = learning_rate(self.cfg, self.progress.global_step, self._total_steps(),
+        lr = learning_rate(self.cfg, self.progress.global_step,
+                           self.steps_per_epoch * self.cfg.max_epochs,
                            self.progress.plateau_scale)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -377,8 +381,7 @@ class Trainer:
         self.save("last.pt")
         if not self.ranks.is_main:
             return
-        reports.write_metrics_csv(self.history, self.run.path / "metrics.csv")
-        reports.plot_learning_curve(self.history, self.run.path / "learning_curve.png")
+        reports.write_epoch_files(self.history, self.run.path)
         row = self.history[-1]
         self.tracker.log_epoch(row, step=row["epoch"])
         within = (f", mean per-series Spearman {row['val_series_spearman']:.3f}"
@@ -402,29 +405,14 @@ class Trainer:
         best = read_checkpoint(best_path)
         self.model.load_state_dict(best["model"])
         test = self.evaluate("test", stoppable=True)
-        best_row = self.history[self.progress.best_epoch]
-        results = {
-            "run": str(self.run.path), "stopped_by": self.progress.finished_by(self.cfg),
-            "epochs": self.progress.epoch, "steps": self.progress.global_step,
-            "best_epoch": self.progress.best_epoch + 1,
-            "val": {k.removeprefix("val_"): v for k, v in best_row.items()
-                    if k.startswith("val_")},
-            "test": test["metrics"], "wall_seconds": round(self._wall_seconds(), 2),
-            "sizes": {name: len(part) for name, part in self.parts.items()},
-            "device": str(self.device), "precision": self._precision_name(),
-            "world_size": self.ranks.world_size,
-            "checkpoint": str(self.run.checkpoints / "best.pt"),
-            "data_processing_version": DATA_PROCESSING_VERSION,
-            "split": {"name": self.data.split["name"],
-                      "fingerprint": self.data.split["fingerprint"]},
-            "init_from": self.origin}
-        reports.write_json(results, self.run.path / "results.json")
+        results = reports.results(
+            self.run.path, self.cfg, self.progress, self.history, test["metrics"],
+            wall_seconds=self._wall_seconds(),
+            sizes={name: len(part) for name, part in self.parts.items()},
+            device=self.device, precision=self._precision_name(),
+            world_size=self.ranks.world_size, split=self.data.split, origin=self.origin)
+        reports.write_test_files(results, test, self.run.path)
         self.tracker.log_results(results, self.run.path / "results.json")
-        reports.write_predictions_csv(test["ids"], test["predicted"], test["measured"],
-                                      self.run.path / "test_predictions.csv")
-        if len(test["ids"]):
-            reports.plot_scatter(test["predicted"], test["measured"], test["metrics"],
-                                 self.run.path / "test_scatter.png")
         log.info("finished (%s): best epoch %d, val RMSE %.3f; test RMSE %.3f, Pearson %.3f, "
                  "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
                  results["val"]["rmse"], test["metrics"]["rmse"], test["metrics"]["pearson"],
@@ -440,13 +428,10 @@ class Trainer:
         evaluation after the loop; the validation inside the loop stops at the loop's batch
         boundary, after it, when every rank can.
         """
-        dataset = self.parts[part]
-        size = self.cfg.batch_size
-        batches = [list(range(i, min(i + size, len(dataset)))) for i in range(0, len(dataset),
-                                                                               size)]
+        batches = batches_module.in_order(len(self.parts[part]), self.cfg.batch_size)
         self.model.eval()
         predicted, measured, ids = [], [], []
-        for batch in self._loader(dataset, batches, epoch=0):
+        for batch in self.loader(part, batches, epoch=0):
             if stoppable:
                 STOP.check(TESTING)
             batch = batch.to(self.device)
@@ -471,8 +456,8 @@ class Trainer:
         random state, buffers and gradients as they were, so it cannot perturb a resume."""
         rng = capture_rng()
         buffers = {name: b.clone() for name, b in self.model.named_buffers()}
-        first = self._epoch_batches()[0]
-        batch = next(iter(self._loader(self.parts["train"], [first], epoch=0)))
+        first = self.epoch_batches()[0]
+        batch = next(iter(self.loader("train", [first], epoch=0)))
         try:
             with autocast(self.device, self.amp_dtype):
                 prediction = self.model(batch.to(self.device))
@@ -499,29 +484,10 @@ class Trainer:
         self._collect_epoch_loss()
         self.progress.wall_seconds = self._wall_seconds()
         self._session_start = time.monotonic()
-        grads = {n: p.grad.detach().cpu() for n, p in self.model.named_parameters()
-                 if p.grad is not None}
-        state = {
-            "format": CHECKPOINT_FORMAT, "kind": name.removesuffix(".pt"),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "grads": grads,
-            "progress": dataclasses.asdict(self.progress), "history": self.history,
-            "rng": rng_by_rank[0], "rng_by_rank": rng_by_rank,
-            "world_size": self.ranks.world_size,
-            "sampler": {"seed": self.config.seed, "epoch": self.progress.epoch,
-                        "batches_seen": self.progress.batches_seen,
-                        "world_size": self.ranks.world_size},
-            "target_normalization": {"mean": self.model.target_mean.item(),
-                                     "std": self.model.target_std.item()},
-            "config": dataclasses.asdict(self.config),
-            "model_config": self.config.model.to_dict(),
-            "featurize_config": self.config.featurize.to_dict(),
-            "data_processing_version": DATA_PROCESSING_VERSION,
-            "split_fingerprint": self.data.split["fingerprint"],
-            "ligand_heavy_atoms": self.ligand_size_range,
-            "provenance": provenance(),
-            "init_from": self.origin,
-        }
+        state = training_state(name.removesuffix(".pt"), self.parts_to_save, self.progress,
+                               self.history, rng_by_rank, self.ranks.world_size, self.config,
+                               self.data.split["fingerprint"], self.ligand_size_range,
+                               self.origin)
         if self.ranks.is_main:
             save_checkpoint(state, path)
             self.tracker.log_checkpoint(path, "periodic" if name.startswith("step_")
@@ -531,33 +497,25 @@ class Trainer:
 
     def _restore(self, found: FoundCheckpoint) -> None:
         state, path = found.state, found.path
-        check_checkpoint_fits(state, path, DATA_PROCESSING_VERSION, self.data.split["fingerprint"])
-        progress = Progress(**state["progress"])
+        require_compatible(state, path, "resume", self.data.split["fingerprint"])
         changes = check_config_change(state["config"], dataclasses.asdict(self.config),
-                                      mid_epoch=progress.batches_seen > 0)
+                                      mid_epoch=state["progress"]["batches_seen"] > 0)
         for line in changes:
             log.warning("resuming with a changed config: %s (takes effect from step %d)", line,
-                        progress.global_step)
-        try:
-            self.model.load_state_dict(state["model"], strict=True)
-        except RuntimeError as error:
-            raise CheckpointError(f"{path} does not fit this model: {error}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # a changed weight decay takes effect now
-            group["weight_decay"] = self.cfg.weight_decay
-        if self.scaler.is_enabled() and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        # An unfinished accumulation carries the saved scale; a precision changed on resume
-        # (fp16 <-> fp32 / bf16) brings the other scale, to which its gradients are brought.
-        rescale = gradient_scale(self.scaler.state_dict()) / gradient_scale(state["scaler"])
-        for name, parameter in self.model.named_parameters():
-            grad = state["grads"].get(name)
-            if grad is not None and rescale != 1.0:
-                grad = grad * rescale
-            parameter.grad = grad.to(self.device) if grad is not None else None
+                        state["progress"]["global_step"])
+        progress = restore_training_state(state, path, self.parts_to_save, self.device,
+                                          self.cfg.weight_decay)
         self.progress, self.history = progress, list(state["history"])
         self.origin = state.get("init_from")
-        self._adapt_to_world_size(state, path)
+        saved = state.get("world_size", 1)
+        if adapt_to_world_size(progress, saved, self.ranks.world_size, self.cfg.batch_size,
+                               self.cfg.grad_accumulation):
+            self.model.zero_grad(set_to_none=True)  # a partial accumulation's: it no longer fits
+            log.warning("%s was written by %d process%s, this run has %d: the data order "
+                        "changes from here on (an exact resume needs the same world size); "
+                        "epoch %d goes on at batch %d of this rank's share", path, saved,
+                        "es" if saved > 1 else "", self.ranks.world_size, progress.epoch + 1,
+                        progress.batches_seen)
         if not self.ranks.is_main:  # rank 0 carries the epoch's loss sum over all ranks
             progress.epoch_loss_sum, progress.epoch_graphs = 0.0, 0
         rng_by_rank = state.get("rng_by_rank") or [state["rng"]]
@@ -565,22 +523,6 @@ class Trainer:
         restore_rng(rng_by_rank[self.ranks.rank % len(rng_by_rank)])
         log.info("resuming from %s: step %d, epoch %d, batch %d", path, progress.global_step,
                  progress.epoch + 1, progress.batches_seen)
-
-    def _adapt_to_world_size(self, state: dict, path: Path) -> None:
-        """Another number of processes than the checkpoint's: the epoch goes on from the same
-        number of complexes seen, rounded down to a whole optimizer step, in another order."""
-        saved = state.get("world_size", 1)
-        if saved == self.ranks.world_size:
-            return
-        progress, accumulation = self.progress, self.cfg.grad_accumulation
-        seen = progress.batches_seen * self.cfg.batch_size * saved
-        batches = seen // (self.cfg.batch_size * self.ranks.world_size)
-        progress.batches_seen = batches - batches % accumulation
-        self.model.zero_grad(set_to_none=True)  # a partial accumulation's: it no longer fits
-        log.warning("%s was written by %d process%s, this run has %d: the data order changes "
-                    "from here on (an exact resume needs the same world size); epoch %d goes on "
-                    "at batch %d of this rank's share", path, saved, "es" if saved > 1 else "",
-                    self.ranks.world_size, progress.epoch + 1, progress.batches_seen)
 
     def _collect_epoch_loss(self) -> None:
         """Sum the ranks' running epoch loss into rank 0 (the others keep none), so that the
@@ -594,16 +536,6 @@ class Trainer:
         self.progress.epoch_graphs = int(graphs) if main else 0
 
     # --- helpers --------------------------------------------------------------------------
-    def _epoch_batches(self) -> list[list[int]]:
-        size = self.cfg.batch_size
-        if self.cfg.objective == "within_series":
-            return rank_batches(series_batches(self.train_series, self.cfg.series_group_size, size,
-                                               self.config.seed, self.progress.epoch),
-                                self.ranks)
-        order = rank_order(len(self.parts["train"]), self.config.seed, self.progress.epoch,
-                           self.ranks)
-        return [order[i:i + size] for i in range(0, len(order), size)]
-
     def _loss(self, prediction: torch.Tensor, target: torch.Tensor,
               complex_ids: list[str]) -> torch.Tensor:
         if self.cfg.objective == "absolute":
@@ -651,25 +583,14 @@ class Trainer:
                                f"{minimum} complexes (experiment.min_series_size), so there is "
                                "no ranking to monitor; use trainer.monitor=rmse")
 
-    def _loader(self, dataset, batches: list[list[int]], epoch: int) -> DataLoader:
-        workers = self.cfg.loader_workers
-        # The loader's own generator: creating an iterator draws a seed from it, never from the
-        # global RNG, which belongs to the model (dropout) and must continue exactly on resume.
-        generator = torch.Generator().manual_seed(self.config.seed + epoch)
-        return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                          worker_init_fn=ignore_stop_signals_in_worker if workers else None,
-                          generator=generator, pin_memory=self.device.type == "cuda")
+    def loader(self, part: str, batches: list[list[int]], epoch: int):
+        """The trainer's DataLoader over ``batches`` of a split part (:mod:`batches`)."""
+        return batches_module.loader(self.parts[part], batches, self.config.seed, epoch,
+                                     self.cfg.loader_workers, self.device)
 
-    def _steps_per_epoch(self) -> int:
-        if self.cfg.objective == "within_series":
-            batches = math.ceil(self._series_batch_count / self.ranks.world_size)
-        else:
-            per_rank = math.ceil(len(self.parts["train"]) / self.ranks.world_size)
-            batches = math.ceil(per_rank / self.cfg.batch_size)
-        return math.ceil(batches / self.cfg.grad_accumulation)
-
-    def _total_steps(self) -> int:
-        return self._steps_per_epoch() * self.cfg.max_epochs
+    def epoch_batches(self) -> list[list[int]]:
+        """This rank's batches of the epoch in progress."""
+        return self.plan.epoch_batches(self.progress.epoch)
 
     def _wall_seconds(self) -> float:
         return self.progress.wall_seconds + time.monotonic() - self._session_start
