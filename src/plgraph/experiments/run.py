@@ -35,11 +35,7 @@ from plgraph.experiments.report import LABELS, summarize, write_figures, write_r
 from plgraph.experiments.trainings import fit_and_read_predictions
 from plgraph.runtime.stop import STOP
 from plgraph.training.anchor import heavy_atom_fit
-from plgraph.training.metrics import (
-    mean_series_spearman,
-    per_series_spearman,
-    regression_metrics,
-)
+from plgraph.training.metrics import score
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +237,10 @@ def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> di
     and more whose measured values are not all equal. A method that predicts one value for the
     whole series (the heavy-atom fit on same-size ligands) ranks nothing: ρ = 0 there, rather
     than leaving the series out and scoring the method on the easier rest."""
-    metrics = regression_metrics(found["predicted"], found["measured"])
-    spearman = per_series_spearman(found["predicted"], found["measured"],
-                                   [series_of[i] for i in found["ids"]], min_series_size)
-    result = {"pearson": metrics["pearson"], "rmse": metrics["rmse"],
-              "series_spearman": mean_series_spearman(spearman),
-              "series_evaluated": len(spearman), "per_series_spearman": spearman}
+    metrics = score(found["predicted"], found["measured"], [series_of[i] for i in found["ids"]],
+                    min_series_size, per_series=True)
+    result = {key: metrics[key] for key in ("pearson", "rmse", "series_spearman",
+                                            "series_evaluated", "per_series_spearman")}
     for key in ("fit", "wall_seconds"):
         if key in found:
             result[key] = found[key]

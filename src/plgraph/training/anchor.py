@@ -10,7 +10,11 @@ stopping on validation) allow.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def heavy_atom_fit(counts, labels) -> tuple[float, float]:
@@ -24,3 +28,12 @@ def heavy_atom_fit(counts, labels) -> tuple[float, float]:
         return 0.0, float(labels.mean())
     slope, intercept = np.polyfit(counts, labels, 1)
     return float(slope), float(intercept)
+
+
+def start_on_heavy_atom_line(model, counts, labels) -> None:
+    """Start ``model`` as the heavy-atom fit on the train part (``model.anchor=heavy_atoms``):
+    ``counts`` and ``labels`` of the train complexes."""
+    slope, intercept = heavy_atom_fit(counts, labels)
+    model.anchor_to_heavy_atoms(slope, intercept)
+    log.info("model.anchor=heavy_atoms: starting as pK = %.4f * heavy atoms + %.3f (the "
+             "least-squares line on %d train complexes)", slope, intercept, len(counts))

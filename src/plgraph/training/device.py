@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from plgraph.errors import PlgraphError
@@ -95,3 +97,17 @@ def gradient_scale(scaler_state: dict) -> float:
     """The factor in gradients accumulated under a GradScaler with this ``state_dict()`` (1 for a
     disabled one, whose state is empty): a checkpoint's unfinished accumulation carries it."""
     return float(scaler_state.get("scale", 1.0)) if scaler_state else 1.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    """How a run computes, as results.json and the log say it."""
+    if amp_dtype is None:
+        return "fp32"
+    return "bf16" if amp_dtype == torch.bfloat16 else "fp16+GradScaler"

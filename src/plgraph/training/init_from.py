@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 
+import torch
+
 from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig
-from plgraph.training.checkpoint import read_checkpoint, require_compatible
+from plgraph.training.checkpoint import load_weights, read_checkpoint, require_compatible
 from plgraph.training.run_dir import flatten
 
+log = logging.getLogger(__name__)
 GROUPS = ("model", "featurize")
 
 
@@ -63,3 +67,16 @@ def origin(path: Path, state: dict) -> dict:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"path": str(path.absolute()), "step": state["progress"]["global_step"],
             "sha256": digest}
+
+
+def initialize_from(model: torch.nn.Module, path: Path) -> dict:
+    """Weights and target standardization of the checkpoint ``init_from`` names, into
+    ``model``; what the run records of its origin (:func:`origin`)."""
+    state = read_checkpoint(path)
+    require_compatible(state, f"init_from={path}", "init_from")
+    load_weights(model, state, f"init_from={path}")
+    found = origin(path, state)
+    log.info("initialized from %s (step %d, sha256 %s...): weights and target standardization "
+             "(mean %.3f, std %.3f) kept; optimizer and schedule new", path, found["step"],
+             found["sha256"][:12], model.target_mean.item(), model.target_std.item())
+    return found

@@ -54,3 +54,25 @@ def mean_series_spearman(per_series: dict[str, float]) -> float:
     """The mean of :func:`per_series_spearman`'s figures: the headline per-series figure; NaN
     where no series qualifies (undefined, not zero)."""
     return float(np.mean(list(per_series.values()))) if per_series else math.nan
+
+
+def score(predicted: np.ndarray, measured: np.ndarray, series: list[str] | None,
+          min_series_size: int, per_series: bool = False) -> dict:
+    """The figures of one method on one part: :func:`regression_metrics`, and where ``series``
+    (one name per complex) is given the mean per-series Spearman ρ (``series_spearman``); with
+    ``per_series`` also each series' ρ and how many series qualified. The trainer's validation
+    and test and the experiment's methods are all scored here."""
+    metrics = regression_metrics(predicted, measured)
+    if series is not None:
+        within = per_series_spearman(predicted, measured, series, min_series_size)
+        metrics["series_spearman"] = mean_series_spearman(within)
+        if per_series:
+            metrics["series_evaluated"] = len(within)
+            metrics["per_series_spearman"] = within
+    return metrics
+
+
+def monitored(monitor: str, validation: dict) -> float:
+    """The validation figure ``trainer.monitor`` names, lower is better: RMSE, or minus the
+    mean per-series Spearman ρ."""
+    return validation["rmse"] if monitor == "rmse" else -validation["series_spearman"]

@@ -16,12 +16,16 @@ resume continues them exactly.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from plgraph.config import TrainConfig
+from plgraph.errors import PlgraphError
 from plgraph.training.metrics import positions_by_series
 
 
@@ -86,3 +90,52 @@ def within_series_loss(prediction: Tensor, target: Tensor, series: Tensor,
         return absolute
     relative = centred[paired].square().mean()
     return (1 - absolute_weight) * relative + absolute_weight * absolute
+
+
+def training_loss(objective: str, prediction: Tensor, target: Tensor, series: list[str],
+                  absolute_weight: float) -> Tensor:
+    """The batch's loss under ``trainer.objective``: plain MSE, or the within-series loss on
+    each complex's ``series`` (one name per complex of the batch)."""
+    if objective == "absolute":
+        return F.mse_loss(prediction, target)
+    codes = {name: code for code, name in enumerate(sorted(set(series)))}
+    series_codes = torch.tensor([codes[name] for name in series], device=prediction.device)
+    return within_series_loss(prediction, target, series_codes, absolute_weight)
+
+
+def check_series(config: TrainConfig, series_by_part: dict[str, list[str]],
+                 min_series_size: int) -> None:
+    """The within-series objective and the series monitor need to know each complex's series,
+    and enough of them to compare: refuse before any work, saying what to change.
+
+    Args:
+        config: the trainer config (objective, monitor).
+        series_by_part: the series of each complex of the ``train`` and ``val`` parts, with
+            the ids: ``{part: [(id, series), ...]}``.
+        min_series_size: ``experiment.min_series_size``, the smallest series ranked.
+    """
+    needs = [f"trainer.{key}={value}" for key, value, default in (
+        ("objective", config.objective, "absolute"),
+        ("monitor", config.monitor, "rmse")) if value != default]
+    if not needs:
+        return
+    knob = " and ".join(needs)
+    for part in ("train", "val"):
+        members = series_by_part[part]
+        unknown = [i for i, name in members if not name]
+        if unknown:
+            raise PlgraphError(
+                f"{knob} needs the congeneric series of every complex, and {len(unknown)} "
+                f"of the {len(members)} {part} complexes have none (e.g. {unknown[0]}). Series "
+                "come from the series and reference layouts, or a manifest's group column; "
+                "otherwise use trainer.objective=absolute trainer.monitor=rmse")
+    sizes = Counter(name for _, name in series_by_part["train"])
+    if config.objective == "within_series" and max(sizes.values()) < 2:
+        raise PlgraphError(f"trainer.objective=within_series: no training series has two "
+                           f"complexes ({len(sizes)} series of one), so there is no "
+                           "difference to learn; use trainer.objective=absolute")
+    validation = Counter(name for _, name in series_by_part["val"])
+    if config.monitor == "series_spearman" and max(validation.values()) < min_series_size:
+        raise PlgraphError(f"trainer.monitor=series_spearman: no validation series has "
+                           f"{min_series_size} complexes (experiment.min_series_size), so "
+                           "there is no ranking to monitor; use trainer.monitor=rmse")

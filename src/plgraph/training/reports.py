@@ -113,3 +113,8 @@ def write_test_files(results: dict, test: dict, run: Path) -> None:
     if len(test["ids"]):
         plot_scatter(test["predicted"], test["measured"], test["metrics"],
                      run / "test_scatter.png")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file plgraph wrote (a finished run's ``results.json``)."""
+    return json.loads(path.read_text())

@@ -53,6 +53,27 @@ class Progress:
         return ""
 
 
+    def record_validation(self, score: float, config: TrainConfig) -> bool:
+        """Count the epoch's validation ``score`` (lower is better) toward early stopping and
+        the plateau schedule; True when it is the best so far."""
+        if score < self.best_metric:
+            self.best_metric, self.best_epoch = score, self.epoch
+            self.bad_epochs = self.plateau_bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        self.plateau_bad_epochs += 1
+        if config.scheduler == "plateau" and self.plateau_bad_epochs >= config.plateau_patience:
+            self.plateau_scale *= config.plateau_factor
+            self.plateau_bad_epochs = 0
+        return False
+
+    def next_epoch(self) -> None:
+        """The epoch is done: the next one starts at its first batch with no loss summed."""
+        self.epoch += 1
+        self.batches_seen = self.epoch_graphs = 0
+        self.epoch_loss_sum = 0.0
+
+
 def provenance() -> dict:
     """Code and library versions, stored in every checkpoint."""
     return {"git_commit": _git_commit(), "torch": str(torch.__version__),

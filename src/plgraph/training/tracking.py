@@ -31,6 +31,7 @@ from plgraph.config import TrackingConfig
 from plgraph.errors import PlgraphError
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.runtime.stop import StopRequested
+from plgraph.training.run_dir import flatten
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -301,3 +302,16 @@ def _preflight_http() -> Iterator[None]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:1000] if text else ""
+
+
+def run_params(config_dict: dict, split_fingerprint: str, world_size: int, device: str,
+               precision: str, data_processing_version: int) -> dict:
+    """The parameters a run logs: its config, flattened (``model.lmax``), without the keys
+    that say how this invocation started, plus what it runs on."""
+    params = flatten(config_dict)
+    for key in ("fresh", "prepare_only"):  # how this invocation started, not the run
+        params.pop(key, None)
+    params.update({"data_processing_version": data_processing_version,
+                   "split_fingerprint": split_fingerprint, "world_size": world_size,
+                   "device": device, "precision": precision})
+    return params

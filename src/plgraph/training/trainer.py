@@ -12,16 +12,12 @@ and writes, and the ranks agree after every batch on whether to save or stop
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import random
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -33,7 +29,7 @@ from plgraph.model import PLGraphNet
 from plgraph.runtime.stop import STOP, StopRequested, StopRequests
 from plgraph.training import batches as batches_module
 from plgraph.training import init_from, reports
-from plgraph.training.anchor import heavy_atom_fit
+from plgraph.training.anchor import start_on_heavy_atom_line
 from plgraph.training.augment import jitter_positions
 from plgraph.training.batches import EpochPlan
 from plgraph.training.checkpoint import (
@@ -42,7 +38,6 @@ from plgraph.training.checkpoint import (
     adapt_to_world_size,
     capture_rng,
     find_latest_checkpoint,
-    load_weights,
     prune_periodic,
     read_checkpoint,
     require_compatible,
@@ -54,9 +49,11 @@ from plgraph.training.checkpoint import (
 from plgraph.training.device import (
     MIN_LOSS_SCALE,
     autocast,
+    precision_name,
     resolve_device,
     resolve_precision,
     scaled_step,
+    seed_everything,
     set_determinism,
 )
 from plgraph.training.distributed import (
@@ -64,16 +61,12 @@ from plgraph.training.distributed import (
     Collectives,
     Ranks,
 )
-from plgraph.training.metrics import (
-    mean_series_spearman,
-    per_series_spearman,
-    regression_metrics,
-)
-from plgraph.training.objective import within_series_loss
-from plgraph.training.run_dir import RunDirectory, check_config_change, flatten
+from plgraph.training.metrics import monitored, score
+from plgraph.training.objective import check_series, training_loss
+from plgraph.training.run_dir import RunDirectory, check_config_change
 from plgraph.training.schedule import learning_rate
 from plgraph.training.state import Progress
-from plgraph.training.tracking import Tracker
+from plgraph.training.tracking import Tracker, run_params
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +122,6 @@ class Trainer:
         self.ligand_size_range = data.ligand_size_range("train")  # predict.py's domain check
         self.series_of = {entry.id: entry.group for entry in data.cache.entries}
         self.train_series = [self.series_of[i] for i in self.parts["train"].ids]
-        # within_series: the number of batches is the same every epoch, and asked every step
         self.plan = EpochPlan(self.cfg, config.seed, self.train_series, ranks)
         self.steps_per_epoch = self.plan.steps_per_epoch()  # asked every step: computed once
         self.parts_to_save = TrainingParts(self.model, self.optimizer, self.scaler)
@@ -143,7 +135,9 @@ class Trainer:
             raise PlgraphError(f"split '{data.split['name']}' has {len(self.parts['train'])} train "
                                f"and {len(self.parts['val'])} validation complexes; training needs "
                                "both (check split.train / split.val)")
-        self._check_series()
+        check_series(self.cfg, {part: [(i, self.series_of[i]) for i in self.parts[part].ids]
+                                for part in ("train", "val")},
+                     config.experiment.min_series_size)
 
     # --- the loop -------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -168,10 +162,13 @@ class Trainer:
                 log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, "
                          "or fresh=true to start over.", self.run.path, finished,
                          self.progress.epoch, self.run.path / "results.json", knob)
-                return reports_json(self.run.path / "results.json")
+                return reports.read_json(self.run.path / "results.json")
             self.tracker = self.comm.agree("while setting up MLflow tracking", lambda: Tracker(
                 self.config.tracking, self.run.path, self.config.run_name,
-                self._tracked_params(), resume=found is not None, active=self.ranks.is_main),
+                run_params(dataclasses.asdict(self.config), self.data.split["fingerprint"],
+                           self.ranks.world_size, str(self.device),
+                           precision_name(self.amp_dtype), DATA_PROCESSING_VERSION),
+                resume=found is not None, active=self.ranks.is_main),
                 check=False)
             with self.tracker, stop.acting(IN_THE_LOOP):
                 # Inside: a stop here ends the MLflow run as KILLED, not RUNNING forever.
@@ -193,50 +190,22 @@ class Trainer:
             self._start_new()
         return found
 
-    def _tracked_params(self) -> dict:
-        params = flatten(dataclasses.asdict(self.config))
-        for key in ("fresh", "prepare_only"):  # how this invocation started, not the run
-            params.pop(key, None)
-        params.update({"data_processing_version": DATA_PROCESSING_VERSION,
-                       "split_fingerprint": self.data.split["fingerprint"],
-                       "world_size": self.ranks.world_size, "device": str(self.device),
-                       "precision": self._precision_name()})
-        return params
-
     def _start_new(self) -> None:
         if self.config.init_from:
-            self._initialize_from(Path(self.config.init_from))
+            self.origin = init_from.initialize_from(self.model, Path(self.config.init_from))
         else:
             label_of = {entry.id: entry.label for entry in self.data.cache.entries}
             labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
             std = labels.std().item() if len(labels) > 1 else 1.0
             self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
             if self.model.config.anchor == "heavy_atoms":
-                self._anchor_to_heavy_atoms(labels)
+                start_on_heavy_atom_line(self.model, self.data.ligand_sizes("train"),
+                                         labels.numpy())
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self.steps_per_epoch, self.device,
-                 self._precision_name(), self.ranks.world_size,
+                 precision_name(self.amp_dtype), self.ranks.world_size,
                  "es" if self.ranks.enabled else "")
-
-    def _anchor_to_heavy_atoms(self, labels: torch.Tensor) -> None:
-        """Start as the heavy-atom fit on the train part (``model.anchor=heavy_atoms``)."""
-        counts = self.data.ligand_sizes("train")
-        slope, intercept = heavy_atom_fit(counts, labels.numpy())
-        self.model.anchor_to_heavy_atoms(slope, intercept)
-        log.info("model.anchor=heavy_atoms: starting as pK = %.4f * heavy atoms + %.3f (the "
-                 "least-squares line on %d train complexes)", slope, intercept, len(counts))
-
-    def _initialize_from(self, path: Path) -> None:
-        """Weights and target standardization of ``init_from`` (plgraph.training.init_from)."""
-        state = read_checkpoint(path)
-        require_compatible(state, f"init_from={path}", "init_from")
-        load_weights(self.model, state, f"init_from={path}")
-        self.origin = init_from.origin(path, state)
-        log.info("initialized from %s (step %d, sha256 %s...): weights and target "
-                 "standardization (mean %.3f, std %.3f) kept; optimizer and schedule new", path,
-                 self.origin["step"], self.origin["sha256"][:12], self.model.target_mean.item(),
-                 self.model.target_std.item())
 
     def _train_epoch(self, stop: StopRequests) -> int:
         """Train the rest of the current epoch; the number of a stop signal received by any
@@ -270,7 +239,9 @@ class Trainer:
         with autocast(self.device, self.amp_dtype):
             prediction = self.net(batch)
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
-        loss = self._loss(prediction.float(), target, batch.complex_id)
+        loss = training_loss(self.cfg.objective, prediction.float(), target,
+                             [self.series_of[i] for i in batch.complex_id],
+                             self.cfg.absolute_weight)
         finite = bool(torch.isfinite(loss))
         # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
         # the step is skipped and the scale halved (see _skipped_step). Otherwise agreed before
@@ -356,26 +327,13 @@ class Trainer:
                                          if self.ranks.is_main else None)
         self._collect_epoch_loss()
         progress = self.progress
-        score = self._monitored(validation)
-        improved = score < progress.best_metric
-        if improved:
-            progress.best_metric, progress.best_epoch = score, progress.epoch
-            progress.bad_epochs = progress.plateau_bad_epochs = 0
-        else:
-            progress.bad_epochs += 1
-            progress.plateau_bad_epochs += 1
-            if (self.cfg.scheduler == "plateau"
-                    and progress.plateau_bad_epochs >= self.cfg.plateau_patience):
-                progress.plateau_scale *= self.cfg.plateau_factor
-                progress.plateau_bad_epochs = 0
+        improved = progress.record_validation(monitored(self.cfg.monitor, validation), self.cfg)
         self.history.append({
             "epoch": progress.epoch + 1, "step": progress.global_step,
             "train_loss": progress.epoch_loss_sum / max(progress.epoch_graphs, 1),
             **{f"val_{k}": v for k, v in validation.items()},
             "lr": self.optimizer.param_groups[0]["lr"], "wall_seconds": self._wall_seconds()})
-        progress.epoch += 1
-        progress.batches_seen = progress.epoch_graphs = 0
-        progress.epoch_loss_sum = 0.0
+        progress.next_epoch()
         if improved:
             self.save("best.pt")
         self.save("last.pt")
@@ -409,7 +367,7 @@ class Trainer:
             self.run.path, self.cfg, self.progress, self.history, test["metrics"],
             wall_seconds=self._wall_seconds(),
             sizes={name: len(part) for name, part in self.parts.items()},
-            device=self.device, precision=self._precision_name(),
+            device=self.device, precision=precision_name(self.amp_dtype),
             world_size=self.ranks.world_size, split=self.data.split, origin=self.origin)
         reports.write_test_files(results, test, self.run.path)
         self.tracker.log_results(results, self.run.path / "results.json")
@@ -442,12 +400,9 @@ class Trainer:
         self.model.train()
         predicted_np = torch.cat(predicted).numpy() if predicted else np.zeros(0)
         measured_np = torch.cat(measured).numpy() if measured else np.zeros(0)
-        metrics = regression_metrics(predicted_np, measured_np)
-        if all(self.series_of[i] for i in ids):  # the layouts that know series
-            within = per_series_spearman(predicted_np, measured_np,
-                                         [self.series_of[i] for i in ids],
-                                         self.config.experiment.min_series_size)
-            metrics["series_spearman"] = mean_series_spearman(within)
+        series = [self.series_of[i] for i in ids]
+        metrics = score(predicted_np, measured_np, series if all(series) else None,
+                        self.config.experiment.min_series_size)  # the layouts that know series
         return {"ids": ids, "predicted": predicted_np, "measured": measured_np,
                 "metrics": metrics}
 
@@ -536,53 +491,6 @@ class Trainer:
         self.progress.epoch_graphs = int(graphs) if main else 0
 
     # --- helpers --------------------------------------------------------------------------
-    def _loss(self, prediction: torch.Tensor, target: torch.Tensor,
-              complex_ids: list[str]) -> torch.Tensor:
-        if self.cfg.objective == "absolute":
-            return F.mse_loss(prediction, target)
-        codes = {name: code for code, name in enumerate(sorted({self.series_of[i]
-                                                                  for i in complex_ids}))}
-        series = torch.tensor([codes[self.series_of[i]] for i in complex_ids],
-                              device=prediction.device)
-        return within_series_loss(prediction, target, series, self.cfg.absolute_weight)
-
-    def _monitored(self, validation: dict) -> float:
-        """The validation figure trainer.monitor names, lower is better: RMSE, or minus the
-        mean per-series Spearman ρ."""
-        if self.cfg.monitor == "rmse":
-            return validation["rmse"]
-        return -validation["series_spearman"]
-
-    def _check_series(self) -> None:
-        """The within-series objective and the series monitor need to know each complex's
-        series, and enough of them to compare: refuse before any work, saying what to change."""
-        needs = [f"trainer.{key}={value}" for key, value, default in (
-            ("objective", self.cfg.objective, "absolute"),
-            ("monitor", self.cfg.monitor, "rmse")) if value != default]
-        if not needs:
-            return
-        knob = " and ".join(needs)
-        for part in ("train", "val"):
-            ids = self.parts[part].ids
-            unknown = [i for i in ids if not self.series_of[i]]
-            if unknown:
-                raise PlgraphError(
-                    f"{knob} needs the congeneric series of every complex, and {len(unknown)} "
-                    f"of the {len(ids)} {part} complexes have none (e.g. {unknown[0]}). Series "
-                    "come from the series and reference layouts, or a manifest's group column; "
-                    "otherwise use trainer.objective=absolute trainer.monitor=rmse")
-        sizes = Counter(self.train_series)
-        if self.cfg.objective == "within_series" and max(sizes.values()) < 2:
-            raise PlgraphError(f"trainer.objective=within_series: no training series has two "
-                               f"complexes ({len(sizes)} series of one), so there is no "
-                               "difference to learn; use trainer.objective=absolute")
-        minimum = self.config.experiment.min_series_size
-        validation = Counter(self.series_of[i] for i in self.parts["val"].ids)
-        if self.cfg.monitor == "series_spearman" and max(validation.values()) < minimum:
-            raise PlgraphError(f"trainer.monitor=series_spearman: no validation series has "
-                               f"{minimum} complexes (experiment.min_series_size), so there is "
-                               "no ranking to monitor; use trainer.monitor=rmse")
-
     def loader(self, part: str, batches: list[list[int]], epoch: int):
         """The trainer's DataLoader over ``batches`` of a split part (:mod:`batches`)."""
         return batches_module.loader(self.parts[part], batches, self.config.seed, epoch,
@@ -594,20 +502,3 @@ class Trainer:
 
     def _wall_seconds(self) -> float:
         return self.progress.wall_seconds + time.monotonic() - self._session_start
-
-    def _precision_name(self) -> str:
-        if self.amp_dtype is None:
-            return "fp32"
-        return "bf16" if self.amp_dtype == torch.bfloat16 else "fp16+GradScaler"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def reports_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
