@@ -51,7 +51,7 @@ def predict(config: PredictConfig) -> int:
     checkpoints = [Path(config.checkpoint) if config.checkpoint
                    else latest_best_checkpoint(Path(config.output_root))]
     checkpoints += [Path(p) for p in config.ensemble]
-    predictor = Predictor.load(checkpoints, resolve_device(config.device))
+    predictor = Predictor.load(checkpoints, resolve_device(config.device, key="device"))
     log.info("model%s: %s", "s" if len(checkpoints) > 1 else "",
              ", ".join(map(str, checkpoints)))
     inputs = read_prediction_inputs(config, predictor.featurize)

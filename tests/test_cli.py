@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 
 from plgraph.cli import register_configs, to_config
-from plgraph.config import AppConfig, PredictConfig
+from plgraph.config import AppConfig, PredictConfig, TrainConfig
 
 CONFIGS = sorted(p.stem for p in (REPO / "conf").glob("*.yaml"))
 REQUIRED = {"predict": ["protein=P.pdb", "ligands=L.sdf"]}  # mandatory keys (???) of a config
@@ -89,3 +90,25 @@ def test_the_transfer_experiments_train_the_anchored_within_series_model_on_eith
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         plain = to_config(compose(config_name="config", overrides=["experiment=fep_grouped"]))
     assert (plain.model.anchor, plain.trainer.objective) == ("none", "absolute")
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    (lambda device: PredictConfig(protein="p.pdb", ligands="l.sdf", device=device), "device"),
+    (lambda device: TrainConfig(device=device), "trainer.device")])
+def test_a_device_that_is_no_device_is_refused_naming_its_own_key(config, key):
+    rule = rf"^{key} must be auto, cpu, cuda or cuda:N \(got 'gpu'\)"
+    with pytest.raises(ValueError, match=rule):
+        config("gpu")
+    config("cuda:1")  # a valid name; whether the machine has it is asked when the run starts
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_predict_asking_for_a_missing_gpu_names_predicts_device_key(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "device=cuda",
+                             f"protein={tmp_path}/p.pdb", f"ligands={tmp_path}/l.sdf",
+                             f"checkpoint={tmp_path}/none.pt"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "device=cuda, but no CUDA device is visible here; use device=auto" in output
+    assert "trainer.device" not in output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,16 @@ SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _require_choice(key: str, value: str, choices) -> None:
+    """``key``'s ``value`` is one of ``choices`` (a name -> thing dict, or a tuple)."""
+    _require(value in choices, f"{key} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _require_device(key: str, value: str) -> None:
+    _require(value in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", value) is not None,
+             f"{key} must be auto, cpu, cuda or cuda:N (got {value!r})")
 
 
 @dataclass
@@ -177,10 +188,8 @@ class SourceConfig:
 
     def check(self, key: str) -> None:
         """Validate, naming keys under ``key`` (``data`` or ``data.sources[i]``)."""
-        _require(self.layout in LAYOUTS, f"{key}.layout must be one of {list(LAYOUTS)} "
-                 f"(got {self.layout!r})")
-        _require(self.label_kind in LABEL_KINDS, f"{key}.label_kind must be one of "
-                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
+        _require_choice(f"{key}.layout", self.layout, LAYOUTS)
+        _require_choice(f"{key}.label_kind", self.label_kind, LABEL_KINDS)
         _require(self.layout != "manifest" or bool(self.labels),
                  f"{key}.labels must name the manifest CSV when {key}.layout=manifest")
         _require(bool(self.reference.ligand), f"{key}.reference.ligand must name at least one "
@@ -293,8 +302,7 @@ class SplitConfig:
     family_similarity: float = 0.2
 
     def __post_init__(self) -> None:
-        _require(self.strategy in SPLIT_STRATEGIES, f"split.strategy must be one of "
-                 f"{list(SPLIT_STRATEGIES)} (got {self.strategy!r})")
+        _require_choice("split.strategy", self.strategy, SPLIT_STRATEGIES)
         for part in ("train", "val", "test"):
             value = getattr(self, part)
             _require(0.0 <= value <= 1.0, f"split.{part} must be in [0, 1] (got {value})")
@@ -364,8 +372,7 @@ class ModelConfig:
         _require(self.lmax in (1, 2), f"model.lmax must be 1 or 2 (got {self.lmax})")
         _require(self.cutoff > 0, f"model.cutoff must be > 0 Å (got {self.cutoff})")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1) (got {self.dropout})")
-        _require(self.anchor in ANCHORS,
-                 f"model.anchor must be one of {', '.join(ANCHORS)} (got {self.anchor!r})")
+        _require_choice("model.anchor", self.anchor, ANCHORS)
         _require(self.anchor == "none" or self.size_term,
                  f"model.anchor={self.anchor} sets the size term's weight: it needs "
                  "model.size_term=true")
@@ -459,16 +466,11 @@ class TrainConfig:
                  f"(got {self.min_lr_ratio})")
         _require(0 < self.plateau_factor < 1, f"trainer.plateau_factor must be in (0, 1) "
                  f"(got {self.plateau_factor})")
-        _require(self.scheduler in SCHEDULERS, f"trainer.scheduler must be one of "
-                 f"{list(SCHEDULERS)} (got {self.scheduler!r})")
-        _require(self.precision in PRECISIONS, f"trainer.precision must be one of "
-                 f"{list(PRECISIONS)} (got {self.precision!r})")
-        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                 f"trainer.device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
-        _require(self.objective in OBJECTIVES, f"trainer.objective must be one of "
-                 f"{list(OBJECTIVES)} (got {self.objective!r})")
-        _require(self.monitor in MONITORS, f"trainer.monitor must be one of {list(MONITORS)} "
-                 f"(got {self.monitor!r})")
+        _require_choice("trainer.scheduler", self.scheduler, SCHEDULERS)
+        _require_choice("trainer.precision", self.precision, PRECISIONS)
+        _require_device("trainer.device", self.device)
+        _require_choice("trainer.objective", self.objective, OBJECTIVES)
+        _require_choice("trainer.monitor", self.monitor, MONITORS)
         _require(0 <= self.absolute_weight <= 1, f"trainer.absolute_weight must be in [0, 1] "
                  f"(got {self.absolute_weight})")
         if self.objective == "within_series":
@@ -672,8 +674,8 @@ class PredictConfig:
     pose_aggregation: str = "mean"
 
     def __post_init__(self) -> None:
-        _require(self.pose_aggregation in POSE_AGGREGATIONS, "pose_aggregation must be one of "
-                 f"{list(POSE_AGGREGATIONS)} (got {self.pose_aggregation!r})")
+        _require_choice("pose_aggregation", self.pose_aggregation, POSE_AGGREGATIONS)
+        _require_device("device", self.device)
         _require(self.explain_top >= 1, f"explain_top must be >= 1 (got {self.explain_top})")
         kinds = [name for name, given in (("protein + ligands", self.protein or self.ligands),
                                           ("root", self.root), ("manifest", self.manifest))
@@ -692,7 +694,6 @@ class PredictConfig:
         _require(not self.poses or bool(self.reference),
                  "poses= writes the poses made from SMILES: it needs reference= and a SMILES "
                  "library as ligands=")
-        _require(self.label_kind in LABEL_KINDS, f"label_kind must be one of "
-                 f"{list(LABEL_KINDS)} (got {self.label_kind!r})")
+        _require_choice("label_kind", self.label_kind, LABEL_KINDS)
         _require(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         _require(self.chunk_size >= 1, f"chunk_size must be >= 1 (got {self.chunk_size})")

@@ -22,17 +22,18 @@ import torch
 from plgraph.errors import PlgraphError
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, key: str = "trainer.device") -> torch.device:
     """``auto``: CUDA when present. Under torchrun, ``cuda`` means this process's GPU (its
-    LOCAL_RANK), made the current device so that NCCL and the caching allocator use it."""
+    LOCAL_RANK), made the current device so that NCCL and the caching allocator use it.
+    ``key`` is the setting the message names (``device`` for predict.py)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise PlgraphError(f"trainer.device={name}, but no CUDA device is visible here; use "
-                           "trainer.device=auto or cpu")
+        raise PlgraphError(f"{key}={name}, but no CUDA device is visible here; use "
+                           f"{key}=auto or cpu")
     if device.index is None:
         device = torch.device("cuda", local_rank)
     torch.cuda.set_device(device)
