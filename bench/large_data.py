@@ -426,7 +426,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> None:
     opened = memory_sample()
     print_build(build, open_seconds, tree_bytes(data.processed_path),
                 len(prepared.cache.meta["shards"]))
-    sizes = {part: len(ids) for part, ids in prepared.split["parts"].items()}
+    sizes = {part: len(ids) for part, ids in prepared.split.parts.items()}
     print(f"split: {sizes}; batch size {args.batch_size}, model {args.model}, device {args.device}"
           f", page cache {'dropped (--cold)' if args.cold else 'warm'} before each loader pass")
     del prepared

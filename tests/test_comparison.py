@@ -97,18 +97,18 @@ def test_the_budget_cut_trains_on_few_ligands_per_series_and_keeps_val_and_test(
     data = prepare_data(data_config(posed_series, layout="reference"), FeaturizeConfig(), split)
     cut = capped_training(data, 2, seed=0)
     series_of = {e.id: e.group for e in data.cache.entries}
-    train = cut.split["parts"]["train"]
-    assert set(train) < set(data.split["parts"]["train"])
+    train = cut.split.parts["train"]
+    assert set(train) < set(data.split.parts["train"])
     assert max(sum(series_of[i] == s for i in train) for s in set(series_of.values())) == 2
-    assert cut.split["parts"]["val"] == data.split["parts"]["val"]
-    assert cut.split["parts"]["test"] == data.split["parts"]["test"]
-    assert cut.split["fingerprint"] == split_fingerprint(cut.split["parts"])
-    assert cut.split["fingerprint"] != data.split["fingerprint"]
+    assert cut.split.parts["val"] == data.split.parts["val"]
+    assert cut.split.parts["test"] == data.split.parts["test"]
+    assert cut.split.fingerprint == split_fingerprint(cut.split.parts)
+    assert cut.split.fingerprint != data.split.fingerprint
     assert capped_training(data, 2, seed=0).split == cut.split
     assert capped_training(data, 0, seed=0) is data
 
     physics = fep_reference(data)
-    test = data.split["parts"]["test"]
+    test = data.split.parts["test"]
     assert physics["ids"] == [e.id for e in data.cache.entries if e.id in set(test)]
     entry = next(e for e in data.cache.entries if e.id == physics["ids"][0])
     assert physics["predicted"][0] == pytest.approx(dg_to_pk(entry.extras["fep_dG (kcal/mol)"]))

@@ -11,7 +11,7 @@ from conftest import SAMPLE, copy_sample, data_config
 
 from plgraph.config import FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
-from plgraph.data.split import make_split, split_fingerprint, split_path, verify_split
+from plgraph.data.split import Split, make_split, split_fingerprint, split_path, verify_split
 from plgraph.errors import SplitError
 
 # Five small real FEP+ systems (2-3 ligands each): enough groups for a grouped split.
@@ -50,10 +50,10 @@ def test_split_is_saved_and_reused(twenty, featurize_config):
     config = data_config(twenty)
     first = prepare_data(config, featurize_config, SplitConfig(seed=5))
     saved = split_path(first.cache, "default")
-    assert json.loads(saved.read_text())["parts"] == first.split["parts"]
+    assert json.loads(saved.read_text())["parts"] == first.split.parts
     again = prepare_data(config, featurize_config, SplitConfig(seed=5))
     assert again.split == first.split
-    assert [g.complex_id for g in again.part("test")] == first.split["parts"]["test"]
+    assert [g.complex_id for g in again.part("test")] == first.split.parts["test"]
 
 
 def test_another_seed_under_the_same_name_is_refused_with_the_way_out(twenty, featurize_config):
@@ -64,7 +64,7 @@ def test_another_seed_under_the_same_name_is_refused_with_the_way_out(twenty, fe
     with pytest.raises(SplitError, match=r"test: saved 0.1, asked 0.2"):
         prepare_data(config, featurize_config, SplitConfig(seed=5, train=0.7, test=0.2))
     other = prepare_data(config, featurize_config, SplitConfig(name="seed6", seed=6))
-    assert other.split["recipe"]["seed"] == 6
+    assert other.split.recipe["seed"] == 6
     assert split_path(other.cache, "default").exists() and split_path(other.cache, "seed6").exists()
 
 
@@ -80,7 +80,7 @@ def test_edited_split_file_is_refused(twenty, featurize_config):
         prepare_data(config, featurize_config, SplitConfig())
     split["parts"]["val"].append(moved)
     with pytest.raises(SplitError, match=f"{moved} is in both"):
-        verify_split(split, prepared.cache)
+        verify_split(Split.from_json(split), prepared.cache)
 
 
 def test_grouped_split_never_puts_one_system_in_two_parts(fep_systems, featurize_config):
@@ -89,7 +89,7 @@ def test_grouped_split_never_puts_one_system_in_two_parts(fep_systems, featurize
     prepared = prepare_data(config, featurize_config, split)
     group_of = {e.id: e.group for e in prepared.cache.entries}
     assert len(set(group_of.values())) == len(FEP_SYSTEMS)
-    parts = prepared.split["parts"]
+    parts = prepared.split.parts
     groups = {p: {group_of[i] for i in ids} for p, ids in parts.items()}
     assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"]
     assert not groups["val"] & groups["test"]
@@ -114,8 +114,8 @@ def test_target_split_keeps_series_of_one_protein_together(fep_with_shared_targe
         split = SplitConfig(name=f"t{seed}", strategy="target", train=0.6, val=0.2, test=0.2,
                             seed=seed)
         prepared = prepare_data(config, featurize_config, split)
-        target = prepared.split["target_of"]
-        part_of = {i: p for p, ids in prepared.split["parts"].items() for i in ids}
+        target = prepared.split.target_of
+        part_of = {i: p for p, ids in prepared.split.parts.items() for i in ids}
         system_of = {e.id: e.group for e in prepared.cache.entries}
         for family in ("chk1", "fxa"):
             parts = {part_of[i] for i in part_of if family in system_of[i]}
@@ -125,7 +125,7 @@ def test_target_split_keeps_series_of_one_protein_together(fep_with_shared_targe
                             SplitConfig(name=f"g{seed}", strategy="grouped", train=0.6, val=0.2,
                                         test=0.2, seed=seed)).split for seed in range(6)]
     # The grouped split, by series, does put one protein on both sides for some seed.
-    assert any(len({p for p, ids in split["parts"].items() for i in ids if "chk1" in i}) > 1
+    assert any(len({p for p, ids in split.parts.items() for i in ids if "chk1" in i}) > 1
                for split in grouped)
 
 
@@ -160,8 +160,8 @@ def test_grouped_split_uses_the_group_column_of_a_labels_csv(twenty, featurize_c
     prepared = prepare_data(data_config(twenty), featurize_config,
                             SplitConfig(strategy="grouped", seed=1))
     group_of = {e.id: e.group for e in prepared.cache.entries}
-    test_groups = {group_of[i] for i in prepared.split["parts"]["test"]}
-    train_groups = {group_of[i] for i in prepared.split["parts"]["train"]}
+    test_groups = {group_of[i] for i in prepared.split.parts["test"]}
+    train_groups = {group_of[i] for i in prepared.split.parts["train"]}
     assert test_groups and not test_groups & train_groups
 
 
@@ -170,7 +170,7 @@ def test_explicit_test_ids_form_the_test_set(twenty, featurize_config, tmp_path)
     ids_file.write_text(f"# CASF-style core set\n{SAMPLE_IDS[0]}\n{SAMPLE_IDS[3]}\n")
     prepared = prepare_data(data_config(twenty), featurize_config,
                             SplitConfig(strategy="ids", test_ids=str(ids_file)))
-    parts = prepared.split["parts"]
+    parts = prepared.split.parts
     assert parts["test"] == sorted([SAMPLE_IDS[0], SAMPLE_IDS[3]])
     assert len(parts["val"]) == 2 and len(parts["train"]) == 16
 
@@ -230,11 +230,11 @@ def test_clusters_are_computed_once_per_process_for_unchanged_files(tmp_path, fe
 def test_a_family_split_keeps_families_whole_and_no_part_oversized(fep_systems):
     split = SplitConfig(strategy="family", name="fam", train=0.6, val=0.2, test=0.2)
     prepared = prepare_data(data_config(fep_systems, layout="series"), FeaturizeConfig(), split)
-    family_of = prepared.split["target_of"]
-    assert prepared.split["recipe"]["family_similarity"] == 0.2
-    parts = {family_of[i]: part for part, ids in prepared.split["parts"].items() for i in ids}
-    for part, ids in prepared.split["parts"].items():
+    family_of = prepared.split.target_of
+    assert prepared.split.recipe["family_similarity"] == 0.2
+    parts = {family_of[i]: part for part, ids in prepared.split.parts.items() for i in ids}
+    for part, ids in prepared.split.parts.items():
         assert all(parts[family_of[i]] == part for i in ids)
     size = len(prepared.cache)
     for part in ("val", "test"):
-        assert len(prepared.split["parts"][part]) <= 1.5 * 0.2 * size
+        assert len(prepared.split.parts[part]) <= 1.5 * 0.2 * size

@@ -53,7 +53,7 @@ def within_config(series_data, tmp_path: Path, run_name: str, **trainer) -> AppC
 def train_series(series_data) -> list[str]:
     prepared = series_data[1]
     series_of = {entry.id: entry.group for entry in prepared.cache.entries}
-    return [series_of[i] for i in prepared.split["parts"]["train"]]
+    return [series_of[i] for i in prepared.split.parts["train"]]
 
 
 def test_a_series_is_cut_into_near_equal_groups():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from plgraph.config import DataConfig, FeaturizeConfig, SplitConfig
 from plgraph.data.build import build_cache, cache_identity
 from plgraph.data.cache import ProcessedCache
 from plgraph.data.layouts import read_inputs
-from plgraph.data.split import load_or_make_split
+from plgraph.data.split import Split, load_or_make_split
 from plgraph.errors import CacheError
 from plgraph.runtime.lock import exclusive_lock
 
@@ -38,16 +39,32 @@ class ComplexDataset(Dataset):
 
 @dataclass
 class PreparedData:
+    """The verified cache and its split: what a training run consumes."""
+
     cache: ProcessedCache
-    split: dict
+    split: Split
+
+    @functools.cached_property
+    def series_of(self) -> dict[str, str]:
+        """Each complex's congeneric series ("" where its layout has none)."""
+        return {entry.id: entry.group for entry in self.cache.entries}
+
+    @functools.cached_property
+    def label_of(self) -> dict[str, float]:
+        """Each complex's measured pK."""
+        return {entry.id: entry.label for entry in self.cache.entries}
+
+    def with_parts(self, parts: dict[str, list[str]]) -> PreparedData:
+        """The same cache with other split parts (their own fingerprint): a cut training part."""
+        return PreparedData(self.cache, self.split.with_parts(parts))
 
     def part(self, name: str) -> ComplexDataset:
-        return ComplexDataset(self.cache, self.split["parts"][name])
+        return ComplexDataset(self.cache, self.split.parts[name])
 
     def ligand_sizes(self, name: str) -> list[int]:
         """The ligand heavy-atom count of each complex of split part ``name``, in its order."""
         counts = dict(zip(self.cache.ids, self.cache.ligand_atom_counts(), strict=True))
-        return [counts[complex_id] for complex_id in self.split["parts"][name]]
+        return [counts[complex_id] for complex_id in self.split.parts[name]]
 
     def ligand_size_range(self, name: str) -> list[int]:
         """[smallest, largest] ligand heavy-atom count of split part ``name``; stored in every
@@ -82,7 +99,7 @@ def prepare_data(data: DataConfig, featurize: FeaturizeConfig,
     return PreparedData(cache, split_parts)
 
 
-def _log_summary(cache: ProcessedCache, split: dict) -> None:
+def _log_summary(cache: ProcessedCache, split: Split) -> None:
     counts = cache.meta["counts"]
     log.info("processed cache %s: %d complexes, %d failed (DATA_PROCESSING_VERSION %d)",
              cache.path, counts["processed"], counts["failed"],
@@ -92,6 +109,6 @@ def _log_summary(cache: ProcessedCache, split: dict) -> None:
     if counts["failed"] > 10:
         log.info("  ... %d more failures listed in %s", counts["failed"] - 10,
                  cache.path / "meta.json")
-    sizes = ", ".join(f"{p} {len(ids)}" for p, ids in split["parts"].items())
-    log.info("split '%s' (%s, seed %d): %s", split["name"], split["recipe"]["strategy"],
-             split["recipe"]["seed"], sizes)
+    sizes = ", ".join(f"{p} {len(ids)}" for p, ids in split.parts.items())
+    log.info("split '%s' (%s, seed %d): %s", split.name, split.recipe["strategy"],
+             split.recipe["seed"], sizes)

@@ -7,9 +7,11 @@ a resumed training run can never see its data move between train and test.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,49 @@ from plgraph.runtime.atomic import replace_atomically
 PARTS = ("train", "val", "test")
 
 
+@dataclass(frozen=True)
+class Split:
+    """A split as saved in ``splits/<name>.json``.
+
+    Args:
+        name: ``split.name``.
+        recipe: everything that decided its content (:func:`split_recipe`).
+        parts: the complex ids of ``train``, ``val`` and ``test``.
+        fingerprint: SHA-256 of the parts (:func:`split_fingerprint`); checkpoints record it.
+        target_of: each complex's target (or family) cluster, for target and family splits.
+    """
+
+    name: str
+    recipe: dict
+    parts: dict[str, list[str]]
+    fingerprint: str
+    target_of: dict[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Split:
+        return cls(payload["name"], payload["recipe"], payload["parts"], payload["fingerprint"],
+                   payload.get("target_of"))
+
+    def to_json(self) -> dict:
+        """The file's content, keys in the order the file has always had them."""
+        payload = {"name": self.name, "recipe": self.recipe, "parts": self.parts}
+        if self.target_of is not None:
+            payload["target_of"] = self.target_of
+        payload["fingerprint"] = self.fingerprint
+        return payload
+
+    def with_parts(self, parts: dict[str, list[str]]) -> Split:
+        """This split with other parts (a cut training part) and their own fingerprint, so a
+        run on it checks it like any other; never saved."""
+        return dataclasses.replace(self, parts=parts, fingerprint=split_fingerprint(parts))
+
+
 def split_path(cache: ProcessedCache, name: str) -> Path:
     return cache.path / "splits" / f"{name}.json"
 
 
 def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
-                       proteins: dict[str, Path] | None = None) -> dict:
+                       proteins: dict[str, Path] | None = None) -> Split:
     """The saved split ``config.name``, verified; made and saved first if it does not exist.
 
     ``proteins`` (complex id to protein file) is needed to make a ``target`` split. The caller
@@ -38,10 +77,10 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
     path = split_path(cache, config.name)
     wanted = split_recipe(config)
     if path.exists():
-        split = json.loads(path.read_text())
-        if split["recipe"] != wanted:
-            differences = [f"{k}: saved {split['recipe'].get(k)!r}, asked {wanted.get(k)!r}"
-                           for k in wanted if split["recipe"].get(k) != wanted.get(k)]
+        split = Split.from_json(json.loads(path.read_text()))
+        if split.recipe != wanted:
+            differences = [f"{k}: saved {split.recipe.get(k)!r}, asked {wanted.get(k)!r}"
+                           for k in wanted if split.recipe.get(k) != wanted.get(k)]
             raise SplitError(f"split '{config.name}' at {path} was made differently ("
                              + "; ".join(differences) + "). A split never changes under a name: "
                              f"to make a new one, set split.name=<new name> (or delete {path}).")
@@ -49,14 +88,12 @@ def load_or_make_split(cache: ProcessedCache, config: SplitConfig,
         return split
     target_of = (target_groups(cache, config, proteins)
                  if config.strategy in ("target", "family") else None)
-    split = {"name": config.name, "recipe": wanted,
-             "parts": make_split(cache, config, target_of)}
-    if target_of is not None:
-        split["target_of"] = target_of
-    split["fingerprint"] = split_fingerprint(split["parts"])
+    parts = make_split(cache, config, target_of)
+    split = Split(config.name, wanted, parts, split_fingerprint(parts), target_of)
     verify_split(split, cache)
     path.parent.mkdir(exist_ok=True)
-    replace_atomically(path, lambda target: target.write_text(json.dumps(split, indent=1)))
+    replace_atomically(path, lambda target: target.write_text(json.dumps(split.to_json(),
+                                                                         indent=1)))
     return split
 
 
@@ -174,10 +211,10 @@ def _from_id_files(cache: ProcessedCache, config: SplitConfig, rng) -> dict[str,
     return {"train": rest, "val": chosen["val"], "test": chosen["test"]}
 
 
-def verify_split(split: dict, cache: ProcessedCache) -> None:
+def verify_split(split: Split, cache: ProcessedCache) -> None:
     """Disjoint parts that cover exactly the cache's ids, groups kept together when grouped."""
-    parts = split["parts"]
-    where = f"split '{split['name']}' ({cache.path / 'splits'})"
+    parts = split.parts
+    where = f"split '{split.name}' ({cache.path / 'splits'})"
     seen: dict[str, str] = {}
     for part in PARTS:
         for complex_id in parts[part]:
@@ -189,12 +226,12 @@ def verify_split(split: dict, cache: ProcessedCache) -> None:
         raise SplitError(f"{where} does not match the cache ({len(missing)} cached ids not in it, "
                          f"{len(unknown)} ids not in the cache, e.g. "
                          f"{sorted(missing | unknown)[:5]}); delete the split file to remake it")
-    if split_fingerprint(parts) != split["fingerprint"]:
+    if split_fingerprint(parts) != split.fingerprint:
         raise SplitError(f"{where}: content does not match its fingerprint (edited by hand?)")
-    strategy = split["recipe"]["strategy"]
+    strategy = split.recipe["strategy"]
     if strategy in ("grouped", "target", "family"):
         group_of = (_by_entry_group(cache) if strategy == "grouped"
-                    else split.get("target_of", {}))
+                    else split.target_of or {})
         part_of_group: dict[str, str] = {}
         for complex_id, part in seen.items():
             if complex_id not in group_of:

@@ -37,7 +37,6 @@ from plgraph.config import AppConfig  # noqa: E402
 from plgraph.data import PreparedData  # noqa: E402
 from plgraph.data.layouts import read_inputs  # noqa: E402
 from plgraph.data.records import ComplexRecord  # noqa: E402
-from plgraph.data.split import split_fingerprint  # noqa: E402
 from plgraph.experiments.comparison import (  # noqa: E402
     bootstrap_interval,
     format_mean_std,
@@ -71,11 +70,10 @@ def run_few_shot(config: AppConfig, data: PreparedData, seed: int, pretrained_ru
     ``{k: {method: {"series_spearman": mean over series, "per_series": {series: mean over
     draws}}}}``."""
     experiment = config.experiment
-    group_of = {entry.id: entry.group for entry in data.cache.entries}
-    label_of = {entry.id: entry.label for entry in data.cache.entries}
+    series_of, label_of = data.series_of, data.label_of
     members: dict[str, list[str]] = defaultdict(list)
-    for complex_id in data.split["parts"]["test"]:
-        members[group_of[complex_id]].append(complex_id)
+    for complex_id in data.split.parts["test"]:
+        members[series_of[complex_id]].append(complex_id)
     pretrained = dict(zip(pretrained_found["ids"], pretrained_found["predicted"], strict=True))
     molecules = ligand_molecules(config, [i for ids in members.values() for i in ids])
     heavy_atoms = {i: molecules[i].GetNumAtoms() for i in molecules}
@@ -175,8 +173,7 @@ def _train_on_k(config: AppConfig, data: PreparedData, seed: int, name: str, cho
         run_config = adopt_checkpoint_configs(run_config, overridden=set())
     # The k are also the validation part: nothing else is known in this regime (module doc).
     parts = {"train": chosen, "val": chosen, "test": query}
-    few = PreparedData(data.cache, {**data.split, "parts": parts,
-                                    "fingerprint": split_fingerprint(parts)})
+    few = data.with_parts(parts)
     _, found = fit_and_read_predictions(run_config, few, resume_command)
     predicted = dict(zip(found["ids"], found["predicted"].tolist(), strict=True))
     return np.array([predicted[i] for i in query])

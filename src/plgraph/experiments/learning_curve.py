@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np  # noqa: E402
 
 from plgraph.data import PreparedData  # noqa: E402
-from plgraph.data.split import split_fingerprint  # noqa: E402
 from plgraph.experiments.comparison import format_mean_std, mean_std  # noqa: E402
 
 FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman ρ"}
@@ -21,26 +20,25 @@ FIGURES = {"pearson": "Pearson R", "series_spearman": "mean per-series Spearman 
 
 def _cluster_of(data: PreparedData) -> dict[str, str]:
     """Each complex's target cluster; a split without them (a random split) uses its series."""
-    return data.split.get("target_of") or {e.id: e.group for e in data.cache.entries}
+    return data.split.target_of or {e.id: e.group for e in data.cache.entries}
 
 
 def fewer_targets(data: PreparedData, fraction: float, seed: int) -> PreparedData:
     """``data`` with its train part cut to ``fraction`` of its targets (at least one), drawn
     with ``seed``; a split without target clusters (a random split) is cut by series."""
     cluster_of = _cluster_of(data)
-    train = data.split["parts"]["train"]
+    train = data.split.parts["train"]
     clusters = sorted({cluster_of[i] for i in train})
     count = max(1, round(fraction * len(clusters)))
     rng = np.random.default_rng([seed, round(fraction * 1000)])
     chosen = {clusters[i] for i in rng.choice(len(clusters), count, replace=False)}
-    parts = {**data.split["parts"], "train": [i for i in train if cluster_of[i] in chosen]}
-    return PreparedData(data.cache, {**data.split, "parts": parts,
-                                     "fingerprint": split_fingerprint(parts)})
+    parts = {**data.split.parts, "train": [i for i in train if cluster_of[i] in chosen]}
+    return data.with_parts(parts)
 
 
 def train_targets(data: PreparedData) -> int:
     cluster_of = _cluster_of(data)
-    return len({cluster_of[i] for i in data.split["parts"]["train"]})
+    return len({cluster_of[i] for i in data.split.parts["train"]})
 
 
 def summarize_learning_curve(per_seed: dict) -> dict:

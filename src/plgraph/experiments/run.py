@@ -22,7 +22,6 @@ import numpy as np
 from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.data.records import dg_to_pk
-from plgraph.data.split import split_fingerprint
 from plgraph.errors import PlgraphError
 from plgraph.experiments.few_shot import (
     run_few_shot,
@@ -75,7 +74,7 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
         split = seed_split(config, seed)
         data = capped_training(prepare_data(config.data, config.featurize, split),
                                experiment.max_train_per_series, seed)
-        series_of = {entry.id: entry.group for entry in data.cache.entries}
+        series_of = data.series_of
         predictions = {"heavy_atoms": heavy_atom_baseline(data)}
         physics = fep_reference(data)
         if physics is not None:
@@ -96,8 +95,8 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                                  resume_command)
                     if experiment.few_shot_k else None)
         per_seed[seed] = {
-            "test_series": sorted({series_of[i] for i in data.split["parts"]["test"]}),
-            "test_complexes": len(data.split["parts"]["test"]),
+            "test_series": sorted({series_of[i] for i in data.split.parts["test"]}),
+            "test_complexes": len(data.split.parts["test"]),
             "clusters": cluster_counts(data),
             **{method: evaluate(found, series_of, experiment.min_series_size)
                for method, found in predictions.items()}}
@@ -160,14 +159,14 @@ def _learning_curve(config: AppConfig, data: PreparedData, seed: int, full: dict
     (plgraph.experiments.learning_curve); the
     whole training part is the experiment's own full model."""
     curve = {"1.0": {"train_targets": train_targets(data),
-                     "train_complexes": len(data.split["parts"]["train"]), **full}}
+                     "train_complexes": len(data.split.parts["train"]), **full}}
     for fraction in sorted(config.experiment.learning_curve):
         fewer = fewer_targets(data, fraction, seed)
         found = _train(config, fewer, seed, f"{config.run_name}-seed{seed}-targets{fraction:g}",
                        True, f"full model on {fraction:g} of the training targets",
                        resume_command)
         curve[f"{fraction:g}"] = {"train_targets": train_targets(fewer),
-                                  "train_complexes": len(fewer.split["parts"]["train"]),
+                                  "train_complexes": len(fewer.split.parts["train"]),
                                   **evaluate(found, series_of,
                                              config.experiment.min_series_size)}
     return curve
@@ -179,26 +178,25 @@ def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedD
     cut split has a fingerprint of its own, so a resumed training checks it like any other."""
     if not per_series:
         return data
-    series_of = {entry.id: entry.group for entry in data.cache.entries}
+    series_of = data.series_of
     members: dict[str, list[str]] = defaultdict(list)
-    for complex_id in data.split["parts"]["train"]:
+    for complex_id in data.split.parts["train"]:
         members[series_of[complex_id]].append(complex_id)
     rng = np.random.default_rng(seed)
     train = sorted(i for series in sorted(members) for i in
                    (members[series] if len(members[series]) <= per_series else
                     [members[series][k] for k in rng.choice(len(members[series]), per_series,
                                                             replace=False)]))
-    parts = {**data.split["parts"], "train": train}
+    parts = {**data.split.parts, "train": train}
     log.info("experiment.max_train_per_series=%d: training on %d of %d train complexes",
-             per_series, len(train), len(data.split["parts"]["train"]))
-    return PreparedData(data.cache, {**data.split, "parts": parts,
-                                     "fingerprint": split_fingerprint(parts)})
+             per_series, len(train), len(data.split.parts["train"]))
+    return data.with_parts(parts)
 
 
 def fep_reference(data: PreparedData) -> dict | None:
     """The physics reference on the test complexes whose input gives Uni-FEP's FEP prediction
     (``fep_dG``, ΔG in kcal/mol, as pK): reported beside the models, never trained on."""
-    test = set(data.split["parts"]["test"])
+    test = set(data.split.parts["test"])
     entries = [e for e in data.cache.entries if e.id in test and FEP_COLUMN in e.extras]
     if not entries:
         return None
@@ -209,11 +207,11 @@ def fep_reference(data: PreparedData) -> dict | None:
 
 def cluster_counts(data: PreparedData) -> dict:
     """How many targets (or families, for ``split.strategy=family``) and series each part has."""
-    cluster_of = data.split.get("target_of", {})
-    group_of = {entry.id: entry.group for entry in data.cache.entries}
-    return {part: {"complexes": len(ids), "series": len({group_of[i] for i in ids}),
+    cluster_of = (data.split.target_of or {})
+    series_of = data.series_of
+    return {part: {"complexes": len(ids), "series": len({series_of[i] for i in ids}),
                    "clusters": len({cluster_of[i] for i in ids}) if cluster_of else None}
-            for part, ids in data.split["parts"].items()}
+            for part, ids in data.split.parts.items()}
 
 
 def heavy_atom_baseline(data: PreparedData) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from plgraph.config import TrainConfig
+from plgraph.data.split import Split
 from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.training.plots import plot_scatter, plot_training_curve
@@ -86,7 +87,7 @@ def write_epoch_files(history: list[dict], run: Path) -> None:
 
 def results(run: Path, config: TrainConfig, progress: Progress, history: list[dict],
             test_metrics: dict, *, wall_seconds: float, sizes: dict[str, int],
-            device: torch.device, precision: str, world_size: int, split: dict,
+            device: torch.device, precision: str, world_size: int, split: Split,
             origin: dict | None) -> dict:
     """The content of a finished run's ``results.json``: how it stopped, the best epoch's
     validation figures, the test figures of ``best.pt``, and what it ran on."""
@@ -100,7 +101,7 @@ def results(run: Path, config: TrainConfig, progress: Progress, history: list[di
         "sizes": sizes, "device": str(device), "precision": precision,
         "world_size": world_size, "checkpoint": str(run / "checkpoints" / "best.pt"),
         "data_processing_version": DATA_PROCESSING_VERSION,
-        "split": {"name": split["name"], "fingerprint": split["fingerprint"]},
+        "split": {"name": split.name, "fingerprint": split.fingerprint},
         "init_from": origin}
 
 

@@ -120,7 +120,7 @@ class Trainer:
         self.data = data
         self.parts = {name: data.part(name) for name in ("train", "val", "test")}
         self.ligand_size_range = data.ligand_size_range("train")  # predict.py's domain check
-        self.series_of = {entry.id: entry.group for entry in data.cache.entries}
+        self.series_of = data.series_of
         self.train_series = [self.series_of[i] for i in self.parts["train"].ids]
         self.plan = EpochPlan(self.cfg, config.seed, self.train_series, ranks)
         self.steps_per_epoch = self.plan.steps_per_epoch()  # asked every step: computed once
@@ -132,7 +132,7 @@ class Trainer:
         self._stepped = False
         self.tracker = Tracker(config.tracking, run.path, config.run_name, {}, active=False)
         if not len(self.parts["train"]) or not len(self.parts["val"]):
-            raise PlgraphError(f"split '{data.split['name']}' has {len(self.parts['train'])} train "
+            raise PlgraphError(f"split '{data.split.name}' has {len(self.parts['train'])} train "
                                f"and {len(self.parts['val'])} validation complexes; training needs "
                                "both (check split.train / split.val)")
         check_series(self.cfg, {part: [(i, self.series_of[i]) for i in self.parts[part].ids]
@@ -165,7 +165,7 @@ class Trainer:
                 return reports.read_json(self.run.path / "results.json")
             self.tracker = self.comm.agree("while setting up MLflow tracking", lambda: Tracker(
                 self.config.tracking, self.run.path, self.config.run_name,
-                run_params(dataclasses.asdict(self.config), self.data.split["fingerprint"],
+                run_params(dataclasses.asdict(self.config), self.data.split.fingerprint,
                            self.ranks.world_size, str(self.device),
                            precision_name(self.amp_dtype), DATA_PROCESSING_VERSION),
                 resume=found is not None, active=self.ranks.is_main),
@@ -194,8 +194,7 @@ class Trainer:
         if self.config.init_from:
             self.origin = init_from.initialize_from(self.model, Path(self.config.init_from))
         else:
-            label_of = {entry.id: entry.label for entry in self.data.cache.entries}
-            labels = torch.tensor([label_of[i] for i in self.parts["train"].ids])
+            labels = torch.tensor([self.data.label_of[i] for i in self.parts["train"].ids])
             std = labels.std().item() if len(labels) > 1 else 1.0
             self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
             if self.model.config.anchor == "heavy_atoms":
@@ -441,7 +440,7 @@ class Trainer:
         self._session_start = time.monotonic()
         state = training_state(name.removesuffix(".pt"), self.parts_to_save, self.progress,
                                self.history, rng_by_rank, self.ranks.world_size, self.config,
-                               self.data.split["fingerprint"], self.ligand_size_range,
+                               self.data.split.fingerprint, self.ligand_size_range,
                                self.origin)
         if self.ranks.is_main:
             save_checkpoint(state, path)
@@ -452,7 +451,7 @@ class Trainer:
 
     def _restore(self, found: FoundCheckpoint) -> None:
         state, path = found.state, found.path
-        require_compatible(state, path, "resume", self.data.split["fingerprint"])
+        require_compatible(state, path, "resume", self.data.split.fingerprint)
         changes = check_config_change(state["config"], dataclasses.asdict(self.config),
                                       mid_epoch=state["progress"]["batches_seen"] > 0)
         for line in changes:
