@@ -18,16 +18,17 @@ import pytest
 import torch
 from conftest import TINY_MODEL
 
-import plgraph.training.trainer as trainer_module
+import plgraph.training.device as device_module
 from plgraph.config import (
     AppConfig,
     TrackingConfig,
     TrainConfig,
 )
+from plgraph.errors import NonFiniteLossError
 from plgraph.training.checkpoint import read_checkpoint
 from plgraph.training.device import resolve_precision
 from plgraph.training.run_dir import RunDirectory
-from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from plgraph.training.trainer import Trainer, TrainingInterrupted
 
 TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
 INITIAL_SCALE = 65536.0  # torch.amp.GradScaler's default init_scale
@@ -140,7 +141,7 @@ def test_resume_under_low_precision_on_cpu_matches_uninterrupted_run(prepared, t
 
 def test_an_inf_gradient_under_fp16_is_skipped_and_training_goes_on(prepared, tmp_path, caplog):
     config = app_config(prepared, tmp_path, "skipped", precision="fp16")
-    caplog.set_level(logging.INFO, logger="plgraph.training.trainer")
+    caplog.set_level(logging.INFO, logger="plgraph.training")
     fit(config, prepared, poison_grad_at=(1,))
     state = last(config)
     assert state["progress"]["global_step"] == 4 and (config.run_dir / "results.json").exists()
@@ -170,7 +171,7 @@ def test_a_nan_loss_is_skipped_under_fp16_and_stops_fp32_and_bf16(prepared, tmp_
 
 def test_an_fp16_run_non_finite_at_every_scale_stops_at_the_scale_floor(prepared, tmp_path,
                                                                         monkeypatch):
-    monkeypatch.setattr(trainer_module, "MIN_LOSS_SCALE", INITIAL_SCALE / 3)  # below after 2
+    monkeypatch.setattr(device_module, "MIN_LOSS_SCALE", INITIAL_SCALE / 3)  # below after 2
     config = app_config(prepared, tmp_path, "floor", precision="fp16")
     with pytest.raises(NonFiniteLossError, match=r"fp16: the loss scale fell to 16384 \(below "
                                                   r"21845.3\) at step 2, epoch 1"):

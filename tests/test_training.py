@@ -26,11 +26,12 @@ from plgraph.config import (
     TrackingConfig,
     TrainConfig,
 )
+from plgraph.errors import NonFiniteLossError
 from plgraph.runtime.stop import StopRequests
 from plgraph.training.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
 from plgraph.training.reports import write_json
 from plgraph.training.run_dir import ConfigChangeError, RunDirectory
-from plgraph.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from plgraph.training.trainer import Trainer, TrainingInterrupted
 
 TINY = dataclasses.replace(TINY_MODEL, dropout=0.1)
 

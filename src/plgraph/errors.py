@@ -25,3 +25,7 @@ class SplitError(PlgraphError):
 
 class TooManyFailuresError(PlgraphError):
     """More complexes failed featurization than ``data.max_failure_fraction`` allows."""
+
+
+class NonFiniteLossError(PlgraphError):
+    """The loss became NaN or infinite; training stops, the last good checkpoint stays."""

@@ -15,7 +15,7 @@ from plgraph.data.build import build_cache, cache_identity
 from plgraph.data.cache import ProcessedCache
 from plgraph.data.layouts import read_inputs
 from plgraph.data.split import Split, load_or_make_split
-from plgraph.errors import CacheError
+from plgraph.errors import CacheError, PlgraphError
 from plgraph.runtime.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ class PreparedData:
     def label_of(self) -> dict[str, float]:
         """Each complex's measured pK."""
         return {entry.id: entry.label for entry in self.cache.entries}
+
+    def require_train_and_val(self) -> None:
+        """Training needs complexes in both parts; refuse before any work, naming the split."""
+        train, val = (len(self.split.parts[p]) for p in ("train", "val"))
+        if not train or not val:
+            raise PlgraphError(f"split '{self.split.name}' has {train} train and {val} "
+                               "validation complexes; training needs both (check split.train "
+                               "/ split.val)")
 
     def with_parts(self, parts: dict[str, list[str]]) -> PreparedData:
         """The same cache with other split parts (their own fingerprint): a cut training part."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +38,13 @@ def start_on_heavy_atom_line(model, counts, labels) -> None:
     model.anchor_to_heavy_atoms(slope, intercept)
     log.info("model.anchor=heavy_atoms: starting as pK = %.4f * heavy atoms + %.3f (the "
              "least-squares line on %d train complexes)", slope, intercept, len(counts))
+
+
+def start_new_model(model, train_labels: list[float], train_sizes: list[int]) -> None:
+    """A new run's model: its output standardized on the train part's labels, and started on
+    the heavy-atom line where ``model.anchor=heavy_atoms``."""
+    labels = torch.tensor(train_labels)
+    std = labels.std().item() if len(labels) > 1 else 1.0
+    model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
+    if model.config.anchor == "heavy_atoms":
+        start_on_heavy_atom_line(model, train_sizes, labels.numpy())

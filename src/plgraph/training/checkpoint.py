@@ -247,12 +247,16 @@ def restore_training_state(state: dict, path: Path, parts: TrainingParts,
 
 
 def adapt_to_world_size(progress: Progress, saved: int, world_size: int, batch_size: int,
-                        accumulation: int) -> bool:
-    """Another number of processes than the checkpoint's: the epoch goes on from the same number
-    of complexes seen, rounded down to a whole optimizer step, in another order. True when
-    ``progress`` changed (a partial accumulation's gradients then no longer fit)."""
+                        accumulation: int, path: Path) -> bool:
+    """Another number of processes than the checkpoint's (``path``): the epoch goes on from the
+    same number of complexes seen, rounded down to a whole optimizer step, in another order.
+    True when ``progress`` changed (a partial accumulation's gradients then no longer fit)."""
     if saved == world_size:
         return False
     batches = progress.batches_seen * batch_size * saved // (batch_size * world_size)
     progress.batches_seen = batches - batches % accumulation
+    log.warning("%s was written by %d process%s, this run has %d: the data order changes from "
+                "here on (an exact resume needs the same world size); epoch %d goes on at batch "
+                "%d of this rank's share", path, saved, "es" if saved > 1 else "", world_size,
+                progress.epoch + 1, progress.batches_seen)
     return True

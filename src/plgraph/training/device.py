@@ -12,6 +12,7 @@ skipped steps) on machines without a GPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from plgraph.errors import PlgraphError
+from plgraph.errors import NonFiniteLossError, PlgraphError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str, local_rank: int = 0, key: str = "trainer.device") -> torch.device:
@@ -112,3 +115,19 @@ def precision_name(amp_dtype: torch.dtype | None) -> str:
     if amp_dtype is None:
         return "fp32"
     return "bf16" if amp_dtype == torch.bfloat16 else "fp16+GradScaler"
+
+
+def check_loss_scale(scaler: torch.amp.GradScaler, progress, checkpoints) -> None:
+    """fp16: the GradScaler found an inf or NaN gradient, skipped the step and halved its
+    scale; the NaN guard is for non-finite values at any scale, hence the floor. ``progress``
+    (the step and epoch) and ``checkpoints`` (where the last good one is) are for the message."""
+    scale = scaler.get_scale()
+    log.info("fp16: step %d skipped by the GradScaler (inf or NaN gradient); loss scale now %g",
+             progress.global_step, scale)
+    if scale < MIN_LOSS_SCALE:
+        raise NonFiniteLossError(
+            f"fp16: the loss scale fell to {scale:g} (below {MIN_LOSS_SCALE:g}) at step "
+            f"{progress.global_step}, epoch {progress.epoch + 1}: the loss or the gradients are "
+            "non-finite at any scale. Nothing was saved from these steps: the last good "
+            f"checkpoint stays in {checkpoints}. Lower trainer.lr, try trainer.precision=bf16 or "
+            "fp32, or check the complexes named above.")

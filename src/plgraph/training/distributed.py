@@ -116,6 +116,16 @@ class Collectives:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def collect_epoch_loss(self, progress) -> None:
+        """Sum the ranks' running epoch loss (a :class:`Progress`) into rank 0 (the others keep
+        none), so that the checkpoint and the epoch's train loss cover every rank."""
+        if not self.ranks.enabled:
+            return
+        total, graphs = self.sum_over_ranks(progress.epoch_loss_sum, progress.epoch_graphs)
+        main = self.ranks.is_main
+        progress.epoch_loss_sum = total if main else 0.0
+        progress.epoch_graphs = int(graphs) if main else 0
+
     def from_main(self, value: object) -> object:
         """Rank 0's ``value`` on every rank (plain Python values and tensors)."""
         if not self.ranks.enabled:

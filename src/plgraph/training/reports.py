@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.training.plots import plot_scatter, plot_training_curve
 from plgraph.training.state import Progress
+
+log = logging.getLogger(__name__)
 
 
 def write_metrics_csv(history: list[dict], path: Path) -> None:
@@ -119,3 +122,34 @@ def write_test_files(results: dict, test: dict, run: Path) -> None:
 def read_json(path: Path) -> dict:
     """A JSON file plgraph wrote (a finished run's ``results.json``)."""
     return json.loads(path.read_text())
+
+
+def log_epoch(row: dict, improved: bool) -> None:
+    """One line per epoch: train loss and the validation figures (row of ``metrics.csv``)."""
+    within = (f", mean per-series Spearman {row['val_series_spearman']:.3f}"
+              if "val_series_spearman" in row else "")
+    log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s%s", row["epoch"],
+             row["train_loss"], row["val_rmse"], row["val_pearson"], within,
+             " (best)" if improved else "")
+
+
+def log_finished(results: dict) -> None:
+    """The closing line of a run: how it stopped, the best epoch, its test figures."""
+    test = results["test"]
+    log.info("finished (%s): best epoch %d, val RMSE %.3f; test RMSE %.3f, Pearson %.3f, "
+             "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
+             results["val"]["rmse"], test["rmse"], test["pearson"], test["spearman"],
+             Path(results["run"]) / "results.json")
+
+
+def finished_results(run: Path, progress: Progress, config: TrainConfig) -> dict | None:
+    """A finished run's ``results.json`` content (logged with how to train on), or None while
+    the run goes on or has not written it yet."""
+    finished = progress.finished_by(config)
+    path = run / "results.json"
+    if not finished or not path.exists():
+        return None
+    knob = "trainer.max_epochs" if finished == "max_epochs" else "trainer.early_stopping_patience"
+    log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, or "
+             "fresh=true to start over.", run, finished, progress.epoch, path, knob)
+    return read_json(path)

@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from plgraph.config import AppConfig
 from plgraph.data import PreparedData
-from plgraph.errors import PlgraphError
+from plgraph.errors import NonFiniteLossError, PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.model import PLGraphNet
 from plgraph.runtime.stop import STOP, StopRequested, StopRequests
 from plgraph.training import batches as batches_module
 from plgraph.training import init_from, reports
-from plgraph.training.anchor import start_on_heavy_atom_line
+from plgraph.training.anchor import start_new_model
 from plgraph.training.augment import jitter_positions
 from plgraph.training.batches import EpochPlan
 from plgraph.training.checkpoint import (
@@ -47,8 +47,8 @@ from plgraph.training.checkpoint import (
     training_state,
 )
 from plgraph.training.device import (
-    MIN_LOSS_SCALE,
     autocast,
+    check_loss_scale,
     precision_name,
     resolve_device,
     resolve_precision,
@@ -81,10 +81,6 @@ TESTING = ("during the test evaluation of best.pt; training is complete and save
 
 class TrainingInterrupted(StopRequested):
     """A stop signal was honoured in the loop: INTERRUPTED.pt is written, the run can resume."""
-
-
-class NonFiniteLossError(PlgraphError):
-    """The loss became NaN or infinite; training stops, the last good checkpoint stays."""
 
 
 class Trainer:
@@ -131,10 +127,7 @@ class Trainer:
         self._session_start = time.monotonic()
         self._stepped = False
         self.tracker = Tracker(config.tracking, run.path, config.run_name, {}, active=False)
-        if not len(self.parts["train"]) or not len(self.parts["val"]):
-            raise PlgraphError(f"split '{data.split.name}' has {len(self.parts['train'])} train "
-                               f"and {len(self.parts['val'])} validation complexes; training needs "
-                               "both (check split.train / split.val)")
+        data.require_train_and_val()
         check_series(self.cfg, {part: [(i, self.series_of[i]) for i in self.parts[part].ids]
                                 for part in ("train", "val")},
                      config.experiment.min_series_size)
@@ -155,14 +148,9 @@ class Trainer:
             self.comm.agree(f"after the preflight, {NOTHING_TO_SAVE}", self.preflight)
             found = self.comm.agree(f"after looking for a checkpoint to resume from, "
                                     f"{NOTHING_TO_SAVE}", self.start)
-            finished = self.progress.finished_by(self.cfg)
-            if finished and (self.run.path / "results.json").exists():
-                knob = ("trainer.max_epochs" if finished == "max_epochs"
-                        else "trainer.early_stopping_patience")
-                log.info("run %s is finished (%s, epoch %d); results in %s. Raise %s to train on, "
-                         "or fresh=true to start over.", self.run.path, finished,
-                         self.progress.epoch, self.run.path / "results.json", knob)
-                return reports.read_json(self.run.path / "results.json")
+            finished = reports.finished_results(self.run.path, self.progress, self.cfg)
+            if finished is not None:
+                return finished
             self.tracker = self.comm.agree("while setting up MLflow tracking", lambda: Tracker(
                 self.config.tracking, self.run.path, self.config.run_name,
                 run_params(dataclasses.asdict(self.config), self.data.split.fingerprint,
@@ -194,12 +182,8 @@ class Trainer:
         if self.config.init_from:
             self.origin = init_from.initialize_from(self.model, Path(self.config.init_from))
         else:
-            labels = torch.tensor([self.data.label_of[i] for i in self.parts["train"].ids])
-            std = labels.std().item() if len(labels) > 1 else 1.0
-            self.model.set_target_normalization(labels.mean().item(), std if std > 0 else 1.0)
-            if self.model.config.anchor == "heavy_atoms":
-                start_on_heavy_atom_line(self.model, self.data.ligand_sizes("train"),
-                                         labels.numpy())
+            start_new_model(self.model, [self.data.label_of[i] for i in self.parts["train"].ids],
+                            self.data.ligand_sizes("train"))
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self.steps_per_epoch, self.device,
@@ -243,8 +227,9 @@ class Trainer:
                              self.cfg.absolute_weight)
         finite = bool(torch.isfinite(loss))
         # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
-        # the step is skipped and the scale halved (see _skipped_step). Otherwise agreed before
-        # backward: a rank that stopped alone would leave the others waiting in DDP's all-reduce.
+        # the step is skipped and the scale halved (device.check_loss_scale). Otherwise agreed
+        # before backward: a rank that stopped alone would leave the others waiting in DDP's
+        # all-reduce.
         if not finite and self.scaler.is_enabled():
             log.info("fp16: non-finite loss at step %d (complexes %s); the GradScaler skips "
                      "this step", self.progress.global_step, list(batch.complex_id))
@@ -276,22 +261,8 @@ class Trainer:
                             self.cfg.grad_clip)
         self.optimizer.zero_grad(set_to_none=True)
         if not taken:
-            self._skipped_step()
+            check_loss_scale(self.scaler, self.progress, self.run.checkpoints)
         self.progress.global_step += 1  # a skipped step still moves the schedule, as in torch.amp
-
-    def _skipped_step(self) -> None:
-        """fp16: the GradScaler found an inf or NaN gradient, skipped the step and halved its
-        scale; the NaN guard is for non-finite values at any scale, hence the floor."""
-        scale = self.scaler.get_scale()
-        log.info("fp16: step %d skipped by the GradScaler (inf or NaN gradient); loss scale now "
-                 "%g", self.progress.global_step, scale)
-        if scale < MIN_LOSS_SCALE:
-            raise NonFiniteLossError(
-                f"fp16: the loss scale fell to {scale:g} (below {MIN_LOSS_SCALE:g}) at step "
-                f"{self.progress.global_step}, epoch {self.progress.epoch + 1}: the loss or the "
-                "gradients are non-finite at any scale. Nothing was saved from these steps: the "
-                f"last good checkpoint stays in {self.run.checkpoints}. Lower trainer.lr, try "
-                "trainer.precision=bf16 or fp32, or check the complexes named above.")
 
     def _after_batch(self, stop: StopRequests) -> int:
         """Scheduled and requested checkpoints; the agreed stop signal number, or 0."""
@@ -324,7 +295,7 @@ class Trainer:
     def _end_epoch(self) -> None:
         validation = self.comm.from_main(self.evaluate("val")["metrics"]
                                          if self.ranks.is_main else None)
-        self._collect_epoch_loss()
+        self.comm.collect_epoch_loss(self.progress)
         progress = self.progress
         improved = progress.record_validation(monitored(self.cfg.monitor, validation), self.cfg)
         self.history.append({
@@ -339,13 +310,8 @@ class Trainer:
         if not self.ranks.is_main:
             return
         reports.write_epoch_files(self.history, self.run.path)
-        row = self.history[-1]
-        self.tracker.log_epoch(row, step=row["epoch"])
-        within = (f", mean per-series Spearman {row['val_series_spearman']:.3f}"
-                  if "val_series_spearman" in row else "")
-        log.info("epoch %d: train loss %.4f, val RMSE %.3f, Pearson %.3f%s%s", row["epoch"],
-                 row["train_loss"], row["val_rmse"], row["val_pearson"], within,
-                 " (best)" if improved else "")
+        self.tracker.log_epoch(self.history[-1], step=self.history[-1]["epoch"])
+        reports.log_epoch(self.history[-1], improved)
 
     def _finish(self) -> dict:
         # check=False: a signal after the last test batch has nothing left to stop.
@@ -370,10 +336,7 @@ class Trainer:
             world_size=self.ranks.world_size, split=self.data.split, origin=self.origin)
         reports.write_test_files(results, test, self.run.path)
         self.tracker.log_results(results, self.run.path / "results.json")
-        log.info("finished (%s): best epoch %d, val RMSE %.3f; test RMSE %.3f, Pearson %.3f, "
-                 "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
-                 results["val"]["rmse"], test["metrics"]["rmse"], test["metrics"]["pearson"],
-                 test["metrics"]["spearman"], self.run.path / "results.json")
+        reports.log_finished(results)
         return reports.json_safe(results)  # what a finished run's results.json gives back
 
     # --- evaluation and preflight ---------------------------------------------------------
@@ -435,7 +398,7 @@ class Trainer:
         no rank goes on before the file is in place."""
         path = self.run.checkpoints / name
         rng_by_rank = self.comm.gather(capture_rng())
-        self._collect_epoch_loss()
+        self.comm.collect_epoch_loss(self.progress)
         self.progress.wall_seconds = self._wall_seconds()
         self._session_start = time.monotonic()
         state = training_state(name.removesuffix(".pt"), self.parts_to_save, self.progress,
@@ -461,15 +424,9 @@ class Trainer:
                                           self.cfg.weight_decay)
         self.progress, self.history = progress, list(state["history"])
         self.origin = state.get("init_from")
-        saved = state.get("world_size", 1)
-        if adapt_to_world_size(progress, saved, self.ranks.world_size, self.cfg.batch_size,
-                               self.cfg.grad_accumulation):
+        if adapt_to_world_size(progress, state.get("world_size", 1), self.ranks.world_size,
+                               self.cfg.batch_size, self.cfg.grad_accumulation, path):
             self.model.zero_grad(set_to_none=True)  # a partial accumulation's: it no longer fits
-            log.warning("%s was written by %d process%s, this run has %d: the data order "
-                        "changes from here on (an exact resume needs the same world size); "
-                        "epoch %d goes on at batch %d of this rank's share", path, saved,
-                        "es" if saved > 1 else "", self.ranks.world_size, progress.epoch + 1,
-                        progress.batches_seen)
         if not self.ranks.is_main:  # rank 0 carries the epoch's loss sum over all ranks
             progress.epoch_loss_sum, progress.epoch_graphs = 0.0, 0
         rng_by_rank = state.get("rng_by_rank") or [state["rng"]]
@@ -477,17 +434,6 @@ class Trainer:
         restore_rng(rng_by_rank[self.ranks.rank % len(rng_by_rank)])
         log.info("resuming from %s: step %d, epoch %d, batch %d", path, progress.global_step,
                  progress.epoch + 1, progress.batches_seen)
-
-    def _collect_epoch_loss(self) -> None:
-        """Sum the ranks' running epoch loss into rank 0 (the others keep none), so that the
-        checkpoint and the epoch's train loss cover every rank."""
-        if not self.ranks.enabled:
-            return
-        total, graphs = self.comm.sum_over_ranks(self.progress.epoch_loss_sum,
-                                                 self.progress.epoch_graphs)
-        main = self.ranks.is_main
-        self.progress.epoch_loss_sum = total if main else 0.0
-        self.progress.epoch_graphs = int(graphs) if main else 0
 
     # --- helpers --------------------------------------------------------------------------
     def loader(self, part: str, batches: list[list[int]], epoch: int):
