@@ -1,0 +1,420 @@
+"""Series mode: rank a congeneric series' designed ligands from a few measured ones and a prior.
+
+A medicinal chemist has k = 5-20 measured ligands of a series (pK) and many designed ones to
+rank. A model's predictions (or any other prior: FEP, a size trend) are useful there only as far
+as the measured ligands confirm them; this module is the small-data learner that decides how far,
+and says how sure it is. Every method takes the measured fingerprints and pK, the query
+fingerprints and (where it uses one) the prior for both, and returns a mean and a standard
+deviation in pK units per query (:class:`SeriesPrediction`):
+
+- ``gp_alone``: a Gaussian process with a Tanimoto (MinMax, on Morgan count fingerprints) kernel
+  around the measured mean: what a cheminformatician would run, no prior;
+- ``gp_prior``: the same GP around ``c + s * prior`` with ``s >= 0``. ``s`` has a Gaussian prior
+  whose variance is fitted by marginal likelihood with the kernel's, and the prior is used only
+  where it raises the marginal likelihood clearly: a prior the measured ligands do not support
+  falls back to ``s = 0`` (the GP alone) instead of being trusted;
+- ``anchored``: each measured ligand r predicts ``pK(r) + prior(q) - prior(r)``; the anchors are
+  averaged with weights ``similarity(q, r) ** 3`` (the prior taken at its own scale, s = 1);
+- ``gp_anchored``: the GP on the prior's residuals ``pK - prior`` (s = 1 fixed, the offset and
+  its smoothing over chemical space fitted): anchoring with the GP's weights and uncertainty.
+
+The standard deviations are those of a new measurement (they include the assay noise, fitted
+with a floor of :data:`ASSAY_NOISE_STD`). With no measured ligand the prior alone is returned,
+with one the prior shifted to pass through it; both with :data:`DEFAULT_STD`.
+:func:`suggest` picks the queries to make next (upper confidence bound or expected improvement).
+
+Only numpy, scipy, scikit-learn and RDKit are used (and :mod:`plgraph.errors`): the module is a
+leaf, usable without the network.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdFingerprintGenerator
+from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, WhiteKernel
+
+from plgraph.errors import InputError
+
+FINGERPRINT_RADIUS = 2
+FINGERPRINT_BITS = 2048
+# Replicate pK measurements of one ligand in one assay differ by about 0.3 (a common estimate of
+# assay reproducibility): no model of the series can fit more closely than that.
+ASSAY_NOISE_STD = 0.3
+# pK: the std where nothing can be fitted (k = 0 or 1). Measured pK spread within a Uni-FEP
+# series is 0.8 (median over the 168 series of >= 20 ligands); rounded up for the unknown offset.
+DEFAULT_STD = 1.0
+# The anchors' similarity weights are similarity ** ANCHOR_POWER: near analogues dominate. Fixed
+# before any measurement, not tuned.
+ANCHOR_POWER = 3
+# The weight of one pseudo-anchor of DEFAULT_STD spread in the anchored std: a query unlike every
+# measured ligand (all similarities well under ANCHOR_PSEUDO_SIMILARITY) gets about DEFAULT_STD.
+ANCHOR_PSEUDO_SIMILARITY = 0.3
+# nats of log marginal likelihood the prior must add before gp_prior uses it (a Bayes factor of
+# e^2 ~ 7). Chosen on the dev part of bench/series_mode.py (series outside the reported sample):
+# with a random prior a margin of 1 was still measurably worse than the GP alone at k = 5,
+# 2 was not, and 3 gave up most of what FEP as the prior added.
+EVIDENCE_MARGIN = 2.0
+# Marginal-likelihood optimizer restarts (deterministic: seeded); local optima are common at k = 5.
+GP_RESTARTS = 2
+
+
+@dataclass(frozen=True)
+class SeriesPrediction:
+    """Predictions for the queries of one series, in pK units.
+
+    Attributes:
+        mean: predicted pK per query.
+        std: standard deviation of a new measurement of each query (assay noise included).
+        prior_scale: ``s`` of ``c + s * prior`` in pK per prior unit, where the method fits or
+            fixes one (``None`` for ``gp_alone``).
+        noise_std: the fitted noise std (pK) of a GP method, else ``None``.
+        log_evidence: the GP's log marginal likelihood of the measured pK, else ``None``.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    prior_scale: float | None = None
+    noise_std: float | None = None
+    log_evidence: float | None = None
+
+
+def _as_mol(ligand: Chem.Mol | str) -> Chem.Mol:
+    if isinstance(ligand, Chem.Mol):
+        return ligand
+    mol = Chem.MolFromSmiles(ligand)
+    if mol is None:
+        raise InputError(f"SMILES {ligand!r}: RDKit cannot parse it into a valid molecule")
+    return mol
+
+
+def count_fingerprints(ligands: Sequence[Chem.Mol | str], radius: int = FINGERPRINT_RADIUS,
+                       bits: int = FINGERPRINT_BITS) -> np.ndarray:
+    """Morgan count fingerprints, one row per ligand (RDKit mols or SMILES), as float64.
+
+    Counts rather than bits: in a congeneric series most members share the same substructures,
+    and how many times a group occurs is often what distinguishes them.
+    """
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
+    rows = [generator.GetCountFingerprintAsNumPy(_as_mol(ligand)) for ligand in ligands]
+    return np.array(rows, dtype=float).reshape(len(rows), bits)
+
+
+def heavy_atoms(ligands: Sequence[Chem.Mol | str]) -> np.ndarray:
+    """Heavy-atom count of each ligand (explicit hydrogens in the input are not counted)."""
+    return np.array([sum(atom.GetAtomicNum() > 1 for atom in _as_mol(ligand).GetAtoms())
+                     for ligand in ligands], dtype=int)
+
+
+def tanimoto(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MinMax (Tanimoto for counts) similarity of each row of ``a`` to each row of ``b``.
+
+    ``sum(min) / sum(max)``; it is a positive semi-definite kernel on non-negative vectors, 1 for
+    identical rows. Two all-zero rows count as identical, an all-zero and another as 0.
+    """
+    used = a.any(axis=0) | b.any(axis=0)  # a series touches a few hundred of the 2048 bits
+    a, b = a[:, used], b[:, used]
+    minimum = np.minimum(a[:, None, :], b[None, :, :]).sum(axis=2)
+    maximum = a.sum(axis=1)[:, None] + b.sum(axis=1)[None, :] - minimum
+    return np.divide(minimum, maximum, out=np.ones_like(minimum), where=maximum > 0)
+
+
+class _ColumnKernel(Kernel):
+    """A kernel without hyperparameters of its own on some columns of the design matrix (column
+    0 holds the standardized prior, the rest the fingerprint): scale it with a ConstantKernel.
+    scikit-learn kernels see the whole input row, so each picks its part."""
+
+    @abstractmethod
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The kernel matrix between the rows of ``a`` and of ``b``."""
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        if Y is not None and eval_gradient:
+            raise ValueError(f"{type(self).__name__}: a gradient needs Y = None")
+        X = np.atleast_2d(X)
+        K = self._pair(X, X if Y is None else np.atleast_2d(Y))
+        if eval_gradient:
+            return K, np.empty((X.shape[0], X.shape[0], 0))
+        return K
+
+    def diag(self, X):
+        return np.diag(self._pair(X, X)).copy()
+
+    def is_stationary(self):
+        return False
+
+
+class TanimotoKernel(_ColumnKernel):
+    """MinMax similarity of the fingerprint, columns ``first_column:`` of the design matrix."""
+
+    def __init__(self, first_column: int = 1):
+        self.first_column = first_column
+
+    def _pair(self, a, b):
+        return tanimoto(a[:, self.first_column:], b[:, self.first_column:])
+
+
+class PriorKernel(_ColumnKernel):
+    """``prior(x) * prior(x')``, the prior in column ``column``: the covariance of
+    ``s * prior`` with ``s`` drawn from N(0, v); ``v`` (the ConstantKernel in front), fitted,
+    says how much of the series the prior explains."""
+
+    def __init__(self, column: int = 0):
+        self.column = column
+
+    def _pair(self, a, b):
+        return np.outer(a[:, self.column], b[:, self.column])
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Validated inputs of one series; priors are ``None`` when the caller gave none."""
+
+    measured_fps: np.ndarray
+    measured_pk: np.ndarray
+    query_fps: np.ndarray
+    measured_prior: np.ndarray | None
+    query_prior: np.ndarray | None
+
+
+def _finite(name: str, values, length: int | None = None, ndim: int = 1) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != ndim:
+        raise InputError(f"{name}: must be {ndim}-dimensional (got shape {array.shape})")
+    if length is not None and len(array) != length:
+        raise InputError(f"{name}: must have one entry per ligand, {length} (got {len(array)})")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name}: every value must be finite (got "
+                         f"{int((~np.isfinite(array)).sum())} NaN or infinite)")
+    return array
+
+
+def check_inputs(measured_fps, measured_pk, query_fps, measured_prior=None,
+                 query_prior=None) -> _Inputs:
+    """The inputs as float arrays, or :class:`InputError` naming the argument and the rule
+    (shapes, lengths, finite values, non-negative counts, both priors or neither)."""
+    measured_fps = _finite("measured fingerprints", measured_fps, ndim=2)
+    query_fps = _finite("query fingerprints", query_fps, ndim=2)
+    if measured_fps.shape[1] != query_fps.shape[1]:
+        raise InputError(f"query fingerprints: must have as many bits as the measured ones, "
+                         f"{measured_fps.shape[1]} (got {query_fps.shape[1]})")
+    if (measured_fps < 0).any() or (query_fps < 0).any():
+        raise InputError("fingerprints: counts must be non-negative")
+    measured_pk = _finite("measured pK", measured_pk, len(measured_fps))
+    if (measured_prior is None) != (query_prior is None):
+        raise InputError("prior: give it for both the measured and the query ligands, or for "
+                         "neither")
+    if measured_prior is not None:
+        measured_prior = _finite("measured prior", measured_prior, len(measured_fps))
+        query_prior = _finite("query prior", query_prior, len(query_fps))
+    return _Inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+
+
+def _few(inputs: _Inputs, method: str) -> SeriesPrediction | None:
+    """k = 0: the prior alone; k = 1: the prior shifted through the one measurement (a constant
+    without a prior); both with DEFAULT_STD. ``None`` where there is enough to fit."""
+    k, m = len(inputs.measured_pk), len(inputs.query_fps)
+    if k >= 2:
+        return None
+    if inputs.query_prior is None:
+        if k == 0:
+            raise InputError(f"{method}: with no measured ligand it needs a prior to predict")
+        return SeriesPrediction(np.full(m, inputs.measured_pk[0]), np.full(m, DEFAULT_STD))
+    offset = inputs.measured_pk[0] - inputs.measured_prior[0] if k == 1 else 0.0
+    return SeriesPrediction(inputs.query_prior + offset, np.full(m, DEFAULT_STD), 1.0)
+
+
+def _require_prior(inputs: _Inputs, method: str) -> None:
+    if inputs.query_prior is None:
+        raise InputError(f"{method}: needs a prior for the measured and the query ligands")
+
+
+def _fit_gp(design: np.ndarray, target: np.ndarray, with_prior: bool) -> GaussianProcessRegressor:
+    """A GP on ``target`` (centred by the caller) with kernel
+    ``a * Tanimoto [+ v * prior prior'] + noise``, noise std >= ASSAY_NOISE_STD; a, v and the
+    noise maximize the marginal likelihood."""
+    kernel = ConstantKernel(1.0, (1e-3, 1e2)) * TanimotoKernel()
+    if with_prior:
+        kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * PriorKernel()
+    kernel = kernel + WhiteKernel(0.25, (ASSAY_NOISE_STD**2, 1e1))
+    gp = GaussianProcessRegressor(kernel, alpha=1e-8, n_restarts_optimizer=GP_RESTARTS,
+                                  random_state=0)
+    with warnings.catch_warnings():
+        # A hyperparameter at its bound is an answer here, not a failure: the noise at the assay
+        # floor, or the prior's variance at ~0 for a prior the data do not support.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return gp.fit(design, target)
+
+
+def _design(fps: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    column = np.zeros(len(fps)) if prior is None else prior
+    return np.column_stack([column, fps])
+
+
+def _noise_std(gp: GaussianProcessRegressor) -> float:
+    return float(np.sqrt(gp.kernel_.k2.noise_level))
+
+
+def _gp_predict(inputs: _Inputs, offset_measured: np.ndarray, offset_query: np.ndarray,
+                prior_scale: float | None) -> SeriesPrediction:
+    """The GP alone on ``pK - offset``, around its mean, added back to the query offsets."""
+    residual = inputs.measured_pk - offset_measured
+    centre = residual.mean()
+    gp = _fit_gp(_design(inputs.measured_fps, None), residual - centre, with_prior=False)
+    mean, std = gp.predict(_design(inputs.query_fps, None), return_std=True)
+    return SeriesPrediction(mean + centre + offset_query, std, prior_scale, _noise_std(gp),
+                            gp.log_marginal_likelihood_value_)
+
+
+def gp_alone(measured_fps, measured_pk, query_fps, measured_prior=None,
+             query_prior=None) -> SeriesPrediction:
+    """Tanimoto GP around the measured mean; a prior, if given, is ignored (k >= 2).
+
+    Args:
+        measured_fps: (k, bits) count fingerprints of the measured ligands.
+        measured_pk: (k,) their measured pK.
+        query_fps: (m, bits) count fingerprints of the ligands to predict.
+        measured_prior, query_prior: (k,) and (m,) prior pK; used only when k < 2.
+    """
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    few = _few(inputs, "gp_alone")
+    if few is not None:
+        return few
+    k, m = len(inputs.measured_pk), len(inputs.query_fps)
+    return _gp_predict(inputs, np.zeros(k), np.zeros(m), None)
+
+
+def gp_prior(measured_fps, measured_pk, query_fps, measured_prior,
+             query_prior) -> SeriesPrediction:
+    """Tanimoto GP around ``c + s * prior``, used only where the measured ligands support it.
+
+    The prior is standardized over all the series' ligands (measured and query: no label is
+    used), ``s`` gets a N(0, v) prior and v is fitted with the kernel's hyperparameters; the
+    query std includes the uncertainty of ``s``. The prior is dropped (the result is
+    ``gp_alone``'s, ``prior_scale = 0``) unless the posterior mean of ``s`` is positive and the
+    log marginal likelihood gains more than :data:`EVIDENCE_MARGIN` over the GP alone: the
+    ranking of the queries is scale-free, so even a small ``s`` times a useless prior reorders
+    them; shrinking ``s`` alone does not protect. Arguments as :func:`gp_alone`; priors required.
+    """
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    _require_prior(inputs, "gp_prior")
+    few = _few(inputs, "gp_prior")
+    if few is not None:
+        return few
+    k, m = len(inputs.measured_pk), len(inputs.query_fps)
+    alone = _gp_predict(inputs, np.zeros(k), np.zeros(m), 0.0)
+    every = np.concatenate([inputs.measured_prior, inputs.query_prior])
+    spread = every.std()
+    if spread == 0:  # a constant prior ranks nothing
+        return alone
+    centre_prior = inputs.measured_prior.mean()
+    scaled_measured = (inputs.measured_prior - centre_prior) / spread
+    scaled_query = (inputs.query_prior - centre_prior) / spread
+    centre = inputs.measured_pk.mean()
+    gp = _fit_gp(_design(inputs.measured_fps, scaled_measured), inputs.measured_pk - centre,
+                 with_prior=True)
+    # Posterior mean of s: v * prior' K^-1 y, with alpha_ = K^-1 y stored by the fit.
+    prior_variance = gp.kernel_.k1.k2.k1.constant_value
+    scale = prior_variance * float(scaled_measured @ gp.alpha_)
+    gain = gp.log_marginal_likelihood_value_ - alone.log_evidence
+    if scale <= 0 or gain <= EVIDENCE_MARGIN:
+        return alone
+    mean, std = gp.predict(_design(inputs.query_fps, scaled_query), return_std=True)
+    return SeriesPrediction(mean + centre, std, scale / spread, _noise_std(gp),
+                            gp.log_marginal_likelihood_value_)
+
+
+def gp_anchored(measured_fps, measured_pk, query_fps, measured_prior,
+                query_prior) -> SeriesPrediction:
+    """Tanimoto GP on the prior's residuals ``pK - prior`` (s = 1): the prior is taken at its
+    own scale and the GP learns the offset and how it varies over the series. Arguments as
+    :func:`gp_alone`; priors required."""
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    _require_prior(inputs, "gp_anchored")
+    few = _few(inputs, "gp_anchored")
+    if few is not None:
+        return few
+    return _gp_predict(inputs, inputs.measured_prior, inputs.query_prior, 1.0)
+
+
+def anchored(measured_fps, measured_pk, query_fps, measured_prior,
+             query_prior) -> SeriesPrediction:
+    """Reference anchoring: each measured r predicts ``pK(r) + prior(q) - prior(r)``.
+
+    Anchors are averaged with weights ``similarity(q, r) ** ANCHOR_POWER``. The std is the
+    weighted spread of the anchors' offsets, blended with one pseudo-anchor of DEFAULT_STD at
+    similarity ANCHOR_PSEUDO_SIMILARITY (a query far from all anchors is uncertain), inflated by
+    ``1 + 1 / effective number of anchors`` in variance, floored at ASSAY_NOISE_STD. Arguments
+    as :func:`gp_alone`; priors required.
+    """
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    _require_prior(inputs, "anchored")
+    few = _few(inputs, "anchored")
+    if few is not None:
+        return few
+    offsets = inputs.measured_pk - inputs.measured_prior
+    weights = tanimoto(inputs.query_fps, inputs.measured_fps) ** ANCHOR_POWER
+    total = weights.sum(axis=1)
+    # A query sharing no bit with any anchor gets equal weights rather than 0 / 0.
+    weights[total == 0] = 1.0
+    total = weights.sum(axis=1)
+    offset = weights @ offsets / total
+    pseudo = ANCHOR_PSEUDO_SIMILARITY**ANCHOR_POWER
+    spread = (weights * (offsets[None, :] - offset[:, None]) ** 2).sum(axis=1)
+    variance = (spread + pseudo * DEFAULT_STD**2) / (total + pseudo)
+    effective = total**2 / (weights**2).sum(axis=1)
+    std = np.maximum(np.sqrt(variance * (1 + 1 / effective)), ASSAY_NOISE_STD)
+    return SeriesPrediction(inputs.query_prior + offset, std, 1.0)
+
+
+Method = Callable[..., SeriesPrediction]
+METHODS: dict[str, Method] = {"gp_alone": gp_alone, "gp_prior": gp_prior,
+                              "anchored": anchored, "gp_anchored": gp_anchored}
+
+
+def _ucb(mean: np.ndarray, std: np.ndarray, best_so_far: float, kappa: float) -> np.ndarray:
+    return mean + kappa * std
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best_so_far: float,
+                          kappa: float) -> np.ndarray:
+    z = (mean - best_so_far) / std
+    return (mean - best_so_far) * norm.cdf(z) + std * norm.pdf(z)
+
+
+ACQUISITIONS = {"ucb": _ucb, "ei": _expected_improvement}
+
+
+def suggest(mean, std, n: int, best_so_far: float, method: str = "ucb",
+            kappa: float = 1.0) -> np.ndarray:
+    """Indices of the ``n`` queries to make next, best first.
+
+    Args:
+        mean, std: predicted pK and its std per query (std > 0).
+        n: how many to make (1 <= n <= number of queries).
+        best_so_far: the best measured pK (used by expected improvement).
+        method: ``ucb`` (mean + kappa * std) or ``ei`` (expected improvement over best_so_far).
+        kappa: UCB's exploration weight in stds.
+
+    The top ``n`` scores are taken as they are: a batch gets no diversity penalty.
+    """
+    if method not in ACQUISITIONS:
+        raise InputError(f"acquisition {method!r}: must be one of {', '.join(ACQUISITIONS)}")
+    mean = _finite("mean", mean)
+    std = _finite("std", std, len(mean))
+    if (std <= 0).any():
+        raise InputError("std: every value must be > 0")
+    if not 1 <= n <= len(mean):
+        raise InputError(f"n: must be between 1 and the number of queries, {len(mean)} (got {n})")
+    if not np.isfinite(best_so_far):
+        raise InputError(f"best_so_far: must be finite (got {best_so_far})")
+    score = ACQUISITIONS[method](mean, std, float(best_so_far), kappa)
+    return np.argsort(-score, kind="stable")[:n]

@@ -1,0 +1,180 @@
+"""Series mode (plgraph.inference.series) on real Uni-FEP series: the GP's interpolation and
+uncertainty, the prior's down-weighting, anchoring, acquisition, and the input rules."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from scipy.stats import spearmanr
+
+from plgraph.errors import InputError
+from plgraph.inference.series import (
+    ASSAY_NOISE_STD,
+    DEFAULT_STD,
+    anchored,
+    count_fingerprints,
+    gp_alone,
+    gp_anchored,
+    gp_prior,
+    heavy_atoms,
+    suggest,
+    tanimoto,
+)
+
+UNI_FEP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uni-fep"
+# 45 BTK inhibitors (pK 5.2-9.6); the far ligands are adenosine-kinase nucleosides.
+SERIES = "ChEMBL|BTK|CHEMBL3627421"
+FAR_SERIES = "ChEMBL|ADK|CHEMBL642224"
+KCAL_PER_PK = 1.3637
+
+
+def read_series(name: str) -> tuple[np.ndarray, np.ndarray, list[Chem.Mol]]:
+    """Count fingerprints, pK and mols of a Uni-FEP series (explicit H removed)."""
+    with (UNI_FEP / name / "result_dG.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    mols = [Chem.RemoveHs(Chem.MolFromSmiles(row["ligand_smiles"])) for row in rows]
+    pk = np.array([-float(row["exp_dG (kcal/mol)"]) / KCAL_PER_PK for row in rows])
+    return count_fingerprints(mols), pk, mols
+
+
+@pytest.fixture(scope="module")
+def btk():
+    return read_series(SERIES)
+
+
+def split(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return order[:k], order[k:]
+
+
+def test_fingerprints_count_and_heavy_atoms_ignore_hydrogens():
+    fps = count_fingerprints(["[H]OC([H])([H])C([H])([H])[H]", "CCO", "c1ccccc1"])
+    assert fps.shape == (3, 2048)
+    assert fps.sum(axis=1)[1] > 3  # counts, not bits: CCO has more environments than bits set
+    assert heavy_atoms(["[H]OC([H])([H])C([H])([H])[H]", "c1ccccc1"]).tolist() == [3, 6]
+    similarity = tanimoto(fps, fps)
+    assert np.allclose(np.diag(similarity), 1.0)
+    assert similarity[0, 1] == pytest.approx(1.0)  # explicit H in SMILES: the same molecule
+    assert similarity[1, 2] == pytest.approx(0.0)
+
+
+def test_gp_interpolates_a_measured_ligand(btk):
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 15, seed=0)
+    probe = np.concatenate([measured[:3], query[:3]])
+    result = gp_alone(fps[measured], pk[measured], fps[probe])
+    # Measured ligands: the mean stays within the assay noise of the measurement, the std is
+    # near the noise; unmeasured ones are less certain.
+    assert np.abs(result.mean[:3] - pk[measured[:3]]).max() < 2 * ASSAY_NOISE_STD
+    assert result.std[:3].max() < result.std[3:].min()
+
+
+def test_std_grows_far_from_the_measured_ligands(btk):
+    fps, pk, _ = btk
+    far_fps, _, _ = read_series(FAR_SERIES)
+    measured, query = split(len(pk), 15, seed=1)
+    assert tanimoto(far_fps, fps[measured]).max() < 0.3
+    result = gp_alone(fps[measured], pk[measured], np.vstack([fps[query], far_fps]))
+    near_std, far_std = result.std[:len(query)], result.std[len(query):]
+    assert far_std.min() > near_std.max()
+    # Far from every measured ligand the GP falls back to the measured mean.
+    assert np.abs(result.mean[len(query):] - pk[measured].mean()).max() < 0.2
+
+
+def test_noise_std_never_falls_below_the_assay_floor(btk):
+    fps, _, _ = btk
+    # A constant series: the likelihood would drive the noise to 0; the floor holds it at 0.3.
+    result = gp_alone(fps[:10], np.full(10, 7.0), fps[10:])
+    assert result.noise_std == pytest.approx(ASSAY_NOISE_STD, rel=1e-3)
+    assert result.std.min() >= ASSAY_NOISE_STD - 1e-6
+
+
+def test_gp_prior_drops_a_random_prior_and_is_no_worse_than_gp_alone(btk):
+    fps, pk, _ = btk
+    scales, losses = [], []
+    for seed in range(4):
+        measured, query = split(len(pk), 10, seed)
+        prior = np.random.default_rng(100 + seed).normal(7.0, 1.0, len(pk))
+        alone = gp_alone(fps[measured], pk[measured], fps[query])
+        with_prior = gp_prior(fps[measured], pk[measured], fps[query], prior[measured],
+                              prior[query])
+        scales.append(with_prior.prior_scale)
+        losses.append(spearmanr(alone.mean, pk[query])[0]
+                      - spearmanr(with_prior.mean, pk[query])[0])
+    assert np.mean(scales) < 0.1
+    assert np.mean(losses) < 0.05
+
+
+def test_gp_prior_with_the_true_values_beats_gp_alone(btk):
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 10, seed=2)
+    alone = gp_alone(fps[measured], pk[measured], fps[query])
+    perfect = gp_prior(fps[measured], pk[measured], fps[query], pk[measured], pk[query])
+    assert perfect.prior_scale == pytest.approx(1.0, abs=0.2)
+    assert spearmanr(perfect.mean, pk[query])[0] > spearmanr(alone.mean, pk[query])[0] + 0.1
+    assert np.abs(perfect.mean - pk[query]).max() < 0.5
+
+
+def test_gp_prior_drops_a_reversed_prior(btk):
+    # s >= 0: a prior that ranks the series backwards is not turned around, it is dropped.
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 10, seed=3)
+    alone = gp_alone(fps[measured], pk[measured], fps[query])
+    reversed_ = gp_prior(fps[measured], pk[measured], fps[query], -pk[measured], -pk[query])
+    assert reversed_.prior_scale == 0.0
+    assert np.allclose(reversed_.mean, alone.mean)
+
+
+def test_anchored_with_one_measurement_is_the_offset(btk):
+    fps, pk, _ = btk
+    prior = np.linspace(5.0, 8.0, len(pk))
+    for method in (anchored, gp_anchored, gp_prior):
+        result = method(fps[:1], pk[:1], fps[1:], prior[:1], prior[1:])
+        assert np.allclose(result.mean, prior[1:] + pk[0] - prior[0])
+        assert np.allclose(result.std, DEFAULT_STD)
+
+
+def test_anchored_on_a_perfect_prior_returns_it(btk):
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 5, seed=4)
+    result = anchored(fps[measured], pk[measured], fps[query], pk[measured], pk[query])
+    assert np.allclose(result.mean, pk[query])
+    assert (result.std >= ASSAY_NOISE_STD).all()
+
+
+def test_no_measurement_gives_the_prior_and_gp_alone_refuses(btk):
+    fps, _, _ = btk
+    prior = np.linspace(5.0, 8.0, 5)
+    result = gp_prior(fps[:0], [], fps[:5], [], prior)
+    assert np.allclose(result.mean, prior) and np.allclose(result.std, DEFAULT_STD)
+    with pytest.raises(InputError, match="needs a prior"):
+        gp_alone(fps[:0], [], fps[:5])
+
+
+def test_suggest_picks_the_highest_ucb_and_ei():
+    mean = np.array([7.0, 6.0, 7.5, 5.0])
+    std = np.array([0.3, 2.0, 0.3, 0.3])
+    assert suggest(mean, std, 1, best_so_far=7.5, method="ucb", kappa=1.0).tolist() == [1]
+    assert suggest(mean, std, 2, best_so_far=7.5, method="ucb", kappa=0.0).tolist() == [2, 0]
+    # Far below the best but uncertain: only the uncertain one can improve on 7.5 much.
+    assert suggest(mean, std, 1, best_so_far=7.5, method="ei").tolist() == [1]
+
+
+@pytest.mark.parametrize(("call", "rule"), [
+    (lambda f, y: gp_alone(f[:5], y[:4], f[5:]), "one entry per ligand"),
+    (lambda f, y: gp_alone(f[:5], np.r_[y[:4], np.nan], f[5:]), "must be finite"),
+    (lambda f, y: gp_alone(f[:5], y[:5], f[5:, :100]), "as many bits"),
+    (lambda f, y: gp_prior(f[:5], y[:5], f[5:], y[:5], None), "for both"),
+    (lambda f, y: anchored(f[:5], y[:5], f[5:], None, None), "needs a prior"),
+    (lambda f, y: suggest(y[:5], np.ones(5), 6, 7.0), "between 1 and"),
+    (lambda f, y: suggest(y[:5], np.ones(5), 1, 7.0, method="greedy"), "must be one of"),
+    (lambda f, y: suggest(y[:5], np.zeros(5), 1, 7.0), "> 0"),
+])
+def test_bad_input_raises_naming_the_rule(btk, call, rule):
+    fps, pk, _ = btk
+    with pytest.raises(InputError, match=rule):
+        call(fps, pk)
