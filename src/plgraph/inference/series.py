@@ -61,7 +61,7 @@ ANCHOR_PSEUDO_SIMILARITY = 0.3
 # nats of log marginal likelihood the prior must add before gp_prior uses it (a Bayes factor of
 # e^2 ~ 7). Chosen on the dev part of bench/series_mode.py (series outside the reported sample):
 # with a random prior a margin of 1 was still measurably worse than the GP alone at k = 5,
-# 2 was not, and 3 gave up most of what FEP as the prior added.
+# 2 was not, and 3 gave up half or more of what FEP as the prior added at k = 5 and 10.
 EVIDENCE_MARGIN = 2.0
 # Marginal-likelihood optimizer restarts. 2 and 0 gave the same figures on the dev part of
 # bench/series_mode.py; 0 is 2.5 times faster.

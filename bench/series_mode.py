@@ -1,0 +1,394 @@
+"""Series mode (issue 24) on Uni-FEP: how well each small-data learner ranks a series from k
+measured ligands, how honest its std is, and how fast an acquisition finds the best ligand.
+
+For each Uni-FEP series with at least 20 ligands (the first ``--max-series`` of a seeded pool of
+60; ``--part dev`` runs the other series instead, where the design choices were made),
+each k in 5, 10, 20 (only where at least 10 ligands are left to rank) and each of ``--draws``
+draws, k ligands are drawn at random (seeded by the series, k and the draw) as "measured" and
+every method predicts the rest, scored by Spearman rho on them. Methods
+(:mod:`plgraph.inference.series` where not said otherwise):
+
+- ``gp_alone``; ``rf``: scikit-learn random forest, 500 trees, on the same count fingerprints;
+  ``heavy_atom_fit``: least-squares line pK ~ heavy atoms on the k; ``fep_alone``: Uni-FEP's own
+  ``fep_dG`` as pK, the k unused;
+- ``gp_prior``, ``anchored``, ``gp_anchored`` with two priors: ``ha`` = HEAVY_ATOM_SLOPE x heavy
+  atoms (a weak, physics-free prior; a stand-in until model predictions exist) and ``fep`` =
+  ``fep_dG`` as pK (a strong prior: what a good model would give); with ``--predictions CSV``
+  (columns series, ligand_name, model_pk) also ``model`` and ``model_alone``.
+
+Reported: mean per-series rho per method and k (draws averaged within a series first); paired
+per-series differences against ``gp_alone`` and ``rf`` with 95 % bootstrap intervals over series;
+calibration (share of query ligands within 1 and 2 predicted std, pooled); and a simulated
+campaign on the sampled series of at least 30 ligands: 5 random measured, then 15 rounds of one
+ligand each picked by an arm (GP UCB / EI, greedy forest, greedy FEP, random); share of series
+whose best ligand has been made, and rounds to make a ligand of the top 5 % (0 where the first 5
+hold one; an arm that never gets there in 15 rounds counts 16).
+
+Run from the repo root: ``python bench/series_mode.py [--max-series N] [--draws D]
+[--campaign-series N] [--predictions CSV]``; prints the figures and writes
+``bench/results/series_mode.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from scipy.stats import spearmanr
+from sklearn.ensemble import RandomForestRegressor
+from threadpoolctl import threadpool_limits
+
+from plgraph.inference.series import (
+    METHODS,
+    count_fingerprints,
+    heavy_atoms,
+    suggest,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+UNI_FEP = Path(os.environ.get("PLGRAPH_UNI_FEP") or REPO.parent / "shared" / "data" / "uni-fep")
+RESULTS = REPO / "bench" / "results" / "series_mode.json"
+KCAL_PER_PK = 1.3637  # RT ln 10 at 298.15 K
+# pK per heavy atom of the heavy-atom prior: the across-protein fit on plgraph's training parts
+# measured 0.07-0.09 (bench/README.md, transfer experiments). Only ``anchored`` and
+# ``gp_anchored`` see the scale; ``gp_prior`` fits its own.
+HEAVY_ATOM_SLOPE = 0.08
+KS = (5, 10, 20)
+MIN_LIGANDS = 20
+MIN_QUERIES = 10  # a Spearman rho on fewer ligands is mostly noise
+RF_TREES = 500
+CAMPAIGN_START, CAMPAIGN_ROUNDS, CAMPAIGN_MIN_LIGANDS = 5, 15, 30
+CAMPAIGN_RF_TREES = 100  # 15 refits per series: 500 trees would take most of the time budget
+BOOTSTRAP = 2000
+REPORT_POOL = 60  # series sampled for reporting; the others are the dev part
+PRIOR_METHODS = ("gp_prior", "anchored", "gp_anchored")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One Uni-FEP series, the ligands that parsed and have numbers (pK units throughout)."""
+
+    name: str
+    ligand_names: tuple[str, ...]
+    fps: np.ndarray
+    heavy: np.ndarray
+    pk: np.ndarray
+    priors: dict[str, np.ndarray]  # "ha", "fep", and "model" where --predictions covers it
+
+
+def seed_of(*parts) -> int:
+    """A seed stable across processes (``hash`` of a str is salted per process)."""
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def read_rows(path: Path) -> tuple[list, list[str]]:
+    """(mol, name, pK, FEP pK) of each usable row of a result_dG.csv, and why the others were
+    dropped."""
+    rows, dropped = [], []
+    with path.open(newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            mol = Chem.MolFromSmiles(row["ligand_smiles"])
+            try:
+                pk = -float(row["exp_dG (kcal/mol)"]) / KCAL_PER_PK
+                fep = -float(row["fep_dG (kcal/mol)"]) / KCAL_PER_PK
+            except ValueError:
+                dropped.append(f"{path}:{line}: exp_dG or fep_dG is not a number")
+                continue
+            if mol is None:
+                dropped.append(f"{path}:{line}: RDKit cannot parse the SMILES")
+                continue
+            if not (math.isfinite(pk) and math.isfinite(fep)):
+                dropped.append(f"{path}:{line}: exp_dG or fep_dG is not finite")
+                continue
+            rows.append((Chem.RemoveHs(mol), row["ligand_name"], pk, fep))
+    return rows, dropped
+
+
+def read_predictions(path: Path | None) -> dict[tuple[str, str], float]:
+    if path is None:
+        return {}
+    with path.open(newline="") as handle:
+        return {(row["series"], row["ligand_name"]): float(row["model_pk"])
+                for row in csv.DictReader(handle)}
+
+
+def load_series(root: Path, predictions: dict) -> tuple[list[Series], list[str]]:
+    """Every series of ``root`` with at least MIN_LIGANDS usable ligands, sorted by name."""
+    found, dropped = [], []
+    for folder in sorted(p for p in root.iterdir() if (p / "result_dG.csv").is_file()):
+        rows, bad = read_rows(folder / "result_dG.csv")
+        dropped += bad
+        if len(rows) < MIN_LIGANDS:
+            continue
+        mols, names, pk, fep = zip(*rows, strict=True)
+        heavy = heavy_atoms(mols)
+        priors = {"ha": HEAVY_ATOM_SLOPE * heavy, "fep": np.array(fep)}
+        model = [predictions.get((folder.name, name)) for name in names]
+        if predictions and None not in model:
+            priors["model"] = np.array(model)
+        found.append(Series(folder.name, names, count_fingerprints(mols), heavy, np.array(pk),
+                            priors))
+    return found, dropped
+
+
+def spearman(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Spearman rho; a constant prediction ranks nothing and scores 0."""
+    if np.ptp(prediction) == 0:
+        return 0.0
+    return float(spearmanr(prediction, truth)[0])
+
+
+def heavy_atom_fit(series: Series, measured, query) -> np.ndarray:
+    counts, labels = series.heavy[measured], series.pk[measured]
+    if np.ptp(counts) == 0:
+        return np.full(len(query), labels.mean())
+    slope, intercept = np.polyfit(counts, labels, 1)
+    return slope * series.heavy[query] + intercept
+
+
+def forest(series: Series, measured, query, trees: int, seed: int) -> np.ndarray:
+    model = RandomForestRegressor(trees, random_state=seed, n_jobs=1)
+    return model.fit(series.fps[measured], series.pk[measured]).predict(series.fps[query])
+
+
+def predict_all(series: Series, measured, query, seed: int) -> dict:
+    """{method: (mean, std or None)} for one draw."""
+    out = {"rf": (forest(series, measured, query, RF_TREES, seed), None),
+           "heavy_atom_fit": (heavy_atom_fit(series, measured, query), None),
+           "fep_alone": (series.priors["fep"][query], None)}
+    fps, pk = series.fps, series.pk
+    alone = METHODS["gp_alone"](fps[measured], pk[measured], fps[query])
+    out["gp_alone"] = (alone.mean, alone.std)
+    if "model" in series.priors:
+        out["model_alone"] = (series.priors["model"][query], None)
+    for prior_name, prior in series.priors.items():
+        for method in PRIOR_METHODS:
+            result = METHODS[method](fps[measured], pk[measured], fps[query], prior[measured],
+                                     prior[query])
+            out[f"{method}[{prior_name}]"] = (result.mean, result.std)
+    return out
+
+
+def run_ranking(series_list: list[Series], draws: int) -> list[dict]:
+    """One record per (series, k, draw, method): rho and the 1- and 2-std hits."""
+    records = []
+    for series in series_list:
+        for k in KS:
+            if len(series.pk) - k < MIN_QUERIES:
+                continue
+            for draw in range(draws):
+                seed = seed_of(series.name, k, draw)
+                order = np.random.default_rng(seed).permutation(len(series.pk))
+                measured, query = order[:k], order[k:]
+                truth = series.pk[query]
+                for method, (mean, std) in predict_all(series, measured, query, seed).items():
+                    record = {"series": series.name, "k": k, "draw": draw, "method": method,
+                              "rho": spearman(mean, truth), "queries": len(query)}
+                    if std is not None:
+                        error = np.abs(mean - truth)
+                        record["within_1"] = int((error <= std).sum())
+                        record["within_2"] = int((error <= 2 * std).sum())
+                    records.append(record)
+    return records
+
+
+def bootstrap_mean(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and its 95 % percentile bootstrap interval over the entries (series)."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
+    return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def per_series_rho(records: list[dict]) -> dict:
+    """{(k, method): {series: rho averaged over draws}}."""
+    sums = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        sums[(record["k"], record["method"])][record["series"]].append(record["rho"])
+    return {key: {s: float(np.mean(v)) for s, v in by.items()} for key, by in sums.items()}
+
+
+def summarize_ranking(records: list[dict]) -> dict:
+    """Mean rho, paired differences against the references, and calibration, per k."""
+    rho = per_series_rho(records)
+    summary = {}
+    for (k, method), by_series in sorted(rho.items()):
+        entry = {"series": len(by_series), "mean_rho": float(np.mean(list(by_series.values())))}
+        for reference in ("gp_alone", "rf"):
+            other = rho[(k, reference)]
+            shared = sorted(set(by_series) & set(other))
+            if method != reference and shared:
+                diff = np.array([by_series[s] - other[s] for s in shared])
+                entry[f"minus_{reference}"] = bootstrap_mean(diff, seed_of(k, method, reference))
+        hits = [r for r in records if r["k"] == k and r["method"] == method and "within_1" in r]
+        if hits:
+            total = sum(r["queries"] for r in hits)
+            entry["within_1_std"] = sum(r["within_1"] for r in hits) / total
+            entry["within_2_std"] = sum(r["within_2"] for r in hits) / total
+        summary[f"k={k}|{method}"] = entry
+    return summary
+
+
+def campaign_pick(series: Series, made: list[int], candidates: np.ndarray, arm: str,
+                    rng: np.random.Generator) -> int:
+    """The index (into ``candidates``) the arm makes next."""
+    fps, pk, best = series.fps, series.pk, series.pk[made].max()
+    if arm == "random":
+        return int(rng.integers(len(candidates)))
+    if arm == "rf_greedy":
+        return int(np.argmax(forest(series, made, candidates, CAMPAIGN_RF_TREES, 0)))
+    if arm == "fep_greedy":
+        return int(np.argmax(series.priors["fep"][candidates]))
+    method, prior_name, acquisition = arm.split(":")
+    if prior_name == "none":
+        result = METHODS[method](fps[made], pk[made], fps[candidates])
+    else:
+        prior = series.priors[prior_name]
+        result = METHODS[method](fps[made], pk[made], fps[candidates], prior[made],
+                                 prior[candidates])
+    return int(suggest(result.mean, result.std, 1, best, acquisition)[0])
+
+
+CAMPAIGN_ARMS = ("random", "rf_greedy", "fep_greedy", "gp_alone:none:ucb", "gp_alone:none:ei",
+                 "gp_prior:ha:ucb", "gp_prior:fep:ucb", "gp_prior:fep:ei")
+
+
+def run_campaign(series: Series, arm: str, draw: int) -> dict:
+    """One simulated campaign: whether the best ligand was made, rounds to the top 5 %."""
+    n = len(series.pk)
+    rng = np.random.default_rng(seed_of("campaign", series.name, draw))
+    made = list(rng.permutation(n)[:CAMPAIGN_START])
+    top = set(np.argsort(-series.pk, kind="stable")[:math.ceil(0.05 * n)].tolist())
+    best = int(np.argmax(series.pk))
+    reached = 0 if top & set(made) else None
+    arm_rng = np.random.default_rng(seed_of("arm", series.name, draw, arm))
+    for round_ in range(1, CAMPAIGN_ROUNDS + 1):
+        candidates = np.setdiff1d(np.arange(n), made)
+        made.append(int(candidates[campaign_pick(series, made, candidates, arm, arm_rng)]))
+        if reached is None and made[-1] in top:
+            reached = round_
+    return {"series": series.name, "draw": draw, "arm": arm, "best_made": best in made,
+            "rounds_to_top5": reached}
+
+
+def summarize_campaign(runs: list[dict]) -> dict:
+    summary = {}
+    for arm in CAMPAIGN_ARMS:
+        mine = [r for r in runs if r["arm"] == arm]
+        if not mine:
+            continue
+        rounds = [CAMPAIGN_ROUNDS + 1 if r["rounds_to_top5"] is None else r["rounds_to_top5"]
+                  for r in mine]
+        summary[arm] = {"campaigns": len(mine),
+                        "best_made": float(np.mean([r["best_made"] for r in mine])),
+                        "top5_reached": float(np.mean([r["rounds_to_top5"] is not None
+                                                       for r in mine])),
+                        "mean_rounds_to_top5": float(np.mean(rounds))}
+    return summary
+
+
+def print_ranking(summary: dict) -> None:
+    print("\nranking: mean per-series Spearman rho; paired vs gp_alone and vs rf [95% bootstrap];"
+          " calibration (share within 1 / 2 std)")
+    for key, entry in summary.items():
+        line = f"{key:36s} n={entry['series']:3d} rho={entry['mean_rho']:+.3f}"
+        for reference in ("gp_alone", "rf"):
+            if f"minus_{reference}" in entry:
+                mean, low, high = entry[f"minus_{reference}"]
+                line += f"  -{reference} {mean:+.3f} [{low:+.3f},{high:+.3f}]"
+        if "within_1_std" in entry:
+            line += f"  cal {entry['within_1_std']:.2f}/{entry['within_2_std']:.2f}"
+        print(line)
+
+
+def print_campaign(summary: dict) -> None:
+    print(f"\ncampaign: {CAMPAIGN_START} random, then {CAMPAIGN_ROUNDS} rounds of one")
+    for arm, entry in summary.items():
+        print(f"{arm:20s} n={entry['campaigns']:3d} best made {entry['best_made']:.2f}  "
+              f"top 5% reached {entry['top5_reached']:.2f}  mean rounds to top 5% "
+              f"{entry['mean_rounds_to_top5']:.1f}")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Complete or absent: a reader never sees half a results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-series", type=int, default=REPORT_POOL,
+                        help=f"the first N of a seeded pool of {REPORT_POOL} eligible series "
+                             "(0: every series, the dev part included)")
+    parser.add_argument("--draws", type=int, default=3, help="random draws per series and k")
+    parser.add_argument("--campaign-series", type=int, default=30,
+                        help="campaign on at most this many of the sampled series of >= 30")
+    parser.add_argument("--part", choices=("report", "dev"), default="report",
+                        help="the sampled series, or the others (for design choices)")
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="CSV with columns series, ligand_name, model_pk")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser.parse_args()
+
+
+def sample_series(series_list: list[Series], limit: int, part: str) -> list[Series]:
+    """The reported series (``part="report"``): the first ``limit`` of a seeded pool of
+    REPORT_POOL, all series where ``limit`` is 0; or the series outside the pool (``"dev"``),
+    on which the design choices of :mod:`plgraph.inference.series` were made so that the
+    reported figures are not tuned on."""
+    pool = np.random.default_rng(seed_of("series", REPORT_POOL)).choice(
+        len(series_list), min(REPORT_POOL, len(series_list)), replace=False)
+    if part == "dev":
+        return [s for i, s in enumerate(series_list) if i not in set(pool.tolist())]
+    if limit <= 0:
+        return series_list
+    return [series_list[i] for i in sorted(pool[:limit].tolist())]
+
+
+def main() -> None:
+    args = parse_args()
+    RDLogger.DisableLog("rdApp.*")  # stereo warnings on Uni-FEP's SMILES: not our question
+    started = time.perf_counter()
+    every, dropped = load_series(UNI_FEP, read_predictions(args.predictions))
+    chosen = sample_series(every, args.max_series, args.part)
+    loaded = time.perf_counter()
+    print(f"{len(every)} series with >= {MIN_LIGANDS} ligands, {len(chosen)} sampled; "
+          f"{len(dropped)} rows dropped; loaded in {loaded - started:.1f} s")
+    records = run_ranking(chosen, args.draws)
+    ranked = time.perf_counter()
+    ranking = summarize_ranking(records)
+    print_ranking(ranking)
+    campaign_set = [s for s in chosen if len(s.pk) >= CAMPAIGN_MIN_LIGANDS][:args.campaign_series]
+    runs = [run_campaign(series, arm, 0) for series in campaign_set for arm in CAMPAIGN_ARMS]
+    campaign = summarize_campaign(runs)
+    print_campaign(campaign)
+    finished = time.perf_counter()
+    timing = {"load_s": loaded - started, "ranking_s": ranked - loaded,
+              "campaign_s": finished - ranked, "total_s": finished - started}
+    print(f"\ntime: load {timing['load_s']:.0f} s, ranking {timing['ranking_s']:.0f} s, "
+          f"campaign {timing['campaign_s']:.0f} s, total {timing['total_s']:.0f} s")
+    write_json(args.out, {
+        "settings": {"max_series": args.max_series, "part": args.part, "draws": args.draws,
+                     "ks": KS, "min_queries": MIN_QUERIES, "heavy_atom_slope": HEAVY_ATOM_SLOPE,
+                     "rf_trees": RF_TREES, "campaign_rf_trees": CAMPAIGN_RF_TREES,
+                     "predictions": str(args.predictions) if args.predictions else None},
+        "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],
+        "dropped_rows": dropped, "timing": timing, "ranking": ranking, "campaign": campaign,
+        "records": records, "campaign_runs": runs})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    with threadpool_limits(1):  # one core, as budgeted: BLAS threads gain nothing on k x k
+        main()
