@@ -32,7 +32,9 @@ from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
 from plgraph.inference.explain import ExplainWriter
 from plgraph.inference.inputs import chunks, featurize_all, read_prediction_inputs
+from plgraph.inference.measured import read_measured
 from plgraph.inference.predictor import Predictor, latest_best_checkpoint
+from plgraph.inference.series_ranking import SeriesRanking, measured_records
 from plgraph.inference.writers import PoseAggregator, PoseWriter, PredictionWriter, check_output
 from plgraph.runtime.allocator import keep_freed_memory
 from plgraph.training.device import resolve_device
@@ -48,6 +50,9 @@ def predict(config: PredictConfig) -> int:
     check_output(Path(config.output), "output")
     if config.poses:
         check_output(Path(config.poses), "poses")
+    # Series mode's file is checked first: a rule it breaks costs seconds, not a library's run.
+    measured = (read_measured(Path(config.measured), config.measured_property,
+                              config.measured_kind) if config.measured else None)
     checkpoints = [Path(config.checkpoint) if config.checkpoint
                    else latest_best_checkpoint(Path(config.output_root))]
     checkpoints += [Path(p) for p in config.ensemble]
@@ -55,11 +60,19 @@ def predict(config: PredictConfig) -> int:
     log.info("model%s: %s", "s" if len(checkpoints) > 1 else "",
              ", ".join(map(str, checkpoints)))
     inputs = read_prediction_inputs(config, predictor.featurize)
-    writer = PredictionWriter(Path(config.output), predictor.training_sizes)
+    writer = PredictionWriter(Path(config.output), predictor.training_sizes,
+                              series=measured is not None, suggest=config.suggest > 0)
     sink = writer
+    if measured is not None:
+        sink = SeriesRanking(
+            writer, measured, config.series_method, config.suggest, config.acquisition,
+            measured_records(Path(config.protein) if config.protein else None,
+                             Path(config.reference) if config.reference else None),
+            lambda records: list(predicted_rows(predictor, featurize_all(
+                records, predictor.featurize), config.batch_size)))
     if config.ligands and not config.reference:  # a docking output may hold several poses
         output = Path(config.output)
-        sink = PoseAggregator(writer, PredictionWriter(
+        sink = PoseAggregator(sink, PredictionWriter(
             output.with_name(f"{output.with_suffix('').name}_poses.csv"),
             predictor.training_sizes, pose_column=True), config.pose_aggregation)
     poses = PoseWriter(Path(config.poses)) if config.poses else None
@@ -69,18 +82,16 @@ def predict(config: PredictConfig) -> int:
         for chunk in chunks(featurize_all(inputs, predictor.featurize), config.chunk_size):
             STOP.check(f"while predicting, after {writer.count} records: nothing was written to "
                        f"{config.output}; run the same command again")
-            good = [row for row in chunk if row.graph is not None]
-            mean, spread = predictor.predict([row.graph for row in good], config.batch_size)
-            value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread,
-                                                                        strict=True)}
-            for row in chunk:
-                sink.write(row, *value.get(id(row), (None, None)))
+            rows = list(predicted_rows(predictor, chunk, config.batch_size))
+            for row, predicted, spread in rows:
+                sink.write(row, predicted, spread)
                 if poses is not None:
-                    poses.write(row, *value.get(id(row), (None, None)))
+                    poses.write(row, predicted, spread)
             if explainer is not None:
-                for row, predicted, atoms in zip(good, mean, predictor.contributions(
-                        [row.graph for row in good], config.batch_size), strict=True):
-                    explainer.write(row.id, row.ligand_name, row.ligand, float(predicted), atoms)
+                good = [(row, predicted) for row, predicted, _ in rows if predicted is not None]
+                for (row, predicted), atoms in zip(good, predictor.contributions(
+                        [row.graph for row, _ in good], config.batch_size), strict=True):
+                    explainer.write(row.id, row.ligand_name, row.ligand, predicted, atoms)
         complete = True
     finally:
         sink.close(complete)
@@ -101,9 +112,23 @@ def predict(config: PredictConfig) -> int:
     return 1 if writer.failures else 0
 
 
+def predicted_rows(predictor: Predictor, rows, batch_size: int):
+    """Each featurized row with its predicted pK and ensemble spread (None, None where it
+    failed), in order."""
+    rows = list(rows)
+    good = [row for row in rows if row.graph is not None]
+    mean, spread = predictor.predict([row.graph for row in good], batch_size)
+    value = {id(row): (float(m), float(s)) for row, m, s in zip(good, mean, spread, strict=True)}
+    for row in rows:
+        yield (row, *value.get(id(row), (None, None)))
+
+
 def report(writer: PredictionWriter, config: PredictConfig) -> None:
-    log.info("predicted %d of %d records; one row each in %s", writer.count - len(writer.failures),
-             writer.count, config.output)
+    log.info("predicted %d of %d records; one row each in %s",
+             writer.count - len(writer.failures) - writer.measured, writer.count, config.output)
+    if writer.measured:
+        log.info("%d rows are measured ligands (status measured, their value in measured_pk)",
+                 writer.measured)
     for row in writer.failures[:10]:
         log.warning("  failed %s: %s", row.id, row.error)
     if writer.out_of_domain:

@@ -616,6 +616,8 @@ class AppConfig:
 
 
 POSE_AGGREGATIONS = ("mean", "best", "first")
+SERIES_METHODS = ("gp_prior", "gp_alone", "anchored", "gp_anchored")  # inference.series.METHODS
+ACQUISITIONS = ("ucb", "ei")  # inference.series.ACQUISITIONS
 
 
 @dataclass
@@ -649,6 +651,14 @@ class PredictConfig:
             ligand (as docking programs write them): each pose is predicted and the ligand's
             row gets ``mean`` (default), ``best`` (the highest) or ``first`` (the docking
             program's top pose) of them; every pose's row goes to ``X_poses.csv``.
+        measured: series mode: a CSV (``id`` / ``name`` or ``smiles``, and ``pK`` or ``value``
+            + ``unit``) or an SDF (``measured_property``, ``measured_kind``) of measured
+            ligands of the same series; the predictions are adjusted to them
+            (:mod:`plgraph.inference.series_ranking`).
+        series_method: how: ``gp_prior`` (default), ``gp_alone``, ``anchored``,
+            ``gp_anchored`` (:mod:`plgraph.inference.series`).
+        suggest: with ``measured``, rank this many ligands to make next (``suggest_rank``).
+        acquisition: how they are chosen: ``ucb`` (default) or ``ei``.
     """
 
     checkpoint: str | None = None
@@ -672,6 +682,12 @@ class PredictConfig:
     explain: bool = False
     explain_top: int = 24
     pose_aggregation: str = "mean"
+    measured: str | None = None
+    measured_property: str | None = None
+    measured_kind: str = "pk"
+    series_method: str = "gp_prior"
+    suggest: int = 0
+    acquisition: str = "ucb"
 
     def __post_init__(self) -> None:
         _require_choice("pose_aggregation", self.pose_aggregation, POSE_AGGREGATIONS)
@@ -697,3 +713,9 @@ class PredictConfig:
         _require_choice("label_kind", self.label_kind, LABEL_KINDS)
         _require(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         _require(self.chunk_size >= 1, f"chunk_size must be >= 1 (got {self.chunk_size})")
+        _require_choice("measured_kind", self.measured_kind, LABEL_KINDS)
+        _require_choice("series_method", self.series_method, SERIES_METHODS)
+        _require_choice("acquisition", self.acquisition, ACQUISITIONS)
+        _require(self.suggest >= 0, f"suggest must be >= 0 (got {self.suggest})")
+        _require(not self.suggest or bool(self.measured),
+                 "suggest= ranks what to make next from measured ligands: give measured=FILE")

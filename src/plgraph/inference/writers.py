@@ -9,6 +9,7 @@ import math
 import statistics
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rdkit import Chem
@@ -20,6 +21,20 @@ from plgraph.runtime.atomic import Staged
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
                "measured_pk", "status", "error", "warnings")
+# Series mode (measured=): the model alone, the most similar measured ligand, what to make next.
+SERIES_COLUMNS = ("model_pk", "nearest_measured", "nearest_similarity")
+
+
+@dataclass(frozen=True)
+class SeriesColumns:
+    """A row's series-mode values: ``measured_pk`` set marks a measured ligand (status
+    ``measured``, not a prediction)."""
+
+    model_pk: float | None = None
+    nearest: str = ""
+    similarity: float | None = None
+    suggest_rank: int | None = None
+    measured_pk: float | None = None
 
 
 
@@ -51,12 +66,16 @@ class PredictionWriter:
     """
 
     def __init__(self, path: Path, training_sizes: Sequence[int] | None = None,
-                 pose_column: bool = False):
+                 pose_column: bool = False, series: bool = False, suggest: bool = False):
         self.path = path
         self.staged = Staged(path)
         self._handle = open(self.staged.partial, "w", newline="")  # noqa: SIM115 (close())
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(CSV_COLUMNS + (("pose_index",) if pose_column else ()))
+        self.series, self.suggest = series, suggest
+        self._writer.writerow(CSV_COLUMNS + (("pose_index",) if pose_column else ())
+                              + (SERIES_COLUMNS if series else ())
+                              + (("suggest_rank",) if suggest else ()))
+        self.measured = 0
         self.training_sizes = training_sizes
         self.failures: list[Featurized] = []
         self.out_of_domain: list[tuple[Featurized, list[str]]] = []
@@ -64,9 +83,13 @@ class PredictionWriter:
         self.count = 0
 
     def write(self, row: Featurized, predicted: float | None, spread: float | None,
-              pose_index: int | None = None) -> None:
+              pose_index: int | None = None, series: SeriesColumns | None = None) -> None:
         self.count += 1
         warnings: list[str] = []
+        if series is not None and series.measured_pk is not None:
+            self.measured += 1
+            self._row(row, None, None, series.measured_pk, "measured", [], pose_index, series)
+            return
         if predicted is None:
             self.failures.append(row)
         else:
@@ -76,10 +99,19 @@ class PredictionWriter:
             if row.label is not None and math.isfinite(row.label):
                 self.labelled.append((predicted, row.label))
         status = "failed" if predicted is None else "out_of_domain" if warnings else "ok"
+        self._row(row, predicted, spread, row.label, status, warnings, pose_index, series)
+
+    def _row(self, row: Featurized, predicted: float | None, spread: float | None,
+             measured: float | None, status: str, warnings: list[str], pose_index: int | None,
+             series: SeriesColumns | None) -> None:
+        series = series or SeriesColumns()
         self._writer.writerow([
             row.id, row.ligand_name, row.ligand_index, number(predicted), number(spread),
-            number(row.label), status, row.error, "; ".join(warnings),
-            *(() if pose_index is None else (pose_index,))])
+            number(measured), status, row.error, "; ".join(warnings),
+            *(() if pose_index is None else (pose_index,)),
+            *((number(series.model_pk), series.nearest, number(series.similarity))
+              if self.series else ()),
+            *((series.suggest_rank or "",) if self.suggest else ())])
 
     def close(self, complete: bool) -> None:
         """Rename the rows onto ``path`` (durably) when ``complete``, else delete them."""
