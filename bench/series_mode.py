@@ -54,10 +54,13 @@ from plgraph.inference.series import (
     heavy_atoms,
     suggest,
 )
+from plgraph.training.plots import plot_few_shot
+from plgraph.training.reports import write_json
 
 REPO = Path(__file__).resolve().parent.parent
 UNI_FEP = Path(os.environ.get("PLGRAPH_UNI_FEP") or REPO.parent / "shared" / "data" / "uni-fep")
 RESULTS = REPO / "bench" / "results" / "series_mode.json"
+FIGURE = REPO / "bench" / "figures" / "series_mode.png"
 KCAL_PER_PK = 1.3637  # RT ln 10 at 298.15 K
 # pK per heavy atom of the heavy-atom prior: the across-protein fit on plgraph's training parts
 # measured 0.07-0.09 (bench/README.md, transfer experiments). Only ``anchored`` and
@@ -318,12 +321,21 @@ def print_campaign(summary: dict) -> None:
               f"{entry['mean_rounds_to_top5']:.1f}")
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Complete or absent: a reader never sees half a results file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(partial, path)
+# The methods the figure draws (rho against k), with their legend.
+FIGURE_METHODS = {"gp_alone": "fingerprint GP alone", "rf": "random forest (count FP)",
+                  "heavy_atom_fit": "heavy-atom fit on the k",
+                  "gp_prior[ha]": "gp_prior, heavy-atom prior",
+                  "anchored[ha]": "anchored, heavy-atom prior",
+                  "fep_alone": "FEP alone (k unused)", "gp_prior[fep]": "gp_prior, FEP prior",
+                  "gp_anchored[fep]": "gp_anchored, FEP prior"}
+
+
+def write_figure(ranking: dict, path: Path) -> None:
+    """Mean per-series rho against k for FIGURE_METHODS (plgraph.training.plots draws it)."""
+    ks = sorted({int(key.split("|")[0].removeprefix("k=")) for key in ranking})
+    summary = {k: {"methods": {m: {"mean": ranking[f"k={k}|{m}"]["mean_rho"], "std": None}
+                               for m in FIGURE_METHODS}} for k in ks}
+    plot_few_shot(summary, FIGURE_METHODS, path)
 
 
 def parse_args() -> argparse.Namespace:
@@ -339,6 +351,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--predictions", type=Path, default=None,
                         help="CSV with columns series, ligand_name, model_pk")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--figure", type=Path, default=FIGURE,
+                        help="the figure of rho against k drawn from the results")
+    parser.add_argument("--figure-only", action="store_true",
+                        help="draw --figure from the existing --out, measure nothing")
     return parser.parse_args()
 
 
@@ -358,6 +374,10 @@ def sample_series(series_list: list[Series], limit: int, part: str) -> list[Seri
 
 def main() -> None:
     args = parse_args()
+    if args.figure_only:
+        write_figure(json.loads(args.out.read_text())["ranking"], args.figure)
+        print(f"wrote {args.figure}")
+        return
     RDLogger.DisableLog("rdApp.*")  # stereo warnings on Uni-FEP's SMILES: not our question
     started = time.perf_counter()
     every, dropped = load_series(UNI_FEP, read_predictions(args.predictions))
@@ -386,7 +406,8 @@ def main() -> None:
         "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],
         "dropped_rows": dropped, "timing": timing, "ranking": ranking, "campaign": campaign,
         "records": records, "campaign_runs": runs})
-    print(f"wrote {args.out}")
+    write_figure(ranking, args.figure)
+    print(f"wrote {args.out} and {args.figure}")
 
 
 if __name__ == "__main__":
