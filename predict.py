@@ -2,16 +2,14 @@
 
 Also ``protein=P.pdb reference=REF.sdf ligands=library.smi`` (SMILES posed onto the reference
 as in training; ``poses=posed.sdf`` writes the poses), ``root=DIR`` (PDBbind layout, optional
-``labels=``) or ``manifest=CSV``, and
-``ensemble=[a.pt,b.pt]`` for the mean and standard deviation of several models, and
-``measured=FILE [suggest=N]`` to adjust the predictions to a series' measured ligands
-(plgraph.inference.series_ranking). The model and
-its featurization are rebuilt from the checkpoint alone; every input record gets one row in
-``output`` (predicted pK, or the reason there is none; ``out_of_domain`` and the reasons where
-the prediction is outside the model's domain, see plgraph.inference.applicability). Exit codes: 0
-every
-record predicted, 1 some records failed (the CSV complete), 2 nothing done (a usage or input
-error, named), 128 + signal when Ctrl-C, SIGTERM or SIGUSR1 stopped it between chunks
+``labels=``) or ``manifest=CSV``, ``ensemble=[a.pt,b.pt]`` for the mean and standard deviation
+of several models, and ``measured=FILE [suggest=N]`` to adjust the predictions to a series'
+measured ligands (plgraph.inference.series_ranking). The model and its featurization are
+rebuilt from the checkpoint alone; every input record gets one row in ``output`` (predicted pK,
+or the reason there is none; ``out_of_domain`` and the reasons where the prediction is outside
+the model's domain, see plgraph.inference.applicability). Exit codes: 0 every record
+predicted, 1 some records failed (the CSV complete), 2 nothing done (a usage or input error,
+named), 128 + signal when Ctrl-C, SIGTERM or SIGUSR1 stopped it between chunks
 (plgraph.runtime.stop). The CSV appears at ``output`` only once complete.
 """
 
