@@ -1,0 +1,84 @@
+"""Checkpoints keep their bytes across the house plan's move: a checkpoint written by the code of
+commit 620404f (before the trainer was carved up) resumes under today's code and ends on the
+very weights the old code reached, and today's code writes the same state at the same step.
+tests/data/checkpoint-620404f/make.py made the files with that commit."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from plgraph.config import FeaturizeConfig, SplitConfig
+from plgraph.data import prepare_data
+from plgraph.training.checkpoint import read_checkpoint
+from plgraph.training.run_dir import RunDirectory
+from plgraph.training.trainer import Trainer
+
+OLD = REPO / "tests" / "data" / "checkpoint-620404f"
+sys.path.insert(0, str(OLD))
+from make import config  # noqa: E402  (the old run's exact config)
+
+
+def train(config) -> None:
+    prepared = prepare_data(config.data, FeaturizeConfig(), SplitConfig())
+    with RunDirectory(config.run_dir) as run:
+        Trainer(config, prepared, run, "python main.py").fit()
+
+
+@pytest.fixture(scope="module")
+def twenty_root(tmp_path_factory) -> Path:
+    from conftest import SAMPLE_IDS, copy_sample
+
+    return copy_sample(tmp_path_factory.mktemp("compat") / "twenty", SAMPLE_IDS[:20])
+
+
+@pytest.mark.slow
+def test_an_old_checkpoint_resumes_to_the_old_runs_exact_weights(twenty_root, tmp_path):
+    app = config(twenty_root, tmp_path / "outputs")
+    checkpoints = app.run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("step_00000003.pt", "best.pt"):  # as the old run's were at step 3
+        shutil.copy(OLD / name, checkpoints / name)
+    train(app)
+    final = read_checkpoint(checkpoints / "last.pt")["model"]
+    expected = torch.load(OLD / "final_model.pt", weights_only=True)
+    assert final.keys() == expected.keys()
+    for name in final:
+        assert torch.equal(final[name], expected[name]), name
+
+
+@pytest.mark.slow
+def test_todays_code_writes_the_old_state_at_the_same_step(twenty_root, tmp_path):
+    app = config(twenty_root, tmp_path / "outputs")
+    train(app)
+    new = read_checkpoint(app.run_dir / "checkpoints" / "step_00000003.pt")
+    old = read_checkpoint(OLD / "step_00000003.pt")
+    assert list(new) == list(old)  # the same keys in the same order
+    for key in ("model", "grads", "target_normalization", "sampler", "model_config",
+                "featurize_config", "data_processing_version", "split_fingerprint",
+                "ligand_heavy_atoms", "world_size", "format", "kind", "init_from"):
+        assert_same(new[key], old[key], key)
+    assert_same(new["optimizer"], old["optimizer"], "optimizer")
+    assert_same(new["rng_by_rank"], old["rng_by_rank"], "rng")
+    timeless = {k: v for k, v in new["progress"].items() if k != "wall_seconds"}
+    assert timeless == {k: v for k, v in old["progress"].items() if k != "wall_seconds"}
+
+
+def assert_same(a, b, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
