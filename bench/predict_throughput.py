@@ -43,7 +43,8 @@ from plgraph.config import (
     TrainConfig,
 )
 from plgraph.data import prepare_data
-from plgraph.inference.inputs import featurize_all, read_protein_with_ligands
+from plgraph.data.libraries import read_sdf_records
+from plgraph.inference.inputs import featurize_all
 from plgraph.inference.predictor import Predictor
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
@@ -79,7 +80,8 @@ def protein_of(ligands: Path) -> Path:
 
 def screen(predictor: Predictor, ligands: Path, batch_size: int) -> SystemTiming:
     started = time.perf_counter()
-    inputs = read_protein_with_ligands(protein_of(ligands), ligands)
+    inputs = read_sdf_records(ligands, protein_of(ligands), ligands.stem, None, "pk",
+                              require_labels=False)
     read_done = time.perf_counter()
     rows = list(featurize_all(inputs, predictor.featurize))
     featurize_done = time.perf_counter()

@@ -20,9 +20,10 @@ from plgraph.config import (
 )
 from plgraph.data import prepare_data
 from plgraph.data.featurizer import featurize_record
+from plgraph.data.libraries import read_sdf_records
 from plgraph.errors import PlgraphError
 from plgraph.featurize import DATA_PROCESSING_VERSION
-from plgraph.inference.inputs import featurize_all, read_protein_with_ligands
+from plgraph.inference.inputs import featurize_all
 from plgraph.inference.predictor import Predictor
 from plgraph.training.checkpoint import CheckpointError, read_checkpoint
 
@@ -47,7 +48,7 @@ def brd4_with_a_broken_record(fep_root: Path, tmp_path: Path) -> tuple[Path, Pat
 def test_prediction_inputs_match_the_training_featurizer(brd4_with_a_broken_record):
     protein, ligands = brd4_with_a_broken_record
     config = FeaturizeConfig()
-    inputs = read_protein_with_ligands(protein, ligands)
+    inputs = read_sdf_records(ligands, protein, ligands.stem, None, "pk", require_labels=False)
     rows = list(featurize_all(inputs, config))
     assert [r.ligand_index for r in rows] == [0, 1, 2]
     assert rows[1].graph is None and "coordinates on line 133" in rows[1].error
@@ -105,8 +106,9 @@ def test_an_ensemble_predicts_the_mean_and_spread_of_its_members(trained, tmp_pa
     torch.save(state, paths[1])
     device = torch.device("cpu")
     graphs = [g for g in (r.graph for r in featurize_all(
-        read_protein_with_ligands(root / IDS[0] / f"{IDS[0]}_pocket.pdb",
-                                  root / IDS[0] / f"{IDS[0]}_ligand.sdf"), FeaturizeConfig()))
+        read_sdf_records(root / IDS[0] / f"{IDS[0]}_ligand.sdf",
+                         root / IDS[0] / f"{IDS[0]}_pocket.pdb", IDS[0], None, "pk",
+                         require_labels=False), FeaturizeConfig()))
               if g is not None]
     singles = [Predictor.load([p], device).predict(graphs)[0] for p in paths]
     mean, spread = Predictor.load(paths, device).predict(graphs)

@@ -167,17 +167,6 @@ def _sdf_properties(block: str) -> dict[str, str]:
     return properties
 
 
-def read_smiles_library(library: Path, protein: Path, reference: Path, smiles_column: str,
-                        name_column: str, label_column: str | None = None,
-                        label_kind: str = "pk") -> ReadResult:
-    """:func:`iter_smiles_library` collected into one result."""
-    result = ReadResult()
-    for item in iter_smiles_library(library, protein, reference, smiles_column, name_column,
-                                    label_column, label_kind):
-        (result.failures if isinstance(item, Failure) else result.records).append(item)
-    return result
-
-
 def iter_smiles_library(library: Path, protein: Path, reference: Path, smiles_column: str,
                         name_column: str, label_column: str | None = None,
                         label_kind: str = "pk") -> Iterator[ComplexRecord | Failure]:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from plgraph.config import FeaturizeConfig, PredictConfig
 from plgraph.data.featurizer import featurize_record_with_pose
 from plgraph.data.layouts import read_manifest, read_pdbbind
-from plgraph.data.libraries import iter_ligand_records, iter_smiles_library, read_sdf_records
+from plgraph.data.libraries import iter_ligand_records, iter_smiles_library
 from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import FeaturizationError, InputError
 from plgraph.featurize.posing import Pose
@@ -62,11 +62,6 @@ def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) ->
         return read_pdbbind(Path(config.root), Path(config.labels) if config.labels else None,
                             featurize)
     return read_manifest(Path(config.manifest), require_labels=False)
-
-
-def read_protein_with_ligands(protein: Path, ligands: Path) -> ReadResult:
-    """One protein and a multi-ligand SDF, without labels."""
-    return read_sdf_records(ligands, protein, ligands.stem, None, "pk", require_labels=False)
 
 
 def featurize_all(inputs: Inputs, config: FeaturizeConfig) -> Iterator[Featurized]:
