@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 ENVIRONMENT = "PLGRAPH_TEST_STOP"
 # phase: (module, the function or method that starts it)
 PHASES = {
-    "build": ("plgraph.data.build", "_write_shards"),
+    "build": ("plgraph.data.build", "write_shards"),
     "resume": ("plgraph.training.trainer", "find_latest_checkpoint"),
-    "mlflow": ("plgraph.training.tracking", "_open_run"),
+    "mlflow": ("plgraph.training.tracking", "open_run"),
     "preflight": ("plgraph.training.trainer", "Trainer.preflight"),
-    "test": ("plgraph.training.trainer", "Trainer._test_best"),
+    "test": ("plgraph.training.trainer", "Trainer.test_best_checkpoint"),
     "predict": ("plgraph.inference.inputs", "featurize_all"),  # predict.py
 }
 

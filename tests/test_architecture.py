@@ -111,6 +111,9 @@ def private_uses(paths: list[Path], private: set[str]) -> list[str]:
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self",
                                                                                     "cls"))):
                 uses.append(f"{path.name}:{node.lineno}: .{node.attr}")
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value.rsplit(".", 1)[-1] in private):  # patched by name
+                uses.append(f"{path.name}:{node.lineno}: '{node.value}'")
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("plgraph"):
                 uses += [f"{path.name}:{node.lineno}: import {alias.name}"
                          for alias in node.names if alias.name in private]
@@ -126,5 +129,7 @@ def test_benchmarks_and_tests_call_only_public_names_of_plgraph():
 def test_the_private_name_check_finds_a_private_call(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from plgraph.training import trainer\ntrainer.Trainer._interrupt\n"
-                     "self._interrupt\n")
-    assert private_uses([probe], private_names()) == ["probe.py:2: ._interrupt"]
+                     "self._interrupt\n"
+                     "PHASE = ('plgraph.training.trainer', 'Trainer._interrupt')\n")
+    assert private_uses([probe], private_names()) == [
+        "probe.py:2: ._interrupt", "probe.py:4: 'Trainer._interrupt'"]

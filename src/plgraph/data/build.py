@@ -262,7 +262,7 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
                     partial=target.with_name(f"{target.name}.partial-{os.getpid()}"))
     started = time.perf_counter()
     with staged:
-        meta = _write_shards(staged.partial, inputs, identity, data)
+        meta = write_shards(staged.partial, inputs, identity, data)
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
                          "workers": worker_count(data.num_workers, len(inputs.records))}
         _write_json(staged.partial / META_FILE, meta)
@@ -271,7 +271,9 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
     return meta
 
 
-def _write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
+def write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataConfig) -> dict:
+    """Featurize every record into shards under ``partial``, in input order; the cache's
+    ``meta.json`` content. Raises TooManyFailuresError as soon as too many have failed."""
     records = inputs.records
     total = len(records) + len(inputs.failures)
     failures = list(inputs.failures)

@@ -107,7 +107,7 @@ class Tracker:
             # global state (an environment variable, an active-run stack) that outlives us.
             client = MlflowClient(tracking_uri=self.uri)
             experiment_id = _experiment_id(client, config.experiment, self.uri)
-            self.run_id = _open_run(client, experiment_id, run_dir, run_name, self.uri, resume)
+            self.run_id = open_run(client, experiment_id, run_dir, run_name, self.uri, resume)
         except PlgraphError:
             raise
         except Exception as error:
@@ -252,8 +252,8 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     return experiment.experiment_id
 
 
-def _open_run(client: MlflowClient, experiment_id: str, run_dir: Path, run_name: str, uri: str,
-              resume: bool) -> str:
+def open_run(client: MlflowClient, experiment_id: str, run_dir: Path, run_name: str, uri: str,
+             resume: bool) -> str:
     """The run recorded in ``run_dir`` when resuming and it is still in the store, else a new
     run, recorded atomically (a crash leaves the old record or the new one)."""
     record = run_dir / RUN_RECORD

@@ -315,11 +315,12 @@ class Trainer:
 
     def _finish(self) -> dict:
         # check=False: a signal after the last test batch has nothing left to stop.
-        results = self.comm.agree(TESTING, lambda: self._test_best() if self.ranks.is_main
+        results = self.comm.agree(TESTING, lambda: self.test_best_checkpoint() if self.ranks.is_main
                                   else None, check=False)
         return self.comm.from_main(results)
 
-    def _test_best(self) -> dict:
+    def test_best_checkpoint(self) -> dict:
+        """Evaluate ``best.pt`` on the test part and write the run's results (rank 0)."""
         best_path = self.run.checkpoints / "best.pt"
         if not best_path.exists():
             raise PlgraphError(f"no best.pt in {self.run.checkpoints}: the validation "
