@@ -190,3 +190,25 @@ def test_the_config_offers_exactly_the_series_methods_and_acquisitions():
 
     assert set(SERIES_METHODS) == set(series.METHODS)
     assert set(ACQUISITIONS) == set(series.ACQUISITIONS)
+
+
+def test_an_sdf_gives_each_ligand_its_pose_and_its_value(tmp_path):
+    from rdkit import Chem
+
+    reference = Chem.MolFromMolFile(str(SERIES / "ref_ligand.sdf"), removeHs=False)
+    sdf = tmp_path / "measured.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for name, dg in (("ref", -11.0), ("again", "n/a")):
+            record = Chem.Mol(reference)
+            record.SetProp("_Name", name)
+            record.SetProp("r_exp_dg", str(dg))
+            writer.write(record)
+    with pytest.raises(InputError, match=r"measured.sdf: record 2: r_exp_dg 'n/a' is not a "):
+        read_measured(sdf, "r_exp_dg", "dg_kcal_mol")
+    with Chem.SDWriter(str(sdf)) as writer:
+        reference.SetProp("r_exp_dg", "-11.0")
+        writer.write(reference)
+    [measured] = read_measured(sdf, "r_exp_dg", "dg_kcal_mol")
+    assert measured.pk == pytest.approx(11.0 / KCAL_PER_PK)
+    assert measured.mol.GetNumConformers() == 1  # the pose, for a ligand outside the library
+    assert measured.structure_key == structure_key(reference)
