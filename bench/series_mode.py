@@ -131,14 +131,18 @@ def load_series(root: Path, predictions: dict) -> tuple[list[Series], list[str]]
     for folder in sorted(p for p in root.iterdir() if (p / "result_dG.csv").is_file()):
         rows, bad = read_rows(folder / "result_dG.csv")
         dropped += bad
+        if predictions:  # every method on the same ligands: those the model predicted
+            unpredicted = [row for row in rows if (folder.name, row[1]) not in predictions]
+            dropped += [f"{folder.name}/{row[1]}: no model prediction (--predictions)"
+                        for row in unpredicted]
+            rows = [row for row in rows if (folder.name, row[1]) in predictions]
         if len(rows) < MIN_LIGANDS:
             continue
         mols, names, pk, fep = zip(*rows, strict=True)
         heavy = heavy_atoms(mols)
         priors = {"ha": HEAVY_ATOM_SLOPE * heavy, "fep": np.array(fep)}
-        model = [predictions.get((folder.name, name)) for name in names]
-        if predictions and None not in model:
-            priors["model"] = np.array(model)
+        if predictions:
+            priors["model"] = np.array([predictions[(folder.name, name)] for name in names])
         found.append(Series(folder.name, names, count_fingerprints(mols), heavy, np.array(pk),
                             priors))
     return found, dropped
@@ -330,12 +334,20 @@ FIGURE_METHODS = {"gp_alone": "fingerprint GP alone", "rf": "random forest (coun
                   "gp_anchored[fep]": "gp_anchored, FEP prior"}
 
 
+# With --predictions, the trained model's arms too.
+MODEL_FIGURE_METHODS = {"model_alone": "the model alone (k unused)",
+                        "gp_prior[model]": "gp_prior, model prior",
+                        "gp_anchored[model]": "gp_anchored, model prior"}
+
+
 def write_figure(ranking: dict, path: Path) -> None:
     """Mean per-series rho against k for FIGURE_METHODS (plgraph.training.plots draws it)."""
     ks = sorted({int(key.split("|")[0].removeprefix("k=")) for key in ranking})
+    methods = {**FIGURE_METHODS, **{m: label for m, label in MODEL_FIGURE_METHODS.items()
+                                    if all(f"k={k}|{m}" in ranking for k in ks)}}
     summary = {k: {"methods": {m: {"mean": ranking[f"k={k}|{m}"]["mean_rho"], "std": None}
-                               for m in FIGURE_METHODS}} for k in ks}
-    plot_few_shot(summary, FIGURE_METHODS, path)
+                               for m in methods}} for k in ks}
+    plot_few_shot(summary, methods, path)
 
 
 def parse_args() -> argparse.Namespace:
@@ -390,7 +402,8 @@ def main() -> None:
     ranking = summarize_ranking(records)
     print_ranking(ranking)
     campaign_set = [s for s in chosen if len(s.pk) >= CAMPAIGN_MIN_LIGANDS][:args.campaign_series]
-    runs = [run_campaign(series, arm, 0) for series in campaign_set for arm in CAMPAIGN_ARMS]
+    arms = CAMPAIGN_ARMS + (("gp_prior:model:ucb",) if args.predictions else ())
+    runs = [run_campaign(series, arm, 0) for series in campaign_set for arm in arms]
     campaign = summarize_campaign(runs)
     print_campaign(campaign)
     finished = time.perf_counter()

@@ -79,7 +79,7 @@ def test_the_transfer_experiments_train_the_anchored_within_series_model_on_eith
     transfer_budget train, whichever model size is chosen on the command line."""
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        for name in ("transfer", "transfer_budget"):
+        for name in ("transfer", "transfer_budget", "transfer_folds"):
             config = to_config(compose(config_name="config",
                                        overrides=[f"experiment={name}", f"model={model}"]))
             assert (config.model.pair_energy, config.model.size_term, config.model.anchor) == (

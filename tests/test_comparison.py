@@ -113,3 +113,14 @@ def test_the_budget_cut_trains_on_few_ligands_per_series_and_keeps_val_and_test(
     entry = next(e for e in data.cache.entries if e.id == physics["ids"][0])
     assert physics["predicted"][0] == pytest.approx(dg_to_pk(entry.extras["fep_dG (kcal/mol)"]))
     assert physics["measured"][0] == pytest.approx(entry.label)
+
+
+def test_out_of_fold_rows_name_series_and_ligands_as_the_input_does():
+    from plgraph.experiments.run import input_names
+
+    assert input_names("unifep:ChEMBL|ADK|CHEMBL642224/CHEMBL356141_4.0_nM",
+                       "unifep:ChEMBL|ADK|CHEMBL642224") == ("ChEMBL|ADK|CHEMBL642224",
+                                                             "CHEMBL356141_4.0_nM")
+    assert input_names("opls_stress/chk1_set1/17", "opls_stress/chk1_set1") == (
+        "opls_stress/chk1_set1", "17")
+    assert input_names("1a30", "") == ("", "1a30")

@@ -170,3 +170,32 @@ def test_an_ensemble_trains_only_its_new_members_and_reports_their_mean(experime
         paired_differences(report["per_seed"], "full_ensemble", "full"))
     assert {"full_ensemble-heavy_atoms", "full_ensemble-ligand_only"} <= set(paired)
     assert "full-model ensemble" in (outputs / "fep_grouped" / "report.md").read_text()
+
+
+def test_folds_test_every_series_once_and_write_the_out_of_fold_predictions(tmp_path):
+    root = copy_series(tmp_path / "fep")
+    outputs = tmp_path / "outputs"
+    result = run(root, outputs, "experiment.seeds=[0]", "experiment.folds=3",
+                 "experiment.ligand_only_baseline=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
+    assert report["seeds"] == ["0-fold0", "0-fold1", "0-fold2"]
+    with open(outputs / "fep_grouped" / "out_of_fold_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    tested = [row["id"] for row in rows]
+    assert len(tested) == len(set(tested))  # no complex tested twice
+    cached = read_checkpoint(outputs / "fep_grouped-seed0-fold0-full" / "checkpoints"
+                             / "best.pt")["split_fingerprint"]
+    assert cached  # each fold is an ordinary run with its own split
+    splits = sorted(outputs.glob("processed/*/splits/*fold*.json"))
+    parts = [json.loads(path.read_text())["parts"] for path in splits]
+    every = {i for p in parts for part in p.values() for i in part}
+    assert len(splits) == 3 and sorted(tested) == sorted(every)  # every complex tested once
+    for row in rows:
+        assert row["trial"] in report["seeds"]
+        assert row["id"] == f"{row['series']}/{row['ligand_name']}"
+        assert row["series"] in SERIES
+        float(row["model_pk"]), float(row["measured_pk"])
+    series_of_trial = {}
+    for row in rows:  # a series (here, of one protein) is tested in one fold only
+        assert series_of_trial.setdefault(row["series"], row["trial"]) == row["trial"]

@@ -165,6 +165,37 @@ def test_grouped_split_uses_the_group_column_of_a_labels_csv(twenty, featurize_c
     assert test_groups and not test_groups & train_groups
 
 
+def test_folds_test_every_complex_exactly_once_and_never_beside_its_group(twenty,
+                                                                            featurize_config):
+    labels = twenty / "labels.csv"
+    rows = labels.read_text().split()
+    grouped = [rows[0] + ",group"] + [f"{row},target{i % 7}" for i, row in enumerate(rows[1:])]
+    labels.write_text("\n".join(grouped) + "\n")
+    folds = [prepare_data(data_config(twenty), featurize_config,
+                          SplitConfig(name=f"fold{f}", strategy="grouped", folds=3, fold=f,
+                                      train=0.7, val=0.2, seed=2))
+             for f in range(3)]
+    tested = [i for prepared in folds for i in prepared.split.parts["test"]]
+    assert sorted(tested) == sorted(folds[0].cache.ids)  # each complex once
+    group_of = folds[0].series_of
+    sizes = []
+    for prepared in folds:
+        parts = prepared.split.parts
+        test_groups = {group_of[i] for i in parts["test"]}
+        assert not test_groups & {group_of[i] for i in parts["train"] + parts["val"]}
+        assert parts["val"] and parts["train"]
+        sizes.append(len(parts["test"]))
+    assert max(sizes) - min(sizes) <= 3  # groups of 2-3 complexes, dealt to the smallest fold
+    assert folds[0].split.recipe["folds"] == 3 and folds[1].split.recipe["fold"] == 1
+
+
+def test_a_fold_out_of_range_or_without_groups_is_refused():
+    with pytest.raises(ValueError, match=r"split.fold must be in 0..2 for split.folds=3"):
+        SplitConfig(strategy="family", folds=3, fold=3)
+    with pytest.raises(ValueError, match=r"split.folds deals groups into folds: use "):
+        SplitConfig(strategy="random", folds=3)
+
+
 def test_explicit_test_ids_form_the_test_set(twenty, featurize_config, tmp_path):
     ids_file = tmp_path / "core_set.txt"
     ids_file.write_text(f"# CASF-style core set\n{SAMPLE_IDS[0]}\n{SAMPLE_IDS[3]}\n")

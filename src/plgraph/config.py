@@ -288,6 +288,12 @@ class SplitConfig:
         family_similarity: strategy ``family``: proteins whose chains align (local, BLOSUM62)
             with at least this fraction of the smaller chain's self-score are one family
             (``plgraph.data.targets.family_clusters``); families never straddle two parts.
+        folds, fold: cross-fitting for the grouped strategies (0: off): the groups (series,
+            targets or families) are dealt into ``folds`` folds of near-equal size; fold
+            ``fold`` is the test part (``split.test`` is then unused: about 1 / folds), the
+            validation part is drawn from the other folds (``split.val`` of all complexes) and
+            the rest trains. Over folds 0..folds-1 every complex is tested exactly once, by a
+            model that never saw its group.
     """
 
     name: str = "default"
@@ -300,6 +306,8 @@ class SplitConfig:
     val_ids: str | None = None
     target_identity: float = 0.9
     family_similarity: float = 0.2
+    folds: int = 0
+    fold: int = 0
 
     def __post_init__(self) -> None:
         _require_choice("split.strategy", self.strategy, SPLIT_STRATEGIES)
@@ -314,6 +322,13 @@ class SplitConfig:
                  f"(got {self.target_identity})")
         _require(0.0 < self.family_similarity <= 1.0, "split.family_similarity must be in "
                  f"(0, 1] (got {self.family_similarity})")
+        _require(self.folds == 0 or self.folds >= 2, f"split.folds must be 0 (off) or >= 2 "
+                 f"(got {self.folds})")
+        _require(self.folds == 0 or 0 <= self.fold < self.folds, f"split.fold must be in "
+                 f"0..{self.folds - 1} for split.folds={self.folds} (got {self.fold})")
+        _require(self.folds == 0 or self.strategy in ("grouped", "target", "family"),
+                 f"split.folds deals groups into folds: use split.strategy=grouped, target or "
+                 f"family (got {self.strategy})")
         _require(self.strategy != "ids" or bool(self.test_ids),
                  "split.test_ids must name a file of test ids when split.strategy=ids")
         _require(self.name.replace("-", "").replace("_", "").isalnum(),
@@ -538,6 +553,12 @@ class ExperimentConfig:
             N - 1 more, on the same split and training part but each with its own
             initialization and batch order, are averaged, and the mean is reported as a
             method of its own (what ``predict.py`` does with several checkpoints).
+        folds: cross-fitting (0: off): each seed's groups are dealt into this many folds
+            (``split.folds``) and the models are trained once per fold, so that every series
+            is tested exactly once by a model that never saw its group (family, for
+            ``split.strategy=family``); the full model's predictions over all folds are
+            written to ``out_of_fold_predictions.csv`` (the prior of bench/series_mode.py).
+            Without the few-shot arm, the learning curve and ensembles.
     """
 
     name: str | None = None
@@ -552,8 +573,15 @@ class ExperimentConfig:
     few_shot_lr: float = 3e-4
     learning_curve: list[float] = field(default_factory=list)
     ensemble: int = 1
+    folds: int = 0
 
     def __post_init__(self) -> None:
+        _require(self.folds == 0 or self.folds >= 2, f"experiment.folds must be 0 (off) or >= 2 "
+                 f"(got {self.folds})")
+        _require(not self.folds or not (self.few_shot_k or self.learning_curve
+                                        or self.ensemble > 1),
+                 "experiment.folds trains one model per fold: it goes without few_shot_k, "
+                 "learning_curve and ensemble (bench/series_mode.py is the few-shot arm)")
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
                  f"experiment.seeds must be distinct seeds, at least one (got {self.seeds})")
         _require(self.min_series_size >= 2, f"experiment.min_series_size must be >= 2 (got "

@@ -104,6 +104,8 @@ def split_recipe(config: SplitConfig) -> dict:
         recipe["target_identity"] = config.target_identity
     if config.strategy == "family":
         recipe["family_similarity"] = config.family_similarity
+    if config.folds:  # absent otherwise: the splits saved before folds keep their recipe
+        recipe.update(folds=config.folds, fold=config.fold)
     for key in ("test_ids", "val_ids"):
         file = getattr(config, key)
         recipe[key] = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None
@@ -131,12 +133,12 @@ def make_split(cache: ProcessedCache, config: SplitConfig,
                target_of: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Assign every cached complex to train, val or test (each part sorted by id)."""
     rng = np.random.default_rng(config.seed)
-    if config.strategy == "grouped":
-        parts = _grouped(_by_entry_group(cache), config, rng, len(cache))
-    elif config.strategy in ("target", "family"):
-        assert target_of is not None
-        parts = _grouped(target_of, config, rng, len(cache),
-                         skip_oversized=config.strategy == "family")
+    if config.strategy in ("grouped", "target", "family"):
+        group_of = _by_entry_group(cache) if config.strategy == "grouped" else target_of
+        assert group_of is not None
+        deal = _folded if config.folds else _grouped
+        parts = deal(group_of, config, rng, len(cache),
+                     skip_oversized=config.strategy == "family")
     elif config.strategy == "ids":
         parts = _from_id_files(cache, config, rng)
     else:
@@ -183,6 +185,40 @@ def _grouped(group_of: dict[str, str], config: SplitConfig, rng, size: int,
     if not parts["train"]:
         raise SplitError(f"split.strategy={config.strategy} left no group for train: lower "
                          "split.val / split.test or add groups")
+    return parts
+
+
+def _folded(group_of: dict[str, str], config: SplitConfig, rng, size: int,
+            skip_oversized: bool = False) -> dict[str, list[str]]:
+    """Cross-fitting: the groups, shuffled with the seed, each dealt to the fold that has the
+    fewest complexes so far; fold ``config.fold`` tests, the other folds' groups (in the same
+    shuffled order) fill validation to ``split.val`` of all complexes, the rest trains.
+    ``skip_oversized`` as in :func:`_grouped`, for validation."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for complex_id in sorted(group_of):
+        members[group_of[complex_id]].append(complex_id)
+    if len(members) < config.folds + 1:
+        raise SplitError(f"split.folds={config.folds} needs more groups than folds, found "
+                         f"{len(members)}")
+    order = [sorted(members)[i] for i in rng.permutation(len(members))]
+    fold_sizes = [0] * config.folds
+    fold_of = {}
+    for group in order:
+        fold = min(range(config.folds), key=lambda f: (fold_sizes[f], f))
+        fold_of[group] = fold
+        fold_sizes[fold] += len(members[group])
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    val_target = config.val * size
+    for group in order:
+        if fold_of[group] == config.fold:
+            parts["test"] += members[group]
+        elif len(parts["val"]) < val_target - 0.5 and not (
+                skip_oversized and len(parts["val"]) + len(members[group]) > 1.5 * val_target):
+            parts["val"] += members[group]
+        else:
+            parts["train"] += members[group]
+    if not parts["train"]:
+        raise SplitError(f"split.folds={config.folds} left no group for train: lower split.val")
     return parts
 
 

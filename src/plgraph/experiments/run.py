@@ -11,6 +11,7 @@ rest. The report is ``<run_name>/results.json`` and ``report.md``.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import logging
 import time
@@ -32,6 +33,7 @@ from plgraph.experiments.learning_curve import (
 )
 from plgraph.experiments.report import LABELS, summarize, write_figures, write_report
 from plgraph.experiments.trainings import fit_and_read_predictions
+from plgraph.runtime.atomic import replace_atomically
 from plgraph.runtime.stop import STOP
 from plgraph.training.anchor import heavy_atom_fit
 from plgraph.training.metrics import score
@@ -53,16 +55,31 @@ def run_experiment(config: AppConfig, resume_command: str) -> dict:
         return _run_experiment(config, resume_command)
 
 
-def seed_split(config: AppConfig, seed: int) -> SplitConfig:
-    """Seed ``seed``'s own split: ``<split.name>-seed<N>``, seeded with N."""
-    return dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}", seed=seed)
+def seed_split(config: AppConfig, seed: int, fold: int | None = None) -> SplitConfig:
+    """Seed ``seed``'s own split: ``<split.name>-seed<N>``, seeded with N; with
+    ``experiment.folds``, its fold ``fold`` (``-fold<F>``)."""
+    if fold is None:
+        return dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}",
+                                   seed=seed)
+    return dataclasses.replace(config.split, name=f"{config.split.name}-seed{seed}-fold{fold}",
+                               seed=seed, folds=config.experiment.folds, fold=fold)
+
+
+def trials(config: AppConfig) -> list[tuple[int | str, int, int | None]]:
+    """(key, seed, fold) of each split the experiment trains on: a seed, or with
+    ``experiment.folds`` each fold of each seed (key ``<seed>-fold<F>``)."""
+    folds = config.experiment.folds
+    if not folds:
+        return [(seed, seed, None) for seed in config.experiment.seeds]
+    return [(f"{seed}-fold{fold}", seed, fold) for seed in config.experiment.seeds
+            for fold in range(folds)]
 
 
 def prepare_experiment(config: AppConfig) -> None:
     """Build the cache and every seed's split, and train nothing (``prepare_only=true``)."""
     with STOP:
-        for seed in config.experiment.seeds:
-            prepare_data(config.data, config.featurize, seed_split(config, seed))
+        for _, seed, fold in trials(config):
+            prepare_data(config.data, config.featurize, seed_split(config, seed, fold))
 
 
 def _run_experiment(config: AppConfig, resume_command: str) -> dict:
@@ -70,8 +87,9 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
     report_dir = config.run_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     per_seed, points = {}, {}
-    for seed in experiment.seeds:
-        split = seed_split(config, seed)
+    for key, seed, fold in trials(config):
+        split = seed_split(config, seed, fold)
+        prefix = f"{config.run_name}-seed{seed}" + (f"-fold{fold}" if fold is not None else "")
         data = capped_training(prepare_data(config.data, config.featurize, split),
                                experiment.max_train_per_series, seed)
         series_of = data.series_of
@@ -83,43 +101,48 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
         if not experiment.ligand_only_baseline:
             del variants["ligand_only"]
         for variant, use_protein in variants.items():
-            predictions[variant] = _train(config, data, seed, f"{config.run_name}-seed{seed}-"
-                                          f"{variant}", use_protein, LABELS[variant],
-                                          resume_command)
+            predictions[variant] = _train(config, data, seed, f"{prefix}-{variant}",
+                                          use_protein, LABELS[variant], resume_command,
+                                          split=split)
         if experiment.ensemble > 1:
             predictions["full_ensemble"] = _ensemble(config, data, seed, predictions["full"],
                                                      resume_command)
-        points[seed] = predictions
-        full_run = Path(config.output_root) / f"{config.run_name}-seed{seed}-full"
+        points[key] = predictions
+        full_run = Path(config.output_root) / f"{prefix}-full"
         few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
                                  resume_command)
                     if experiment.few_shot_k else None)
-        per_seed[seed] = {
+        per_seed[key] = {
             "test_series": sorted({series_of[i] for i in data.split.parts["test"]}),
             "test_complexes": len(data.split.parts["test"]),
             "clusters": cluster_counts(data),
             **{method: evaluate(found, series_of, experiment.min_series_size)
                for method, found in predictions.items()}}
         if few_shot is not None:
-            per_seed[seed]["few_shot"] = few_shot
+            per_seed[key]["few_shot"] = few_shot
         if experiment.learning_curve:
-            per_seed[seed]["learning_curve"] = _learning_curve(
-                config, data, seed, per_seed[seed]["full"], series_of, resume_command)
+            per_seed[key]["learning_curve"] = _learning_curve(
+                config, data, seed, per_seed[key]["full"], series_of, resume_command)
     report = summarize(config, per_seed, time.monotonic() - started)
     write_report(report, report_dir)
     write_figures(report, points, report_dir)
+    if experiment.folds:
+        # every trial reads the same cache: the last one's series_of knows every complex
+        write_out_of_fold(points, series_of, report_dir / "out_of_fold_predictions.csv")
     return report
 
 
 def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_protein: bool,
-           label: str, resume_command: str, init_seed: int | None = None) -> dict:
+           label: str, resume_command: str, init_seed: int | None = None,
+           split: SplitConfig | None = None) -> dict:
     """One training of the experiment on seed ``seed``'s split (skipped when finished, resumed
     when not), its trainer seeded with ``init_seed`` (default: ``seed``); its test
     predictions, with its wall time."""
     STOP.check(f"before the training {run_name}; finished trainings are kept, the next run "
                "skips them")
     run_config = dataclasses.replace(
-        config, seed=seed if init_seed is None else init_seed, split=seed_split(config, seed),
+        config, seed=seed if init_seed is None else init_seed,
+        split=split or seed_split(config, seed),
         run_name=run_name,
         model=dataclasses.replace(config.model, use_protein=use_protein),
         experiment=dataclasses.replace(config.experiment, name=None))
@@ -245,3 +268,35 @@ def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> di
     return result
 
 
+def input_names(complex_id: str, series: str) -> tuple[str, str]:
+    """(series, ligand name) as the input names them: a source's ``name:`` prefix dropped
+    (``unifep:ChEMBL|ADK|X/lig1`` in series ``unifep:ChEMBL|ADK|X`` -> ``ChEMBL|ADK|X``,
+    ``lig1``)."""
+    source, colon, rest = series.partition(":")
+    if colon and complex_id.startswith(f"{source}:"):
+        series, complex_id = rest, complex_id[len(source) + 1:]
+    name = (complex_id[len(series) + 1:] if complex_id.startswith(f"{series}/")
+            else complex_id)
+    return series, name
+
+
+def write_out_of_fold(points: dict, series_of: dict[str, str], path: Path) -> None:
+    """The full model's test predictions over every fold, one row per complex: ``series``
+    and ``ligand_name`` (:func:`input_names`), the complex ``id``, the ``trial`` (seed and
+    fold) that tested it, ``model_pk`` and ``measured_pk``."""
+    rows = []
+    for trial, predictions in points.items():
+        found = predictions["full"]
+        for complex_id, predicted, measured in zip(found["ids"], found["predicted"],
+                                                   found["measured"], strict=True):
+            series, name = input_names(complex_id, series_of[complex_id])
+            rows.append([series, name, complex_id, trial, f"{predicted:.4f}", f"{measured:.4f}"])
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["series", "ligand_name", "id", "trial", "model_pk", "measured_pk"])
+            writer.writerows(rows)
+
+    replace_atomically(path, write)
+    log.info("out-of-fold predictions of %d complexes: %s", len(rows), path)
