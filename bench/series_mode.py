@@ -411,16 +411,14 @@ def main() -> None:
               "campaign_s": finished - ranked, "total_s": finished - started}
     print(f"\ntime: load {timing['load_s']:.0f} s, ranking {timing['ranking_s']:.0f} s, "
           f"campaign {timing['campaign_s']:.0f} s, total {timing['total_s']:.0f} s")
-    # default=str: a PosixPath reached this payload once (148 series, --predictions) and strict
-    # JSON refused it after the whole run; not reproduced on a small run, so made harmless here.
-    write_json(args.out, json.loads(json.dumps({
+    write_json({
         "settings": {"max_series": args.max_series, "part": args.part, "draws": args.draws,
                      "ks": KS, "min_queries": MIN_QUERIES, "heavy_atom_slope": HEAVY_ATOM_SLOPE,
                      "rf_trees": RF_TREES, "campaign_rf_trees": CAMPAIGN_RF_TREES,
                      "predictions": str(args.predictions) if args.predictions else None},
         "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],
         "dropped_rows": dropped, "timing": timing, "ranking": ranking, "campaign": campaign,
-        "records": records, "campaign_runs": runs}, default=str)))
+        "records": records, "campaign_runs": runs}, args.out)
     write_figure(ranking, args.figure)
     print(f"wrote {args.out} and {args.figure}")
 
