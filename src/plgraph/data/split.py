@@ -168,9 +168,7 @@ def _grouped(group_of: dict[str, str], config: SplitConfig, rng, size: int,
 
     ``skip_oversized``: a group that would take test or val past 1.5 times its share goes to
     train instead (families are uneven: the kinases are a third of Uni-FEP's targets)."""
-    members: dict[str, list[str]] = defaultdict(list)
-    for complex_id in sorted(group_of):
-        members[group_of[complex_id]].append(complex_id)
+    members = _members(group_of)
     groups = sorted(members)
     if len(groups) < 3:
         raise SplitError(f"split.strategy={config.strategy} needs at least 3 groups, found "
@@ -178,14 +176,27 @@ def _grouped(group_of: dict[str, str], config: SplitConfig, rng, size: int,
     targets = {p: f * size for p, f in config.fractions().items()}
     parts: dict[str, list[str]] = {p: [] for p in PARTS}
     for group in (groups[i] for i in rng.permutation(len(groups))):
-        part = next((p for p in ("test", "val") if len(parts[p]) < targets[p] - 0.5
-                     and not (skip_oversized and len(parts[p]) + len(members[group])
-                              > 1.5 * targets[p])), "train")
+        part = next((p for p in ("test", "val") if _fits(len(parts[p]), len(members[group]),
+                                                          targets[p], skip_oversized)), "train")
         parts[part] += members[group]
     if not parts["train"]:
         raise SplitError(f"split.strategy={config.strategy} left no group for train: lower "
                          "split.val / split.test or add groups")
     return parts
+
+
+def _members(group_of: dict[str, str]) -> dict[str, list[str]]:
+    """Each group's complexes, in id order."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for complex_id in sorted(group_of):
+        members[group_of[complex_id]].append(complex_id)
+    return members
+
+
+def _fits(filled: int, group: int, target: float, skip_oversized: bool) -> bool:
+    """Whether a part holding ``filled`` complexes, short of its ``target``, takes a group of
+    ``group`` more; with ``skip_oversized`` not past 1.5 times its target."""
+    return filled < target - 0.5 and not (skip_oversized and filled + group > 1.5 * target)
 
 
 def _folded(group_of: dict[str, str], config: SplitConfig, rng, size: int,
@@ -194,9 +205,7 @@ def _folded(group_of: dict[str, str], config: SplitConfig, rng, size: int,
     fewest complexes so far; fold ``config.fold`` tests, the other folds' groups (in the same
     shuffled order) fill validation to ``split.val`` of all complexes, the rest trains.
     ``skip_oversized`` as in :func:`_grouped`, for validation."""
-    members: dict[str, list[str]] = defaultdict(list)
-    for complex_id in sorted(group_of):
-        members[group_of[complex_id]].append(complex_id)
+    members = _members(group_of)
     if len(members) < config.folds + 1:
         raise SplitError(f"split.folds={config.folds} needs more groups than folds, found "
                          f"{len(members)}")
@@ -212,8 +221,7 @@ def _folded(group_of: dict[str, str], config: SplitConfig, rng, size: int,
     for group in order:
         if fold_of[group] == config.fold:
             parts["test"] += members[group]
-        elif len(parts["val"]) < val_target - 0.5 and not (
-                skip_oversized and len(parts["val"]) + len(members[group]) > 1.5 * val_target):
+        elif _fits(len(parts["val"]), len(members[group]), val_target, skip_oversized):
             parts["val"] += members[group]
         else:
             parts["train"] += members[group]
