@@ -15,6 +15,7 @@ the log says so.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -58,7 +59,7 @@ class Measured:
     mol: Chem.Mol | None = None
     replicates: int = 1
 
-    @property
+    @functools.cached_property
     def structure_key(self) -> str | None:
         """The InChIKey without its protonation flag: the same ligand in another charge state
         or drawing matches. None where there is no structure."""

@@ -90,6 +90,7 @@ class SeriesRanking:
         self.suggestions, self.acquisition = suggestions, acquisition
         self.records_for, self.predict = records_for, predict
         self.rows: list[_Row] = []
+        self.unmatched: list[Measured] = []  # measured ligands absent from the library
         self.left_out: list[tuple[Measured, str]] = []
 
     def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
@@ -132,15 +133,12 @@ class SeriesRanking:
         for entry in self.rows:
             for name in (entry.row.id, entry.row.ligand_name):
                 by_name.setdefault(name, entry)
-        by_structure = {}
-        for entry in self.rows:
-            key = structure_key(entry.row.ligand) if entry.row.ligand is not None else None
-            if key:
-                by_structure.setdefault(key, entry)
-        self.unmatched = []
+        by_structure: dict[str, _Row] | None = None  # InChIs only if a name does not match
         for measured in self.measured:
             entry = by_name.get(measured.name) if measured.name else None
             if entry is None and measured.structure_key:
+                if by_structure is None:
+                    by_structure = self._by_structure()
                 entry = by_structure.get(measured.structure_key)
             if entry is None:
                 self.unmatched.append(measured)
@@ -152,6 +150,14 @@ class SeriesRanking:
                                                 f"{entry.measured.where}"))
             else:
                 entry.measured = measured
+
+    def _by_structure(self) -> dict[str, _Row]:
+        found: dict[str, _Row] = {}
+        for entry in self.rows:
+            key = structure_key(entry.row.ligand) if entry.row.ligand is not None else None
+            if key:
+                found.setdefault(key, entry)
+        return found
 
     def _add_unmatched(self) -> None:
         """Measured ligands outside the library: predicted from their pose, or left out."""
