@@ -116,10 +116,7 @@ class PredictionWriter:
     def close(self, complete: bool) -> None:
         """Rename the rows onto ``path`` (durably) when ``complete``, else delete them."""
         self._handle.close()
-        if complete:
-            self.staged.commit()
-        else:
-            self.staged.discard()
+        self.staged.finish(complete)
 
 
 
@@ -204,7 +201,4 @@ class PoseWriter:
 
     def close(self, complete: bool) -> None:
         self._writer.close()
-        if complete:
-            self.staged.commit()
-        else:
-            self.staged.discard()
+        self.staged.finish(complete)

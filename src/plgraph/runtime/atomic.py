@@ -69,6 +69,13 @@ class Staged:
         else:
             self.partial.unlink(missing_ok=True)
 
+    def finish(self, complete: bool) -> None:
+        """:meth:`commit` a complete output, :meth:`discard` an incomplete one."""
+        if complete:
+            self.commit()
+        else:
+            self.discard()
+
     def __enter__(self) -> Staged:
         return self
 
