@@ -11,12 +11,14 @@ every method predicts the rest, scored by Spearman rho on them. Methods
 - ``gp_alone``; ``rf``: scikit-learn random forest, 500 trees, on the same count fingerprints;
   ``heavy_atom_fit``: least-squares line pK ~ heavy atoms on the k; ``fep_alone``: Uni-FEP's own
   ``fep_dG`` as pK, the k unused;
-- ``gp_prior``, ``anchored``, ``gp_anchored`` with two priors: ``ha`` = HEAVY_ATOM_SLOPE x heavy
-  atoms (a weak, physics-free prior; a stand-in until model predictions exist) and ``fep`` =
-  ``fep_dG`` as pK (a strong prior: what a good model would give); with ``--predictions CSV``
-  (columns series, ligand_name, model_pk) also ``model`` and ``model_alone``.
+- ``gp_prior``, ``anchored``, ``gp_anchored``, ``blend`` with these priors: ``ha`` =
+  HEAVY_ATOM_SLOPE x heavy atoms (a weak, physics-free prior), ``fep`` = ``fep_dG`` as pK (a
+  strong prior: what a good model would give); with ``--predictions CSV`` (columns series,
+  ligand_name, model_pk) also ``model`` and ``model_alone``; with ``--random-prior`` also
+  ``random`` (N(0, 0.8) pK per ligand: a useless prior, the test of a method's safety).
 
-Reported: mean per-series rho per method and k (draws averaged within a series first); paired
+Reported: mean per-series rho per method and k (draws averaged within a series first; with
+``--max-series 0`` also on the report pool alone, where no design choice was made); paired
 per-series differences against ``gp_alone`` and ``rf`` with 95 % bootstrap intervals over series;
 calibration (share of query ligands within 1 and 2 predicted std, pooled); and a simulated
 campaign on the sampled series of at least 30 ligands: 5 random measured, then 15 rounds of one
@@ -74,7 +76,8 @@ CAMPAIGN_START, CAMPAIGN_ROUNDS, CAMPAIGN_MIN_LIGANDS = 5, 15, 30
 CAMPAIGN_RF_TREES = 100  # 15 refits per series: 500 trees would take most of the time budget
 BOOTSTRAP = 2000
 REPORT_POOL = 60  # series sampled for reporting; the others are the dev part
-PRIOR_METHODS = ("gp_prior", "anchored", "gp_anchored")
+RANDOM_PRIOR_STD = 0.8  # pK: the median spread of a Uni-FEP series
+PRIOR_METHODS = ("gp_prior", "anchored", "gp_anchored", "blend")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ class Series:
     fps: np.ndarray
     heavy: np.ndarray
     pk: np.ndarray
-    priors: dict[str, np.ndarray]  # "ha", "fep", and "model" where --predictions covers it
+    # "ha", "fep"; "model" where --predictions covers it, "random" with --random-prior
+    priors: dict[str, np.ndarray]
 
 
 def seed_of(*parts) -> int:
@@ -125,7 +129,8 @@ def read_predictions(path: Path | None) -> dict[tuple[str, str], float]:
                 for row in csv.DictReader(handle)}
 
 
-def load_series(root: Path, predictions: dict) -> tuple[list[Series], list[str]]:
+def load_series(root: Path, predictions: dict, random_prior: bool = False
+                ) -> tuple[list[Series], list[str]]:
     """Every series of ``root`` with at least MIN_LIGANDS usable ligands, sorted by name."""
     found, dropped = [], []
     for folder in sorted(p for p in root.iterdir() if (p / "result_dG.csv").is_file()):
@@ -143,6 +148,9 @@ def load_series(root: Path, predictions: dict) -> tuple[list[Series], list[str]]
         priors = {"ha": HEAVY_ATOM_SLOPE * heavy, "fep": np.array(fep)}
         if predictions:
             priors["model"] = np.array([predictions[(folder.name, name)] for name in names])
+        if random_prior:  # a useless prior at a series' pK spread: what safety must survive
+            rng = np.random.default_rng(seed_of("random prior", folder.name))
+            priors["random"] = rng.normal(0.0, RANDOM_PRIOR_STD, len(names))
         found.append(Series(folder.name, names, count_fingerprints(mols), heavy, np.array(pk),
                             priors))
     return found, dropped
@@ -266,7 +274,8 @@ def campaign_pick(series: Series, made: list[int], candidates: np.ndarray, arm: 
 
 
 CAMPAIGN_ARMS = ("random", "rf_greedy", "fep_greedy", "gp_alone:none:ucb", "gp_alone:none:ei",
-                 "gp_prior:ha:ucb", "gp_prior:fep:ucb", "gp_prior:fep:ei")
+                 "gp_prior:ha:ucb", "gp_prior:fep:ucb", "gp_prior:fep:ei", "blend:fep:ucb",
+                 "gp_prior:model:ucb", "blend:model:ucb")
 
 
 def run_campaign(series: Series, arm: str, draw: int) -> dict:
@@ -289,7 +298,7 @@ def run_campaign(series: Series, arm: str, draw: int) -> dict:
 
 def summarize_campaign(runs: list[dict]) -> dict:
     summary = {}
-    for arm in CAMPAIGN_ARMS:
+    for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == arm]
         if not mine:
             continue
@@ -331,11 +340,13 @@ FIGURE_METHODS = {"gp_alone": "fingerprint GP alone", "rf": "random forest (coun
                   "gp_prior[ha]": "gp_prior, heavy-atom prior",
                   "anchored[ha]": "anchored, heavy-atom prior",
                   "fep_alone": "FEP alone (k unused)", "gp_prior[fep]": "gp_prior, FEP prior",
+                  "blend[fep]": "blend, FEP prior",
                   "gp_anchored[fep]": "gp_anchored, FEP prior"}
 
 
 # With --predictions, the trained model's arms too.
 MODEL_FIGURE_METHODS = {"model_alone": "the model alone (k unused)",
+                        "blend[model]": "blend (default), model prior",
                         "gp_prior[model]": "gp_prior, model prior",
                         "gp_anchored[model]": "gp_anchored, model prior"}
 
@@ -362,6 +373,9 @@ def parse_args() -> argparse.Namespace:
                         help="the sampled series, or the others (for design choices)")
     parser.add_argument("--predictions", type=Path, default=None,
                         help="CSV with columns series, ligand_name, model_pk")
+    parser.add_argument("--random-prior", action="store_true",
+                        help="also each prior method with a random prior (N(0, 0.8) pK per "
+                             "ligand): a method safe by design stays level with gp_alone there")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure", type=Path, default=FIGURE,
                         help="the figure of rho against k drawn from the results")
@@ -392,7 +406,7 @@ def main() -> None:
         return
     RDLogger.DisableLog("rdApp.*")  # stereo warnings on Uni-FEP's SMILES: not our question
     started = time.perf_counter()
-    every, dropped = load_series(UNI_FEP, read_predictions(args.predictions))
+    every, dropped = load_series(UNI_FEP, read_predictions(args.predictions), args.random_prior)
     chosen = sample_series(every, args.max_series, args.part)
     loaded = time.perf_counter()
     print(f"{len(every)} series with >= {MIN_LIGANDS} ligands, {len(chosen)} sampled; "
@@ -401,8 +415,16 @@ def main() -> None:
     ranked = time.perf_counter()
     ranking = summarize_ranking(records)
     print_ranking(ranking)
+    untouched = None
+    if args.part == "report" and len(chosen) > REPORT_POOL:
+        # Every series was run (the dev part too): the pool alone is what no choice was made on.
+        pool = {s.name for s in sample_series(every, REPORT_POOL, "report")}
+        untouched = summarize_ranking([r for r in records if r["series"] in pool])
+        print(f"\nthe same on the {len(pool)} series of the report pool alone (no design "
+              "choice was made on them):")
+        print_ranking(untouched)
     campaign_set = [s for s in chosen if len(s.pk) >= CAMPAIGN_MIN_LIGANDS][:args.campaign_series]
-    arms = CAMPAIGN_ARMS + (("gp_prior:model:ucb",) if args.predictions else ())
+    arms = [arm for arm in CAMPAIGN_ARMS if ":model:" not in arm or args.predictions]
     runs = [run_campaign(series, arm, 0) for series in campaign_set for arm in arms]
     campaign = summarize_campaign(runs)
     print_campaign(campaign)
@@ -415,9 +437,11 @@ def main() -> None:
         "settings": {"max_series": args.max_series, "part": args.part, "draws": args.draws,
                      "ks": KS, "min_queries": MIN_QUERIES, "heavy_atom_slope": HEAVY_ATOM_SLOPE,
                      "rf_trees": RF_TREES, "campaign_rf_trees": CAMPAIGN_RF_TREES,
+                     "random_prior": args.random_prior,
                      "predictions": str(args.predictions) if args.predictions else None},
         "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],
-        "dropped_rows": dropped, "timing": timing, "ranking": ranking, "campaign": campaign,
+        "dropped_rows": dropped, "timing": timing, "ranking": ranking,
+        "ranking_report_pool": untouched, "campaign": campaign,
         "records": records, "campaign_runs": runs}, args.out)
     write_figure(ranking, args.figure)
     print(f"wrote {args.out} and {args.figure}")

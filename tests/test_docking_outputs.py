@@ -81,3 +81,33 @@ def test_single_pose_files_write_no_pose_table(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list(csv.DictReader(output.open()))) == 16
     assert not (tmp_path / "tyk2_poses.csv").exists()
+
+
+def test_series_mode_takes_each_docked_ligand_once_at_its_aggregated_value(
+        trained, docked, tmp_path):
+    """Docking output and measured= together: the poses are aggregated first, so a measured
+    ligand with two poses is matched once, at its mean over the poses, and is not a query."""
+    _, run = trained
+    output = tmp_path / "ranked.csv"
+    measured = tmp_path / "measured.csv"
+    measured.write_text("id,pK\nA,7.10\nB,6.20\n")
+    result = run_predict(f"checkpoint={run / 'checkpoints' / 'best.pt'}",
+                         f"protein={FEP / f'{SERIES}_protein.pdb'}", f"ligands={docked}",
+                         f"output={output}", f"measured={measured}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "already matched" not in result.stdout + result.stderr
+    assert "series mode: 2 measured ligands" in result.stdout + result.stderr
+    ligands = list(csv.DictReader(output.open()))
+    poses = list(csv.DictReader((tmp_path / "ranked_poses.csv").open()))
+    assert [r["ligand_name"] for r in ligands] == ["A", "B", "C"]
+    assert len(poses) == 5  # every pose still scored on its own
+    a, b, c = ligands
+    assert [a["status"], b["status"]] == ["measured", "measured"]
+    assert [float(a["measured_pk"]), float(b["measured_pk"])] == [7.10, 6.20]
+    assert a["predicted_pk"] == "" and b["predicted_pk"] == ""
+    pose_values = [float(r["predicted_pk"]) for r in poses[:2]]
+    assert float(a["model_pk"]) == pytest.approx(np.mean(pose_values), abs=1e-4)
+    assert c["status"] != "measured"
+    assert float(c["model_pk"]) == pytest.approx(float(poses[3]["predicted_pk"]), abs=1e-4)
+    assert c["nearest_measured"] in {"A", "B"}
+    assert 0 < float(c["predicted_pk_std"]) < 3

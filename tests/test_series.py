@@ -16,6 +16,7 @@ from plgraph.inference.series import (
     ASSAY_NOISE_STD,
     DEFAULT_STD,
     anchored,
+    blend,
     count_fingerprints,
     gp_alone,
     gp_anchored,
@@ -144,6 +145,39 @@ def test_anchored_on_a_perfect_prior_returns_it(btk):
     result = anchored(fps[measured], pk[measured], fps[query], pk[measured], pk[query])
     assert np.allclose(result.mean, pk[query])
     assert (result.std >= ASSAY_NOISE_STD).all()
+
+
+def test_blend_mixes_anchoring_in_where_it_predicts_the_measured_ligands(btk):
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 10, seed=4)
+    close = pk + np.random.default_rng(4).normal(0.0, 0.2, len(pk))  # a good prior
+    alone = gp_alone(fps[measured], pk[measured], fps[query])
+    mixed = blend(fps[measured], pk[measured], fps[query], close[measured], close[query])
+    anchors = anchored(fps[measured], pk[measured], fps[query], close[measured], close[query])
+    assert mixed.prior_scale == 0.5
+    assert np.allclose(mixed.mean, (alone.mean + anchors.mean) / 2)
+    # The mixture's variance holds both variances and the disagreement of the two means.
+    assert (mixed.std >= np.minimum(alone.std, anchors.std) - 1e-9).all()
+    assert spearmanr(mixed.mean, pk[query])[0] > spearmanr(alone.mean, pk[query])[0] + 0.1
+
+
+@pytest.mark.parametrize("prior_of", [
+    lambda pk, seed: -pk,  # ranks the series backwards
+    lambda pk, seed: np.random.default_rng(200 + seed).normal(7.0, 1.0, len(pk)),
+])
+def test_blend_falls_back_to_gp_alone_where_anchoring_predicts_worse(btk, prior_of):
+    fps, pk, _ = btk
+    fallbacks = 0
+    for seed in range(4):
+        measured, query = split(len(pk), 10, seed)
+        prior = prior_of(pk, seed)
+        alone = gp_alone(fps[measured], pk[measured], fps[query])
+        mixed = blend(fps[measured], pk[measured], fps[query], prior[measured], prior[query])
+        if mixed.prior_scale == 0.0:
+            fallbacks += 1
+            assert np.array_equal(mixed.mean, alone.mean)
+            assert np.array_equal(mixed.std, alone.std)
+    assert fallbacks >= 3
 
 
 def test_no_measurement_gives_the_prior_and_gp_alone_refuses(btk):

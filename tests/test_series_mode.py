@@ -139,7 +139,7 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
     assert sorted(int(row["suggest_rank"]) for row in queries if row["suggest_rank"]) == [1, 2,
                                                                                          3]
     output = result.stdout + result.stderr
-    assert "series mode: 5 measured ligands; method gp_prior" in output
+    assert "series mode: 5 measured ligands; method blend" in output
     assert "suggest=3 by upper confidence bound" in output
 
 

@@ -644,7 +644,8 @@ class AppConfig:
 
 
 POSE_AGGREGATIONS = ("mean", "best", "first")
-SERIES_METHODS = ("gp_prior", "gp_alone", "anchored", "gp_anchored")  # inference.series.METHODS
+# inference.series.METHODS
+SERIES_METHODS = ("blend", "gp_prior", "gp_alone", "anchored", "gp_anchored")
 ACQUISITIONS = ("ucb", "ei")  # inference.series.ACQUISITIONS
 
 
@@ -683,7 +684,7 @@ class PredictConfig:
             + ``unit``) or an SDF (``measured_property``, ``measured_kind``) of measured
             ligands of the same series; the predictions are adjusted to them
             (:mod:`plgraph.inference.series_ranking`).
-        series_method: how: ``gp_prior`` (default), ``gp_alone``, ``anchored``,
+        series_method: how: ``blend`` (default), ``gp_prior``, ``gp_alone``, ``anchored``,
             ``gp_anchored`` (:mod:`plgraph.inference.series`).
         suggest: with ``measured``, rank this many ligands to make next (``suggest_rank``).
         acquisition: how they are chosen: ``ucb`` (default) or ``ei``.
@@ -713,7 +714,7 @@ class PredictConfig:
     measured: str | None = None
     measured_property: str | None = None
     measured_kind: str = "pk"
-    series_method: str = "gp_prior"
+    series_method: str = "blend"
     suggest: int = 0
     acquisition: str = "ucb"
 

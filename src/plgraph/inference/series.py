@@ -16,7 +16,9 @@ deviation in pK units per query (:class:`SeriesPrediction`):
 - ``anchored``: each measured ligand r predicts ``pK(r) + prior(q) - prior(r)``; the anchors are
   averaged with weights ``similarity(q, r) ** 3`` (the prior taken at its own scale, s = 1);
 - ``gp_anchored``: the GP on the prior's residuals ``pK - prior`` (s = 1 fixed, the offset and
-  its smoothing over chemical space fitted): anchoring with the GP's weights and uncertainty.
+  its smoothing over chemical space fitted): anchoring with the GP's weights and uncertainty;
+- ``blend``: the equal mixture of ``anchored`` and ``gp_alone``, used only where anchoring
+  predicts the measured ligands (each left out in turn) no worse than the GP; else the GP alone.
 
 The standard deviations are those of a new measurement (they include the assay noise, fitted
 with a floor of :data:`ASSAY_NOISE_STD`). With no measured ligand the prior alone is returned,
@@ -29,6 +31,7 @@ leaf, usable without the network.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
+from scipy.linalg import cho_solve
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -63,6 +67,13 @@ ANCHOR_PSEUDO_SIMILARITY = 0.3
 # with a random prior a margin of 1 was still measurably worse than the GP alone at k = 5,
 # 2 was not, and 3 gave up half or more of what FEP as the prior added at k = 5 and 10.
 EVIDENCE_MARGIN = 2.0
+# blend mixes anchoring in only where its leave-one-out squared error on the measured ligands is
+# at most BLEND_GUARD times the GP's: "no worse than the GP on what was measured". On the dev
+# part (bench/series_mode_guard.py, 88 series) 1.0 kept the gain of today's model at k = 5
+# (+0.033 rho over the GP alone, interval above 0) and was not measurably worse at k = 10 and 20;
+# with a random prior it cost 0.033 at k = 5 and 0.007 at k = 10. 0.5 would cost 0.010 there but
+# keep only 0.007 of the model's gain; no guard was free with a useless prior at k = 5.
+BLEND_GUARD = 1.0
 # Marginal-likelihood optimizer restarts. 2 and 0 gave the same figures on the dev part of
 # bench/series_mode.py; 0 is 2.5 times faster.
 GP_RESTARTS = 0
@@ -271,12 +282,21 @@ def _noise_std(gp: GaussianProcessRegressor) -> float:
     return float(np.sqrt(gp.kernel_.k2.noise_level))
 
 
-def _gp_predict(inputs: _Inputs, offset_measured: np.ndarray, offset_query: np.ndarray,
-                prior_scale: float | None) -> SeriesPrediction:
-    """The GP alone on ``pK - offset``, around its mean, added back to the query offsets."""
+def _gp_around_mean(inputs: _Inputs, offset_measured: np.ndarray
+                    ) -> tuple[GaussianProcessRegressor, float]:
+    """The GP alone fitted on ``pK - offset`` minus its mean, and that mean."""
     residual = inputs.measured_pk - offset_measured
-    centre = residual.mean()
-    gp = _fit_gp(_design(inputs.measured_fps, None), residual - centre, with_prior=False)
+    centre = float(residual.mean())
+    return _fit_gp(_design(inputs.measured_fps, None), residual - centre, with_prior=False), centre
+
+
+def _gp_predict(inputs: _Inputs, offset_measured: np.ndarray, offset_query: np.ndarray,
+                prior_scale: float | None,
+                fitted: tuple[GaussianProcessRegressor, float] | None = None
+                ) -> SeriesPrediction:
+    """The GP alone on ``pK - offset``, around its mean, added back to the query offsets
+    (``fitted``: that GP and mean, where the caller has them already)."""
+    gp, centre = fitted or _gp_around_mean(inputs, offset_measured)
     mean, std = gp.predict(_design(inputs.query_fps, None), return_std=True)
     return SeriesPrediction(mean + centre + offset_query, std, prior_scale, _noise_std(gp),
                             gp.log_marginal_likelihood_value_)
@@ -353,6 +373,23 @@ def gp_anchored(measured_fps, measured_pk, query_fps, measured_prior,
     return _gp_predict(inputs, inputs.measured_prior, inputs.query_prior, 1.0)
 
 
+def _anchor_offsets(query_fps: np.ndarray, anchor_fps: np.ndarray, anchor_offsets: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the similarity-weighted mean of the anchors' offsets ``pK - prior`` and the
+    anchored std (see :func:`anchored`)."""
+    weights = tanimoto(query_fps, anchor_fps) ** ANCHOR_POWER
+    total = weights.sum(axis=1)
+    # A query sharing no bit with any anchor gets equal weights rather than 0 / 0.
+    weights[total == 0] = 1.0
+    total = weights.sum(axis=1)
+    offset = weights @ anchor_offsets / total
+    pseudo = ANCHOR_PSEUDO_SIMILARITY**ANCHOR_POWER
+    spread = (weights * (anchor_offsets[None, :] - offset[:, None]) ** 2).sum(axis=1)
+    variance = (spread + pseudo * DEFAULT_STD**2) / (total + pseudo)
+    effective = total**2 / (weights**2).sum(axis=1)
+    return offset, np.maximum(np.sqrt(variance * (1 + 1 / effective)), ASSAY_NOISE_STD)
+
+
 def anchored(measured_fps, measured_pk, query_fps, measured_prior,
              query_prior) -> SeriesPrediction:
     """Reference anchoring: each measured r predicts ``pK(r) + prior(q) - prior(r)``.
@@ -368,24 +405,81 @@ def anchored(measured_fps, measured_pk, query_fps, measured_prior,
     few = _few(inputs, "anchored")
     if few is not None:
         return few
-    offsets = inputs.measured_pk - inputs.measured_prior
-    weights = tanimoto(inputs.query_fps, inputs.measured_fps) ** ANCHOR_POWER
-    total = weights.sum(axis=1)
-    # A query sharing no bit with any anchor gets equal weights rather than 0 / 0.
-    weights[total == 0] = 1.0
-    total = weights.sum(axis=1)
-    offset = weights @ offsets / total
-    pseudo = ANCHOR_PSEUDO_SIMILARITY**ANCHOR_POWER
-    spread = (weights * (offsets[None, :] - offset[:, None]) ** 2).sum(axis=1)
-    variance = (spread + pseudo * DEFAULT_STD**2) / (total + pseudo)
-    effective = total**2 / (weights**2).sum(axis=1)
-    std = np.maximum(np.sqrt(variance * (1 + 1 / effective)), ASSAY_NOISE_STD)
+    offset, std = _anchor_offsets(inputs.query_fps, inputs.measured_fps,
+                                  inputs.measured_pk - inputs.measured_prior)
     return SeriesPrediction(inputs.query_prior + offset, std, 1.0)
+
+
+def _anchored_loo_errors(inputs: _Inputs) -> np.ndarray:
+    """Each measured ligand's error when the others anchor it (leave one out)."""
+    offsets = inputs.measured_pk - inputs.measured_prior
+    errors = np.empty(len(offsets))
+    for left_out in range(len(offsets)):
+        others = np.arange(len(offsets)) != left_out
+        offset, _ = _anchor_offsets(inputs.measured_fps[left_out:left_out + 1],
+                                    inputs.measured_fps[others], offsets[others])
+        errors[left_out] = offsets[left_out] - offset[0]
+    return errors
+
+
+def _gp_loo_errors(gp: GaussianProcessRegressor) -> np.ndarray:
+    """Each training point's leave-one-out error under a fitted GP, its hyperparameters fixed:
+    ``[K^-1 y]_i / [K^-1]_ii`` (Rasmussen & Williams, eq. 5.12), no refit per point."""
+    inverse = cho_solve((gp.L_, True), np.eye(len(gp.alpha_)))
+    return gp.alpha_ / np.diag(inverse)
+
+
+def _error_ratio(inputs: _Inputs, gp: GaussianProcessRegressor) -> float:
+    return float((_anchored_loo_errors(inputs) ** 2).sum() / (_gp_loo_errors(gp) ** 2).sum())
+
+
+def anchoring_error_ratio(measured_fps, measured_pk, measured_prior) -> float:
+    """How much worse anchoring predicts the measured ligands than the GP alone: the ratio of
+    their leave-one-out sums of squared errors (each measured ligand predicted from the others;
+    below 1, anchoring on the prior did better). Needs k >= 2; inputs as :func:`gp_alone`'s."""
+    inputs = check_inputs(measured_fps, measured_pk, measured_fps, measured_prior,
+                          measured_prior)
+    if len(inputs.measured_pk) < 2:
+        raise InputError(f"anchoring_error_ratio: needs at least 2 measured ligands (got "
+                         f"{len(inputs.measured_pk)})")
+    gp, _ = _gp_around_mean(inputs, np.zeros(len(inputs.measured_pk)))
+    return _error_ratio(inputs, gp)
+
+
+def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
+          guard: float = BLEND_GUARD) -> SeriesPrediction:
+    """The equal mixture of :func:`anchored` and :func:`gp_alone`, where anchoring earns it.
+
+    The two read different evidence: anchoring trusts the prior's differences between close
+    analogues, the GP how the measured pK vary over the fingerprint. The mixture is used only if
+    :func:`anchoring_error_ratio` is at most ``guard``; otherwise the result is ``gp_alone``'s
+    (``prior_scale = 0``): a prior the measured ligands contradict is not allowed to reorder the
+    series (``guard=math.inf`` mixes always). The mixture's mean is the mean of the two means,
+    its std that of an equal mixture of the two Gaussians (their variances averaged plus the
+    spread of the two means), so where they disagree the std says so. Other arguments as
+    :func:`gp_alone`; priors required.
+    """
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    _require_prior(inputs, "blend")
+    few = _few(inputs, "blend")
+    if few is not None:
+        return few
+    k, m = len(inputs.measured_pk), len(inputs.query_fps)
+    fitted = _gp_around_mean(inputs, np.zeros(k))
+    alone = _gp_predict(inputs, np.zeros(k), np.zeros(m), 0.0, fitted)
+    if not math.isinf(guard) and _error_ratio(inputs, fitted[0]) > guard:
+        return alone
+    offset, anchored_std = _anchor_offsets(inputs.query_fps, inputs.measured_fps,
+                                           inputs.measured_pk - inputs.measured_prior)
+    anchored_mean = inputs.query_prior + offset
+    mean = (anchored_mean + alone.mean) / 2
+    variance = (anchored_std**2 + alone.std**2) / 2 + ((anchored_mean - alone.mean) / 2) ** 2
+    return SeriesPrediction(mean, np.sqrt(variance), 0.5, alone.noise_std, alone.log_evidence)
 
 
 Method = Callable[..., SeriesPrediction]
 METHODS: dict[str, Method] = {"gp_alone": gp_alone, "gp_prior": gp_prior,
-                              "anchored": anchored, "gp_anchored": gp_anchored}
+                              "anchored": anchored, "gp_anchored": gp_anchored, "blend": blend}
 
 
 def _ucb(mean: np.ndarray, std: np.ndarray, best_so_far: float, kappa: float) -> np.ndarray:

@@ -1,0 +1,93 @@
+"""Series mode's blend guard (issue 24): where should ``blend`` stop mixing anchoring in?
+
+``blend`` mixes reference anchoring into the fingerprint GP only where anchoring predicts the
+measured ligands (leave one out) with at most ``guard`` times the GP's squared error. A low
+guard protects against a useless prior and gives up the gain of a useful one. This script
+measures the trade on the dev part of bench/series_mode.py (never the reported series): for each
+series, k and draw it computes the error ratio once and both arms once, so every guard value is
+scored on identical draws. Printed per prior (the model's out-of-fold predictions with
+``--predictions``, a random prior, FEP, the heavy-atom prior), k and guard: mean per-series rho
+minus gp_alone's with a 95 % bootstrap interval, and the share of draws that mixed.
+
+Run from the repo root: ``python bench/series_mode_guard.py --predictions CSV``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from rdkit import RDLogger
+from series_mode import (
+    KS,
+    MIN_QUERIES,
+    UNI_FEP,
+    bootstrap_mean,
+    load_series,
+    read_predictions,
+    sample_series,
+    seed_of,
+    spearman,
+)
+from threadpoolctl import threadpool_limits
+
+from plgraph.inference.series import anchoring_error_ratio, blend, gp_alone
+
+GUARDS = (0.5, 0.7, 0.85, 1.0, 1.2, math.inf)
+
+
+def measure(series_list, draws: int) -> dict:
+    """{(prior, k): [(series, ratio, rho of gp_alone, rho of the mixture)]} over every draw."""
+    found = defaultdict(list)
+    for series in series_list:
+        fps, pk = series.fps, series.pk
+        for k in KS:
+            if len(pk) - k < MIN_QUERIES:
+                continue
+            for draw in range(draws):
+                order = np.random.default_rng(seed_of(series.name, k, draw)).permutation(len(pk))
+                measured, query = order[:k], order[k:]
+                alone = spearman(gp_alone(fps[measured], pk[measured], fps[query]).mean,
+                                 pk[query])
+                for name, prior in series.priors.items():
+                    ratio = anchoring_error_ratio(fps[measured], pk[measured], prior[measured])
+                    mixed = blend(fps[measured], pk[measured], fps[query], prior[measured],
+                                  prior[query], guard=math.inf)
+                    found[(name, k)].append((series.name, ratio, alone,
+                                             spearman(mixed.mean, pk[query])))
+    return found
+
+
+def report(found: dict) -> None:
+    print("prior   k  guard   mixed  rho-gp_alone [95% bootstrap over series]")
+    for (name, k), rows in sorted(found.items()):
+        for guard in GUARDS:
+            by_series = defaultdict(list)
+            for series, ratio, alone, mixed in rows:
+                by_series[series].append((mixed if ratio <= guard else alone) - alone)
+            diff = np.array([np.mean(v) for v in by_series.values()])
+            mean, low, high = bootstrap_mean(diff, seed_of(name, k, guard))
+            share = np.mean([ratio <= guard for _, ratio, _, _ in rows])
+            print(f"{name:7s} {k:2d}  {guard:5.2f}  {share:5.2f}  {mean:+.3f} "
+                  f"[{low:+.3f},{high:+.3f}]  n={len(diff)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="CSV with columns series, ligand_name, model_pk")
+    parser.add_argument("--draws", type=int, default=3)
+    args = parser.parse_args()
+    RDLogger.DisableLog("rdApp.*")
+    every, _ = load_series(UNI_FEP, read_predictions(args.predictions), random_prior=True)
+    chosen = sample_series(every, 0, "dev")
+    print(f"dev part: {len(chosen)} series")
+    report(measure(chosen, args.draws))
+
+
+if __name__ == "__main__":
+    with threadpool_limits(1):
+        main()
