@@ -1,16 +1,21 @@
 """Faults a cluster user meets (issue 26), each met for real in processes of their own: what
-the product leaves in TMPDIR."""
+the product leaves in TMPDIR, and a cache-build worker killed as the out-of-memory killer kills
+it."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import MAIN_ARGS, REPO
+from conftest import FEP, MAIN_ARGS, REPO, missing_shared
+from test_stop import alive, assert_no_cache, pool_workers, product_processes
 
 ONE_EPOCH = [*[o for o in MAIN_ARGS if not o.startswith("trainer.max_epochs")],
              "trainer.max_epochs=1"]
@@ -65,3 +70,67 @@ def test_the_layer_propagates_with_pygs_generated_code_kept_in_the_cache_directo
     module, source, replaced = result.stdout.split()
     assert module == "plgraph.model.layers_ViSLayer_propagate" and replaced == "True"
     assert Path(source).parent == tmp_path / "plgraph" / "pyg"
+
+
+# --- a cache-build worker killed with SIGKILL -------------------------------------------------
+def in_user_code(pid: int) -> bool:
+    """Whether process ``pid``, once stopped, is computing (featurizing) rather than in a
+    system call (a worker waiting for its next chunk, sending a result or reading a file)."""
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.001)
+    return Path(f"/proc/{pid}/syscall").read_text().split()[0] == "-1"  # -1: in user space
+
+
+def kill_while_featurizing(pid: int, deadline: float) -> None:
+    """SIGKILL worker ``pid`` at an instant when it is featurizing a complex: stopped and looked
+    at until it is caught in its own code, so that the test does not rest on luck."""
+    while time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        if in_user_code(pid):
+            os.kill(pid, signal.SIGKILL)
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    pytest.fail(f"worker {pid} was never caught featurizing")
+
+
+def fep_ids() -> set[str]:
+    from plgraph.config import DataConfig, FeaturizeConfig
+    from plgraph.data.layouts import read_inputs
+
+    data = DataConfig(root=str(FEP), layout="series", workers=1)
+    return {record.id for record in read_inputs(data, FeaturizeConfig()).records}
+
+
+@pytest.mark.slow
+def test_a_cache_build_worker_killed_with_sigkill_names_the_complexes_it_held(tmp_path):
+    if not FEP.is_dir():
+        missing_shared(FEP)
+    processed = tmp_path / "processed"
+    log = tmp_path / "build.log"
+    command = [sys.executable, str(REPO / "main.py"), f"data.root={FEP}", "data.layout=series",
+               f"data.processed_dir={processed}", "data.workers=2", "prepare_only=true",
+               f"output_root={tmp_path / 'outputs'}"]
+    with open(log, "w") as output:
+        product = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 300
+    # Both workers featurizing: the first chunks are back (the progress bar counts them).
+    while not re.search(r"\| *[1-9]\d*/\d+", log.read_text()):
+        assert product.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no chunk was ever featurized"
+        time.sleep(0.1)
+    workers = pool_workers(product.pid)
+    children = product_processes(product.pid)
+    kill_while_featurizing(workers[0], deadline)
+    assert product.wait(timeout=120) != 0
+    text = log.read_text()
+    named = re.search(rf"pid {workers[0]} killed by SIGKILL while featurizing '([^']+)';", text)
+    assert named, text
+    assert named.group(1) in fep_ids(), text
+    assert "nothing was cached" in text and "Traceback" not in text
+    assert_no_cache(processed)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in children if alive(pid)], "a process outlived the build"
