@@ -47,7 +47,7 @@ from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
 from plgraph.featurize import DATA_PROCESSING_VERSION, ProteinAtoms
 from plgraph.featurize.posing import PosingSite
-from plgraph.runtime.atomic import Staged, replace_atomically
+from plgraph.runtime.atomic import Staged, replace_atomically, reporting_full_disk
 from plgraph.runtime.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
     staged = Staged(target, directory=True,
                     partial=target.with_name(f"{target.name}.partial-{os.getpid()}"))
     started = time.perf_counter()
-    with staged:
+    with reporting_full_disk(staged), staged:  # a full disk: DiskFullError, no partial left
         meta = write_shards(staged.partial, inputs, identity, data)
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
                          "workers": worker_count(data.num_workers, len(inputs.records))}
