@@ -22,7 +22,7 @@ from plgraph.experiments.comparison import (
 )
 from plgraph.experiments.few_shot import METHODS as FEW_SHOT_METHODS
 from plgraph.experiments.report import markdown, summarize
-from plgraph.experiments.run import capped_training, fep_reference
+from plgraph.experiments.run import capped_training, fep_reference, heavy_atom_baseline
 
 
 def test_paired_differences_pair_the_same_series_of_the_same_seed_only():
@@ -47,7 +47,7 @@ def test_bootstrap_interval_is_seeded_and_excludes_zero_only_for_a_clear_differe
     assert 0 < first["low"] < first["mean"] < first["high"]
     wide = bootstrap_interval(unclear)
     assert wide["low"] < 0 < wide["high"]
-    assert np.isnan(bootstrap_interval([0.2])["low"])
+    assert bootstrap_interval([0.2])["low"] is None
 
 
 def one_seed_results() -> dict:
@@ -78,6 +78,43 @@ def test_one_seed_reports_each_figure_without_a_standard_deviation(tmp_path):
     plot_few_shot(report["few_shot"], LABELS, tmp_path / "few_shot.png")  # no error bar, no error
     plot_learning_curve(report["learning_curve"], FIGURES, {"pearson": 0.1},
                         tmp_path / "curve.png")
+
+
+def test_one_seed_with_one_test_series_prints_no_interval_instead_of_nan():
+    results = one_seed_results()
+    for method in ("full", "ligand_only", "heavy_atoms"):
+        results[0][method]["per_series_spearman"] = {"a": 0.1}
+    for figures in results[0]["few_shot"][2].values():
+        figures["per_series"] = {"a": 0.1}
+    report = summarize(AppConfig(), results, 1.0)
+    json.dumps(report, allow_nan=False)
+    text = markdown(report)
+    assert "nan" not in text
+    assert "| 1 | +0.000 | no interval | no |" in text
+    assert "| +0.000 no interval (n=1) |" in text.split("after k measured ligands")[1]
+
+
+def test_the_heavy_atom_baseline_reads_the_cache_and_rebuilds_no_graph(twenty_prepared,
+                                                                        monkeypatch):
+    _, prepared = twenty_prepared
+
+    def counts(part: str) -> np.ndarray:
+        dataset = prepared.part(part)
+        return np.array([len(dataset[i]["ligand"].x) for i in range(len(dataset))], float)
+
+    train, test = counts("train"), counts("test")
+    labels = {p: [float(prepared.part(p)[i].y) for i in range(len(prepared.split.parts[p]))]
+              for p in ("train", "test")}
+    slope, intercept = np.polyfit(train, labels["train"], 1)
+
+    def rebuilt(self, index):
+        raise AssertionError(f"graph {index} was rebuilt from the cache")
+
+    monkeypatch.setattr(type(prepared.cache), "__getitem__", rebuilt)
+    found = heavy_atom_baseline(prepared)
+    assert found["ids"] == prepared.split.parts["test"]
+    assert found["measured"].tolist() == labels["test"]
+    assert np.allclose(found["predicted"], slope * test + intercept)
 
 
 def test_two_seeds_report_mean_and_standard_deviation():

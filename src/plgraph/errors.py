@@ -29,3 +29,7 @@ class TooManyFailuresError(PlgraphError):
 
 class NonFiniteLossError(PlgraphError):
     """The loss became NaN or infinite; training stops, the last good checkpoint stays."""
+
+
+class DiskFullError(PlgraphError):
+    """A write ran out of disk space (or quota); the file it was replacing is untouched."""

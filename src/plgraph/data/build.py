@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
+from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
+from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
@@ -44,7 +47,7 @@ from plgraph.data.records import ComplexRecord, Failure, ReadResult
 from plgraph.errors import CacheError, FeaturizationError, TooManyFailuresError
 from plgraph.featurize import DATA_PROCESSING_VERSION, ProteinAtoms
 from plgraph.featurize.posing import PosingSite
-from plgraph.runtime.atomic import Staged, replace_atomically
+from plgraph.runtime.atomic import Staged, replace_atomically, reporting_full_disk
 from plgraph.runtime.stop import STOP, ignore_stop_signals_in_worker, stop_signals_blocked
 
 log = logging.getLogger(__name__)
@@ -94,15 +97,21 @@ _worker_config: FeaturizeConfig | None = None
 _worker_proteins: OrderedDict[str, ProteinAtoms] = OrderedDict()
 _worker_sites: OrderedDict[tuple, PosingSite] = OrderedDict()
 _worker_cancel: EventType | None = None  # set by the caller: return from the chunk now
+# Shared with the caller: for each record (by input position), the pid of the worker
+# featurizing it now, 0 when none. Each slot has one writer at a time, so no lock: a worker
+# killed mid-write can block no one.
+_worker_in_flight = None
 
 
-def init_worker(config: FeaturizeConfig, pool_worker: bool,
-                cancel: EventType | None = None) -> None:
+def init_worker(config: FeaturizeConfig, pool_worker: bool, cancel: EventType | None = None,
+                in_flight=None) -> None:
     """Set up this process (a pool worker, or the caller for a serial build) to featurize
-    ``config``'s graphs: empty protein and site caches, the cancel event to watch."""
-    global _worker_config, _worker_cancel
+    ``config``'s graphs: empty protein and site caches, the cancel event to watch, the shared
+    array in which it marks the record it is featurizing (see :class:`PoolWatch`)."""
+    global _worker_config, _worker_cancel, _worker_in_flight
     _worker_config = config
     _worker_cancel = cancel
+    _worker_in_flight = in_flight
     _worker_proteins.clear()  # a rebuild must not see proteins parsed before a file changed
     _worker_sites.clear()
     if pool_worker:
@@ -110,22 +119,93 @@ def init_worker(config: FeaturizeConfig, pool_worker: bool,
         ignore_stop_signals_in_worker()  # the caller stops the build and ends the pool
 
 
-def featurize_chunk(records: list[ComplexRecord]) -> list[bytes | Failure]:
-    """Runs in a worker. Graphs travel as plain pickles: torch's shared-memory tensor passing
-    would hold one file descriptor per tensor and run out of them on large datasets."""
+def featurize_chunk(records: list[ComplexRecord], first: int = 0) -> list[bytes | Failure]:
+    """Runs in a worker; ``first`` is the input position of ``records[0]``. Graphs travel as
+    plain pickles: torch's shared-memory tensor passing would hold one file descriptor per
+    tensor and run out of them on large datasets."""
     assert _worker_config is not None, "worker not initialized"
     results: list[bytes | Failure] = []
-    for record in records:
+    for position, record in enumerate(records, first):
         if _worker_cancel is not None and _worker_cancel.is_set():
             return results  # the build is stopping: nobody reads this chunk
-        try:
-            graph = featurize_record(record, _worker_config, _worker_proteins, _worker_sites)
-        except FeaturizationError as error:
-            results.append(Failure(record.id, str(error)))
-            continue
-        graph.y = torch.tensor([record.label], dtype=torch.float32)
-        results.append(pickle.dumps(graph))
+        _mark_in_flight(position, os.getpid())
+        results.append(_featurize_one(record))
+        _mark_in_flight(position, 0)
     return results
+
+
+def _featurize_one(record: ComplexRecord) -> bytes | Failure:
+    try:
+        graph = featurize_record(record, _worker_config, _worker_proteins, _worker_sites)
+    except FeaturizationError as error:
+        return Failure(record.id, str(error))
+    graph.y = torch.tensor([record.label], dtype=torch.float32)
+    return pickle.dumps(graph)
+
+
+def _mark_in_flight(position: int, pid: int) -> None:
+    if _worker_in_flight is not None:
+        _worker_in_flight[position] = pid
+
+
+@dataclass
+class PoolWatch:
+    """The pool's workers and the record each is featurizing, so that a worker's death names
+    the complexes it held: a complex named again on a rerun is a poison input, others named
+    each time point to memory pressure.
+
+    Args:
+        records: the build's records, in input order.
+        in_flight: shared with the workers (see ``_worker_in_flight``).
+    """
+
+    records: list[ComplexRecord]
+    in_flight: object
+    processes: list = field(default_factory=list)
+    dead: dict[int, int | None] = field(default_factory=dict)  # pid -> exit code, first seen
+
+    def note_deaths(self) -> bool:
+        """Record the workers dead by now (before the build kills any); whether any is. A
+        process's end is read from its sentinel, which reaps nothing: the executor's thread
+        reaps the workers concurrently, and a race with it reads no exit code at all."""
+        ended = wait([p.sentinel for p in self.processes], timeout=0)
+        for process in self.processes:
+            if process.sentinel in ended and process.pid not in self.dead:
+                code = _exit_code(process)
+                if code != 0:
+                    self.dead[process.pid] = code
+        return bool(self.dead)
+
+    def held_by(self, pid: int) -> list[str]:
+        return [r.id for r, holder in zip(self.records, self.in_flight, strict=True)
+                if holder == pid]
+
+    def death_message(self) -> str:
+        """What died, of what, holding which complexes, and what to do about it."""
+        deaths = [f"pid {pid} {_cause(code)} " + (
+            f"while featurizing {', '.join(map(repr, held))}" if (held := self.held_by(pid)) else
+            "with no complex in flight (starting, or sending finished results)")
+                  for pid, code in self.dead.items()]
+        return (f"a featurization worker died: {'; '.join(deaths) or 'unknown'}; nothing was "
+                "cached. SIGKILL is what the kernel's out-of-memory killer sends: if a rerun "
+                "names the same complexes, they are the cause (remove them from the inputs); "
+                "if it names others, memory is short: run again with fewer data.workers.")
+
+
+def _exit_code(process, patience_s: float = 1.0) -> int | None:
+    """The exit code of an ended process, once whichever thread reaps it has recorded it."""
+    deadline = time.monotonic() + patience_s
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process.exitcode
+
+
+def _cause(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "died"
+    if exit_code < 0:
+        return f"killed by {signal.Signals(-exit_code).name}"
+    return f"exited with code {exit_code}"
 
 
 def _chunks(records: list[ComplexRecord]) -> Iterator[list[ComplexRecord]]:
@@ -165,23 +245,34 @@ def featurize_in_order(records: list[ComplexRecord], config: FeaturizeConfig,
     with stop_signals_blocked():
         resource_tracker.ensure_running()
     cancel = context.Event()
+    watch = PoolWatch(records, context.RawArray("i", len(records)))
     with stop_signals_blocked():  # the workers start on submit
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                   initargs=(config, True, cancel))
-        futures = [pool.submit(featurize_chunk, chunk) for chunk in _chunks(records)]
+                                   initargs=(config, True, cancel, watch.in_flight))
+        futures = [pool.submit(featurize_chunk, chunk, first) for chunk, first in
+                   _chunks_from(records)]
+    watch.processes = _workers(pool)  # all spawned by now; none is ever replaced
     try:
         for future in futures:
-            yield from _chunk_result(future, pool)
+            yield from _chunk_result(future, pool, watch)
         pool.shutdown(wait=True)
     except BrokenProcessPool:
-        raise CacheError("a featurization worker died (killed, or out of memory?); nothing "
-                         "was cached. Run again, with fewer data.workers if memory is "
-                         "short.") from None
+        watch.note_deaths()
+        raise CacheError(watch.death_message()) from None
     finally:
         _end_pool(pool, cancel)
 
 
-def _chunk_result(future: Future, pool: ProcessPoolExecutor) -> list[bytes | Failure]:
+def _chunks_from(records: list[ComplexRecord]) -> Iterator[tuple[list[ComplexRecord], int]]:
+    """Each chunk with the input position of its first record."""
+    first = 0
+    for chunk in _chunks(records):
+        yield chunk, first
+        first += len(chunk)
+
+
+def _chunk_result(future: Future, pool: ProcessPoolExecutor, watch: PoolWatch
+                  ) -> list[bytes | Failure]:
     """Wait for a chunk, looking at the stop flag meanwhile (a chunk can take many seconds),
     and at the workers: one that died unnoticed by the executor breaks the pool."""
     died_at, broken = None, False
@@ -190,7 +281,7 @@ def _chunk_result(future: Future, pool: ProcessPoolExecutor) -> list[bytes | Fai
         try:
             return future.result(timeout=STOP_POLL_S)
         except FuturesTimeout:
-            if died_at is None and _a_worker_died(pool):
+            if died_at is None and watch.note_deaths():
                 died_at = time.monotonic()
             if not broken and died_at is not None and (
                     time.monotonic() - died_at > DEAD_WORKER_GRACE_S):
@@ -201,10 +292,6 @@ def _chunk_result(future: Future, pool: ProcessPoolExecutor) -> list[bytes | Fai
 def _workers(pool: ProcessPoolExecutor) -> list:
     """The pool's worker processes (a private attribute of the executor; none where missing)."""
     return list((getattr(pool, "_processes", None) or {}).values())
-
-
-def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
-    return any(p.exitcode not in (None, 0) for p in _workers(pool))
 
 
 def _break_pool(pool: ProcessPoolExecutor) -> None:
@@ -261,7 +348,7 @@ def build_cache(target: Path, inputs: ReadResult, identity: dict, data: DataConf
     staged = Staged(target, directory=True,
                     partial=target.with_name(f"{target.name}.partial-{os.getpid()}"))
     started = time.perf_counter()
-    with staged:
+    with reporting_full_disk(staged), staged:  # a full disk: DiskFullError, no partial left
         meta = write_shards(staged.partial, inputs, identity, data)
         meta["build"] = {"seconds": round(time.perf_counter() - started, 3),
                          "workers": worker_count(data.num_workers, len(inputs.records))}

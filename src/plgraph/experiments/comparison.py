@@ -41,13 +41,28 @@ def format_mean_std(entry: dict) -> str:
     return f"{entry['mean']:.3f} (1 seed)" if np.isfinite(entry["mean"]) else "none"
 
 
+def format_interval(entry: dict) -> str:
+    """A report's cell for a :func:`bootstrap_interval`: ``[-0.120, +0.310]``, or ``no
+    interval`` below two values (one test series in a one-seed experiment)."""
+    if entry["low"] is None:
+        return "no interval"
+    return f"[{entry['low']:+.3f}, {entry['high']:+.3f}]"
+
+
+def excludes_zero(entry: dict) -> bool:
+    """Whether a :func:`bootstrap_interval` lies wholly on one side of 0 (False without one)."""
+    return entry["low"] is not None and (entry["low"] > 0 or entry["high"] < 0)
+
+
 def bootstrap_interval(values: list[float], seed: int = 0,
                        resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
-    """Mean of ``values`` and its 95 % percentile-bootstrap interval (seeded, reproducible)."""
+    """Mean of ``values`` and its 95 % percentile-bootstrap interval (seeded, reproducible).
+    Below two values there is no spread to resample: ``low`` and ``high`` are None (null in
+    results.json), and the report says so instead of printing NaN."""
     data = np.asarray(values, dtype=float)
     if len(data) < 2:
         return {"n": len(data), "mean": float(data.mean()) if len(data) else float("nan"),
-                "low": float("nan"), "high": float("nan")}
+                "low": None, "high": None}
     rng = np.random.default_rng(seed)
     means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])

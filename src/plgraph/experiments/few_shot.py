@@ -39,6 +39,7 @@ from plgraph.data.layouts import read_inputs  # noqa: E402
 from plgraph.data.records import ComplexRecord  # noqa: E402
 from plgraph.experiments.comparison import (  # noqa: E402
     bootstrap_interval,
+    format_interval,
     format_mean_std,
     mean_std,
 )
@@ -224,6 +225,6 @@ def few_shot_markdown(summary: dict) -> list[str]:
     for other in (m for m in METHODS if m != "fine_tuned"):
         cells = [summary[k]["fine_tuned_minus"][other] for k in summary]
         lines.append(f"| {LABELS[other]} | " + " | ".join(
-            f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] (n={c['n']})" for c in cells)
+            f"{c['mean']:+.3f} {format_interval(c)} (n={c['n']})" for c in cells)
             + " |")
     return [*lines, ""]

@@ -12,6 +12,8 @@ import numpy as np
 from plgraph.config import AppConfig
 from plgraph.experiments.comparison import (
     bootstrap_interval,
+    excludes_zero,
+    format_interval,
     format_mean_std,
     mean_std,
     paired_differences,
@@ -127,10 +129,9 @@ def markdown(report: dict) -> str:
                   "|---|---|---:|---:|---:|---|"]
         for name, entry in paired.items():
             method, other = name.split("-", 1)
-            excludes = entry["low"] > 0 or entry["high"] < 0
             lines.append(f"| {LABELS[method].split(' (')[0]} | {LABELS[other]} | {entry['n']} | "
-                         f"{entry['mean']:+.3f} | [{entry['low']:+.3f}, {entry['high']:+.3f}] | "
-                         f"{'yes' if excludes else 'no'} |")
+                         f"{entry['mean']:+.3f} | {format_interval(entry)} | "
+                         f"{'yes' if excludes_zero(entry) else 'no'} |")
         lines += ["", "Figures: `series_spearman.png` (per-series ρ of every method), "
                   "`predicted_vs_measured.png`.", ""]
     if "few_shot" in report:

@@ -17,7 +17,7 @@ from rdkit import Chem
 from plgraph.errors import InputError
 from plgraph.inference.applicability import domain_warnings
 from plgraph.inference.inputs import Featurized
-from plgraph.runtime.atomic import Staged
+from plgraph.runtime.atomic import Staged, reporting_full_disk
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
                "measured_pk", "status", "error", "warnings")
@@ -105,6 +105,13 @@ class PredictionWriter:
              measured: float | None, status: str, warnings: list[str], pose_index: int | None,
              series: SeriesColumns | None) -> None:
         series = series or SeriesColumns()
+        with reporting_full_disk(self.staged):  # a full disk names the CSV, not a bare OSError
+            self._write_row(row, predicted, spread, measured, status, warnings, pose_index,
+                            series)
+
+    def _write_row(self, row: Featurized, predicted: float | None, spread: float | None,
+                   measured: float | None, status: str, warnings: list[str],
+                   pose_index: int | None, series: SeriesColumns) -> None:
         self._writer.writerow([
             row.id, row.ligand_name, row.ligand_index, number(predicted), number(spread),
             number(measured), status, row.error, "; ".join(warnings),
@@ -114,9 +121,11 @@ class PredictionWriter:
             *((series.suggest_rank or "",) if self.suggest else ())])
 
     def close(self, complete: bool) -> None:
-        """Rename the rows onto ``path`` (durably) when ``complete``, else delete them."""
-        self._handle.close()
-        self.staged.finish(complete)
+        """Rename the rows onto ``path`` (durably) when ``complete``, else delete them. A disk
+        that fills as the last rows are flushed raises DiskFullError; ``path`` stays as it was."""
+        with reporting_full_disk(self.staged):
+            self._handle.close()
+            self.staged.finish(complete)
 
 
 

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.models.visnet import ViS_MP
 
+from plgraph.model.generated import generated_in_cache
+
 
 class ViSLayer(ViS_MP):
     r"""PyG's :class:`~torch_geometric.nn.models.visnet.ViS_MP` (same parameters, same
@@ -37,6 +39,14 @@ class ViSLayer(ViS_MP):
         # No vector norm (PyG ViSNet's default): "max_min" would zero each node's weakest channel.
         super().__init__(num_heads, hidden_channels, cutoff, vecnorm_type=None,
                          trainable_vecnorm=False, last_layer=last_layer)
+
+    def _set_jittable_templates(self, raise_on_error: bool = False) -> None:
+        """PyG's generated ``propagate`` and ``edge_updater`` (its fast path), imported from
+        plgraph's cache directory instead of new files that PyG leaves in TMPDIR for every
+        process (model/generated.py). PyG calls this when the first layer is built or unpickled.
+        """
+        with generated_in_cache():
+            super()._set_jittable_templates(raise_on_error)
 
     def forward(self, x: Tensor, vec: Tensor, edge_index: Tensor, r_ij: Tensor, f_ij: Tensor,
                 d_ij: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

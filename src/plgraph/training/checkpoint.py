@@ -49,7 +49,19 @@ def save_checkpoint(state: dict, path: Path) -> None:
         if read_checkpoint(temporary)["progress"] != state["progress"]:
             raise CheckpointError(f"{temporary}: read back a different state than was written")
 
-    replace_atomically(path, write_and_verify)
+    replace_atomically(path, write_and_verify, needed=_tensor_bytes(state))
+
+
+def _tensor_bytes(state) -> int:
+    """The bytes of the tensors in ``state``: about what its file takes, for a full disk's
+    message."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_tensor_bytes(value) for value in state.values())
+    if isinstance(state, list | tuple):
+        return sum(_tensor_bytes(value) for value in state)
+    return 0
 
 
 def read_checkpoint(path: Path) -> dict:
