@@ -244,8 +244,7 @@ def test_a_full_disk_while_building_the_cache_leaves_no_cache_and_the_next_run_b
                f"output_root={tmp_path / 'outputs'}", "split.train=0.5", "split.val=0.25",
                "split.test=0.25"]
     filler = fill(small_disk)
-    # A few pages left: the lock file's line fits (a full disk there is not handled yet), the
-    # shards do not.
+    # A few pages left: the lock file's line fits, the shards do not.
     os.truncate(filler, filler.stat().st_size - 4 * 4096)
     full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert full.returncode != 0
@@ -255,3 +254,46 @@ def test_a_full_disk_while_building_the_cache_leaves_no_cache_and_the_next_run_b
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (processed / "meta.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_disk_too_full_for_the_lock_file_stops_before_any_work(tmp_path, small_disk):
+    root = copy_sample(tmp_path / "two", ("1pum", "2w9r"))
+    processed = small_disk / "processed"
+    filler = fill(small_disk)
+    full = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), f"data.root={root}",
+         f"data.processed_dir={processed}", "prepare_only=true",
+         f"output_root={tmp_path / 'outputs'}"], cwd=REPO, capture_output=True, text=True,
+        timeout=600)
+    output = full.stdout + full.stderr
+    assert full.returncode != 0
+    assert re.search(rf"{re.escape(str(small_disk))}\S*\.lock: No space left on device while "
+                     r"writing the lock file of", output), output
+    assert "Traceback" not in output and "featurizing" not in output, output
+    filler.unlink()
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_writing_poses_keeps_the_previous_sdf(trained, tmp_path, small_disk):
+    _, run = trained
+    series = REPO / "tests" / "data" / "uni-fep-mini" / "WaterSet|Brd4(1)-ASH106"
+    lines = (series / "result_dG.csv").read_text().splitlines()[1:3]
+    smiles = [line.split(",")[0] for line in lines]
+    library = tmp_path / "library.smi"
+    library.write_text("".join(f"{s} ligand{i}\n" for i, s in enumerate(smiles)))
+    poses = small_disk / "posed.sdf"
+    command = [sys.executable, str(REPO / "predict.py"),
+               f"checkpoint={run / 'checkpoints' / 'best.pt'}",
+               f"protein='{series / 'protein.pdb'}'",
+               f"reference='{series / 'ref_ligand.sdf'}'", f"ligands={library}",
+               f"output={tmp_path / 'predictions.csv'}", f"poses={poses}"]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    previous = poses.read_bytes()
+    filler = fill(small_disk)
+    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert full.returncode != 0
+    assert_full_disk_message(full.stdout + full.stderr, poses)
+    assert poses.read_bytes() == previous and staged_leftovers(small_disk) == []
+    filler.unlink()

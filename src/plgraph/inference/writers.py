@@ -5,6 +5,7 @@ staged beside its target and renamed onto it only when complete (:class:`Staged`
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 import tempfile
@@ -187,12 +188,15 @@ def number(value: float | None) -> str:
 class PoseWriter:
     """Writes the poses made from SMILES to an SDF, each with its prediction as properties, so
     that a chemist can look at them in any viewer. Written beside the target and renamed onto it
-    when complete: an interrupted run never leaves a half file under the requested name."""
+    when complete: an interrupted run never leaves a half file under the requested name. RDKit
+    renders each record into memory and Python writes it: RDKit's own file stream does not
+    report a full disk (a truncated SDF would be renamed into place), and through a Python file
+    object the error comes back as a SystemError."""
 
     def __init__(self, path: Path):
         self.path = path
         self.staged = Staged(path)
-        self._writer = Chem.SDWriter(str(self.staged.partial))
+        self._handle = self.staged.partial.open("w")
         self.count = 0
 
     def write(self, row: Featurized, predicted: float | None, spread: float | None) -> None:
@@ -205,9 +209,14 @@ class PoseWriter:
                             ("pose_core_atoms", str(len(row.pose.core))),
                             ("pose_clashes", str(row.pose.clashes))):
             mol.SetProp(name, value)
-        self._writer.write(mol)
+        record = io.StringIO()
+        with Chem.SDWriter(record) as writer:
+            writer.write(mol)
+        with reporting_full_disk(self.staged):
+            self._handle.write(record.getvalue())
         self.count += 1
 
     def close(self, complete: bool) -> None:
-        self._writer.close()
-        self.staged.finish(complete)
+        with reporting_full_disk(self.staged):
+            self._handle.close()
+            self.staged.finish(complete)

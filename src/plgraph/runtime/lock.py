@@ -9,13 +9,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from plgraph.errors import PlgraphError
+from plgraph.errors import DiskFullError, PlgraphError
+from plgraph.runtime.atomic import FULL_DISK, megabytes
 from plgraph.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ def exclusive_lock(path: Path, what: str, wait: bool) -> Iterator[None]:
         wait: wait for the holder to finish (True) or raise :class:`LockedError` at once.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with _reporting_full_disk(path, what):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,11 +51,28 @@ def exclusive_lock(path: Path, what: str, wait: bool) -> Iterator[None]:
                                   "to finish or stop it") from None
             log.warning("waiting for %s, held by %s (lock file %s)", what, holder, path)
             _wait_for_lock(fd, what)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        with _reporting_full_disk(path, what):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextmanager
+def _reporting_full_disk(path: Path, what: str) -> Iterator[None]:
+    """A disk too full for the lock file's one line is DiskFullError, before any work: the
+    first checkpoint or shard would not fit either."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FULL_DISK:
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise DiskFullError(
+            f"{path}: {error.strerror} while writing the lock file of {what}; {megabytes(free)} "
+            "is free on that filesystem. Nothing was started and nothing was changed: free some "
+            "space (or point the output elsewhere) and run the same command again.") from None
 
 
 def _wait_for_lock(fd: int, what: str) -> None:
