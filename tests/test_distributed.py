@@ -122,3 +122,24 @@ def test_another_world_size_resumes_with_a_warning(sixteen_prepared, outputs):
     output = resumed.stdout + resumed.stderr
     assert "written by 2 processes, this run has 1: the data order changes" in output
     assert read_checkpoint(checkpoints / "last.pt")["progress"]["epoch"] == 6
+
+
+def test_a_torchrun_run_leaves_nothing_in_tmpdir(sixteen_prepared, tmp_path):
+    """Two ranks each build the model: PyG's generated modules go to the reused cache directory
+    (plgraph.model.generated), not TMPDIR. torchrun's own per-run log directory goes to
+    ``--log-dir`` when given, as README says; torch's reused compile cache may stay."""
+    tmp, cache = tmp_path / "tmp", tmp_path / "cache"
+    tmp.mkdir()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+                f"--log-dir={tmp_path / 'torchrun-logs'}"]
+    epoch = [o for o in MAIN_ARGS if not o.startswith("trainer.max_epochs")]
+    result = subprocess.run(
+        [*launcher, str(REPO / "main.py"), f"data.root={sixteen_prepared}",
+         f"output_root={tmp_path / 'outputs'}", "run_name=tmp", *epoch, "trainer.max_epochs=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor_"))
+    assert left == []
+    assert len(list((cache / "plgraph" / "pyg").glob("*.py"))) == 2
