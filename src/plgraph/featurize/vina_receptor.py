@@ -22,6 +22,7 @@ bonded to a heteroatom. Charges are not used by Vina (written as 0). So the rule
    a histidine ring or a hetero group -> ``NA`` (a backbone N at a chain break is not an
    acceptor); other elements by ``_ELEMENT_TYPES``, and an element Vina has no type for is a
    failure naming it.
+7. The ligand must touch the pocket (``MIN_CONTACT_FRACTION``), or it is not in a binding site.
 """
 
 from __future__ import annotations

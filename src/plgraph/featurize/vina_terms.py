@@ -24,9 +24,9 @@ the ligand is written by Meeko, hydrogens added (RDKit, with coordinates) where 
 none: Vina types donors by their hydrogens but does not score hydrogen positions.
 
 A pose Vina cannot score is a ``FeaturizationError`` naming the complex and the rule: an element
-Vina has no type for, a ligand away from every protein atom, a clash (``CLASH_SCORE``), a
-non-finite number. Deterministic: one thread, a fixed seed, and the optimization has no random
-step.
+Vina has no type for, a ligand away from the protein or not touching it (the contact rule of
+:mod:`plgraph.featurize.vina_receptor`), a clash (``CLASH_SCORE``), a non-finite number.
+Deterministic: one thread, a fixed seed, and the optimization has no random step.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def vina_terms(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:
         source: the complex, named in errors.
 
     Raises:
-        FeaturizationError: an element Vina has no type for, no protein atom near the ligand,
-            an in-place score above ``CLASH_SCORE``, or a non-finite result.
+        FeaturizationError: an element Vina has no type for, a ligand not in contact with the
+            protein, an in-place score above ``CLASH_SCORE``, or a non-finite result.
     """
     ligand_text = ligand_pdbqt(ligand, source)
     pos = ligand.GetConformer().GetPositions()
