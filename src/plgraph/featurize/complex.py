@@ -26,9 +26,11 @@ from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_e
 # 4: posing's embeddings after the first round go without ETKDG's torsion knowledge. 5: a ligand
 # read from a file has its stereo centres from its pose and its hydrogens counted (an aromatic
 # CH counted none), and the chirality feature is the CIP label (R/S), not the atom-order-relative
-# CW/CCW tag.
+# CW/CCW tag. 6: a PDB file keeps the atoms of a residue defined twice in one chain (a second
+# chain under the same chain ID with restarted numbering, as PDBbind's homodimer pockets: 2p3a
+# had 248 of its 471 heavy atoms), which Biopython dropped; a heavy atom it still drops is an error.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 5
+DATA_PROCESSING_VERSION = 6
 
 LIGAND = "ligand"
 PROTEIN = "protein"

@@ -15,16 +15,28 @@ PDB and mmCIF files (``.cif``, what the PDB serves by default), each optionally 
 same atoms: Biopython's two parsers build the same structure, and the rules read only that. An
 AutoDock receptor ``.pdbqt`` is read as PDB with the elements of its atom types
 (:mod:`plgraph.featurize.pdbqt`).
+
+A PDB file keeps every atom of its first model, or is refused: Biopython (PERMISSIVE) drops an
+atom whose residue is defined twice with a warning only. PDBbind's pockets of homodimers (HIV
+protease: 2p3a, 2pv2, 1hte) give both chains a blank chain ID, without TER, numbering restarting
+in the second: Biopython merged the second chain into the first and dropped every atom whose name
+was taken (2p3a kept 248 of 471 heavy atoms). So a residue that recurs after other residues is
+the start of a new chain (:func:`split_repeated_residues`), and a heavy atom that Biopython still
+drops is a :class:`FeaturizationError` naming the record.
 """
 
 from __future__ import annotations
 
 import io
+import re
+import string
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from Bio.PDB import MMCIFParser, PDBParser
+from Bio.PDB.PDBExceptions import PDBConstructionWarning
 from scipy.spatial import cKDTree
 
 from plgraph import vocab
@@ -36,6 +48,8 @@ from plgraph.runtime.files import plain_suffix, read_text
 LIGAND_COPY_DISTANCE = 1.0  # Å; closer than any real contact, so such a hetero group IS the ligand
 _ROLE_HETERO, _ROLE_BACKBONE, _ROLE_SIDE_CHAIN = range(3)
 MMCIF_SUFFIXES = (".cif", ".mmcif")
+# Chain IDs for the chains that split_repeated_residues makes, in this order, skipping the file's.
+_SPARE_CHAIN_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
 
 
 def is_pocket_file(path: Path | str) -> bool:
@@ -84,12 +98,17 @@ def load_protein(path: Path | str, config: FeaturizeConfig) -> ProteinAtoms:
         text = pdbqt_to_pdb(text, str(path))
     if not mmcif:
         _check_coordinate_columns(path, text)
+        text = split_repeated_residues(text, str(path))
     try:
-        parser = MMCIFParser(QUIET=True) if mmcif else PDBParser(QUIET=True)
-        structure = parser.get_structure(path.stem, io.StringIO(text))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PDBConstructionWarning)
+            parser = MMCIFParser(QUIET=True) if mmcif else PDBParser(QUIET=False)
+            structure = parser.get_structure(path.stem, io.StringIO(text))
     except Exception as error:  # Biopython raises ValueError, PDBConstructionException, ...
         kind = "mmCIF" if mmcif else "PDB"
         raise FeaturizationError(f"{path}: unparsable {kind}: {error}") from None
+    if not mmcif:
+        _check_nothing_dropped(path, text, caught)
     rows = list(_heavy_atom_rows(structure, config))
     if not rows:
         raise FeaturizationError(f"{path}: {_why_no_atoms(structure, config)}")
@@ -120,6 +139,104 @@ def _check_coordinate_columns(path: Path, text: str) -> None:
         raise FeaturizationError(f"{path}: line {len(lines)}: the file ends inside an "
                                  "ATOM/HETATM record (shorter than the one before, no line end): "
                                  "truncated file?")
+
+
+def split_repeated_residues(text: str, source: str) -> str:
+    """PDB text in which no residue is defined twice in one chain: a residue that recurs after
+    other residues of its chain starts a new chain, with a chain ID the file does not use.
+
+    Biopython keys a residue by (chain, HETATM flag, resSeq, iCode) and treats a recurring key as
+    the same residue (a point mutation), dropping each atom whose name the first copy already has.
+    Files with two chains under one blank chain ID and restarted numbering (PDBbind's pockets of
+    homodimers) lost half their atoms that way. What stays as it was: consecutive records of one
+    residue (altlocs, also of a point mutation with two residue names), insertion codes (part of
+    the key), and a recurring residue whose records all carry an altloc (the alternates of a
+    residue listed apart from it: Biopython merges them into it, as before). A file without a
+    recurring residue is returned unchanged.
+
+    Raises:
+        FeaturizationError: more new chains are needed than there are spare chain IDs.
+    """
+    lines = text.splitlines(keepends=True)
+    runs = _residue_runs(lines)
+    used = {line[21] for line in lines if line.startswith(("ATOM  ", "HETATM"))}
+    spare = iter(c for c in _SPARE_CHAIN_IDS if c not in used)
+    chain_of, seen, previous = {}, set(), None
+    for run in runs:
+        first = lines[run[0]]
+        if first.startswith("MODEL"):  # Biopython starts every model afresh
+            chain_of, seen, previous = {}, set(), None
+            continue
+        key = _residue_key(first)
+        chain = chain_of.setdefault(first[21], first[21])
+        alternates_only = all(lines[i][16] != " " for i in run)
+        if (chain, key) in seen and (first[21], key) != previous and not alternates_only:
+            chain = chain_of[first[21]] = next(spare, None)
+            if chain is None:
+                raise FeaturizationError(f"{source}: more chains restart their residue numbering "
+                                         "than there are spare chain IDs")
+        seen.add((chain, key))
+        previous = (first[21], key)
+        if chain != first[21]:
+            for i in run:
+                lines[i] = lines[i][:21] + chain + lines[i][22:]
+    return "".join(lines)
+
+
+def _residue_runs(lines: list[str]) -> list[list[int]]:
+    """Line numbers (0-based) of each run of consecutive ATOM/HETATM records of one residue and
+    chain, with each MODEL record a run of its own (other lines belong to no run)."""
+    runs, current = [], None
+    for number, line in enumerate(lines):
+        if line.startswith("MODEL "):
+            runs.append([number])
+            current = None
+        elif line.startswith(("ATOM  ", "HETATM")):
+            identity = (line[21], _residue_key(line), line[17:20].strip())
+            if identity != current:
+                runs.append([])
+                current = identity
+            runs[-1].append(number)
+    return runs
+
+
+def _residue_key(line: str) -> tuple:
+    """Biopython's residue id of an ATOM/HETATM record: (flag, resSeq, iCode), the flag ``W``
+    for a water, ``H_<name>`` for another HETATM, blank for ATOM."""
+    name = line[17:20].strip()
+    flag = " "
+    if line.startswith("HETATM"):
+        flag = "W" if name in ("HOH", "WAT") else f"H_{name}"
+    try:
+        number = int(line[22:26])
+    except ValueError:  # Biopython refuses the file; the key only has to be something
+        number = line[22:26]
+    return flag, number, line[26]
+
+
+_DROPPED = re.compile(r"^PDBConstructionException: (.*) at line (\d+)\.", re.DOTALL)
+
+
+def _check_nothing_dropped(path: Path, text: str, caught) -> None:
+    """Refuse a file of which Biopython dropped a heavy atom (it only warns). A dropped hydrogen
+    is harmless: the graphs drop hydrogens anyway (some FEP+ proteins name two hydrogens of a
+    residue alike). A missing occupancy or B-factor is reported the same way and harmless too."""
+    lines = text.splitlines()
+    for warning in caught:
+        found = _DROPPED.match(str(warning.message))
+        if not found or "occupancy" in found[1] or "B factor" in found[1]:
+            continue
+        record = lines[int(found[2]) - 1] if int(found[2]) <= len(lines) else ""
+        if _record_element(record) in ("H", "D"):
+            continue
+        raise FeaturizationError(f"{path}: line {found[2]}: Biopython would drop this atom "
+                                 f"({found[1]}): {record.strip()!r}; a residue may be defined "
+                                 "once per chain (give each copy its own chain ID or number)")
+
+
+def _record_element(line: str) -> str:
+    """The element of an ATOM/HETATM record: columns 77-78, else the atom name's first letter."""
+    return (line[76:78].strip() or line[12:16].strip().lstrip("0123456789")[:1]).upper()
 
 
 def _why_no_atoms(structure, config: FeaturizeConfig) -> str:
