@@ -1,7 +1,10 @@
 """Checkpoints keep their bytes across the house plan's move: a checkpoint written by the code of
 commit 620404f (before the trainer was carved up) resumes under today's code and ends on the
 very weights the old code reached, and today's code writes the same state at the same step.
-tests/data/checkpoint-620404f/make.py made the files with that commit."""
+tests/data/checkpoint-620404f/make.py made the files with that commit's trainer and checkpoint
+code and today's featurization (DATA_PROCESSING_VERSION 6: 5 of the 20 complexes, 1hte, 2b1i,
+2p3a, 2pv2, 2w8w, gained the atoms of their repeated residues). The checkpoint format is what is
+under test; a checkpoint of version 5, as 620404f itself wrote it, is refused on resume."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from conftest import REPO
 
 from plgraph.config import FeaturizeConfig, SplitConfig
 from plgraph.data import prepare_data
-from plgraph.training.checkpoint import read_checkpoint
+from plgraph.training.checkpoint import CheckpointError, read_checkpoint
 from plgraph.training.run_dir import RunDirectory
 from plgraph.training.trainer import Trainer
 
@@ -50,6 +53,19 @@ def test_an_old_checkpoint_resumes_to_the_old_runs_exact_weights(twenty_root, tm
     assert final.keys() == expected.keys()
     for name in final:
         assert torch.equal(final[name], expected[name]), name
+
+
+def test_a_checkpoint_of_version_5_is_refused_saying_what_to_do(twenty_root, tmp_path):
+    # the step-3 checkpoint as unmodified 620404f wrote it (graphs of DATA_PROCESSING_VERSION 5)
+    app = config(twenty_root, tmp_path / "outputs")
+    checkpoints = app.run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(OLD / "step_00000003.version5.pt", checkpoints / "step_00000003.pt")
+    assert read_checkpoint(checkpoints / "step_00000003.pt")["data_processing_version"] == 5
+    with pytest.raises(CheckpointError, match=r"step_00000003.pt was trained on graphs of "
+                       r"DATA_PROCESSING_VERSION 5, this code featurizes with version 6\. "
+                       r"Start over with fresh=true"):
+        train(app)
 
 
 @pytest.mark.slow
