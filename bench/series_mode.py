@@ -77,6 +77,8 @@ CAMPAIGN_RF_TREES = 100  # 15 refits per series: 500 trees would take most of th
 BOOTSTRAP = 2000
 REPORT_POOL = 60  # series sampled for reporting; the others are the dev part
 RANDOM_PRIOR_STD = 0.8  # pK: the median spread of a Uni-FEP series
+# Paired differences are taken against these (model_alone where --predictions gives it).
+REFERENCES = ("gp_alone", "rf", "model_alone")
 PRIOR_METHODS = ("gp_prior", "anchored", "gp_anchored", "blend")
 
 
@@ -238,8 +240,8 @@ def summarize_ranking(records: list[dict]) -> dict:
     summary = {}
     for (k, method), by_series in sorted(rho.items()):
         entry = {"series": len(by_series), "mean_rho": float(np.mean(list(by_series.values())))}
-        for reference in ("gp_alone", "rf"):
-            other = rho[(k, reference)]
+        for reference in REFERENCES:
+            other = rho.get((k, reference), {})
             shared = sorted(set(by_series) & set(other))
             if method != reference and shared:
                 diff = np.array([by_series[s] - other[s] for s in shared])
@@ -317,7 +319,7 @@ def print_ranking(summary: dict) -> None:
           " calibration (share within 1 / 2 std)")
     for key, entry in summary.items():
         line = f"{key:36s} n={entry['series']:3d} rho={entry['mean_rho']:+.3f}"
-        for reference in ("gp_alone", "rf"):
+        for reference in REFERENCES:
             if f"minus_{reference}" in entry:
                 mean, low, high = entry[f"minus_{reference}"]
                 line += f"  -{reference} {mean:+.3f} [{low:+.3f},{high:+.3f}]"
@@ -381,7 +383,16 @@ def parse_args() -> argparse.Namespace:
                         help="the figure of rho against k drawn from the results")
     parser.add_argument("--figure-only", action="store_true",
                         help="draw --figure from the existing --out, measure nothing")
+    parser.add_argument("--resummarize", action="store_true",
+                        help="recompute the summaries of the existing --out from its records "
+                             "(and redraw --figure), measure nothing")
     return parser.parse_args()
+
+
+def pool_indices(count: int) -> np.ndarray:
+    """Indices (into the sorted eligible series) of the seeded report pool."""
+    return np.random.default_rng(seed_of("series", REPORT_POOL)).choice(
+        count, min(REPORT_POOL, count), replace=False)
 
 
 def sample_series(series_list: list[Series], limit: int, part: str) -> list[Series]:
@@ -389,8 +400,7 @@ def sample_series(series_list: list[Series], limit: int, part: str) -> list[Seri
     REPORT_POOL, all series where ``limit`` is 0; or the series outside the pool (``"dev"``),
     on which the design choices of :mod:`plgraph.inference.series` were made so that the
     reported figures are not tuned on."""
-    pool = np.random.default_rng(seed_of("series", REPORT_POOL)).choice(
-        len(series_list), min(REPORT_POOL, len(series_list)), replace=False)
+    pool = pool_indices(len(series_list))
     if part == "dev":
         return [s for i, s in enumerate(series_list) if i not in set(pool.tolist())]
     if limit <= 0:
@@ -398,11 +408,35 @@ def sample_series(series_list: list[Series], limit: int, part: str) -> list[Seri
     return [series_list[i] for i in sorted(pool[:limit].tolist())]
 
 
+def report_pool_summary(records: list[dict], every_name: list[str]) -> dict:
+    """The ranking summary on the report pool's series alone, where every series was run."""
+    pool = set(np.array(every_name)[pool_indices(len(every_name))].tolist())
+    return summarize_ranking([r for r in records if r["series"] in pool])
+
+
+def resummarize(path: Path, figure: Path) -> None:
+    """Summaries of an earlier run recomputed from its records (e.g. a new reference)."""
+    results = json.loads(path.read_text())
+    results["ranking"] = summarize_ranking(results["records"])
+    print_ranking(results["ranking"])
+    every = sorted(results["series"])
+    if results["settings"]["max_series"] <= 0 and results["settings"]["part"] == "report":
+        results["ranking_report_pool"] = report_pool_summary(results["records"], every)
+        print("\nthe same on the report pool alone:")
+        print_ranking(results["ranking_report_pool"])
+    write_json(results, path)
+    write_figure(results["ranking"], figure)
+    print(f"wrote {path} and {figure}")
+
+
 def main() -> None:
     args = parse_args()
     if args.figure_only:
         write_figure(json.loads(args.out.read_text())["ranking"], args.figure)
         print(f"wrote {args.figure}")
+        return
+    if args.resummarize:
+        resummarize(args.out, args.figure)
         return
     RDLogger.DisableLog("rdApp.*")  # stereo warnings on Uni-FEP's SMILES: not our question
     started = time.perf_counter()
@@ -418,9 +452,8 @@ def main() -> None:
     untouched = None
     if args.part == "report" and len(chosen) > REPORT_POOL:
         # Every series was run (the dev part too): the pool alone is what no choice was made on.
-        pool = {s.name for s in sample_series(every, REPORT_POOL, "report")}
-        untouched = summarize_ranking([r for r in records if r["series"] in pool])
-        print(f"\nthe same on the {len(pool)} series of the report pool alone (no design "
+        untouched = report_pool_summary(records, [s.name for s in every])
+        print(f"\nthe same on the {REPORT_POOL} series of the report pool alone (no design "
               "choice was made on them):")
         print_ranking(untouched)
     campaign_set = [s for s in chosen if len(s.pk) >= CAMPAIGN_MIN_LIGANDS][:args.campaign_series]
