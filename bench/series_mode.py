@@ -346,18 +346,25 @@ FIGURE_METHODS = {"gp_alone": "fingerprint GP alone", "rf": "random forest (coun
                   "gp_anchored[fep]": "gp_anchored, FEP prior"}
 
 
-# With --predictions, the trained model's arms too.
-MODEL_FIGURE_METHODS = {"model_alone": "the model alone (k unused)",
+# With --predictions, the figure is about the trained model: these instead (ten at most, so
+# that no colour repeats).
+MODEL_FIGURE_METHODS = {"gp_alone": "fingerprint GP alone", "rf": "random forest (count FP)",
+                        "model_alone": "the model alone (k unused)",
                         "blend[model]": "blend (default), model prior",
                         "gp_prior[model]": "gp_prior, model prior",
-                        "gp_anchored[model]": "gp_anchored, model prior"}
+                        "anchored[model]": "anchored, model prior",
+                        "blend[random]": "blend, random prior",
+                        "fep_alone": "FEP alone (k unused)",
+                        "gp_anchored[fep]": "gp_anchored, FEP prior"}
 
 
 def write_figure(ranking: dict, path: Path) -> None:
     """Mean per-series rho against k for FIGURE_METHODS (plgraph.training.plots draws it)."""
     ks = sorted({int(key.split("|")[0].removeprefix("k=")) for key in ranking})
-    methods = {**FIGURE_METHODS, **{m: label for m, label in MODEL_FIGURE_METHODS.items()
-                                    if all(f"k={k}|{m}" in ranking for k in ks)}}
+    with_model = all(f"k={k}|blend[model]" in ranking for k in ks)
+    methods = {m: label for m, label in (MODEL_FIGURE_METHODS if with_model
+                                         else FIGURE_METHODS).items()
+               if all(f"k={k}|{m}" in ranking for k in ks)}
     summary = {k: {"methods": {m: {"mean": ranking[f"k={k}|{m}"]["mean_rho"], "std": None}
                                for m in methods}} for k in ks}
     plot_few_shot(summary, methods, path)
