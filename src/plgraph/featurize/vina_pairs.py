@@ -21,8 +21,7 @@ with the receptor atoms (``non_cache::eval``; no grid is read for an in-place sc
   below 0 to 0 at 2.5, hbond 1 below -0.6 to 0 at 0.
 - Vina's tabulation (``precalculate.h``): a pair is read from a table over r^2 in steps of 1/32
   Å^2, the entry being the mean of the term at the step's two ends; this module evaluates those
-  two ends per pair, so it matches the table, not the continuous function (they differ by up to
-  ~1e-3 per pair).
+  two ends per pair, so it matches the table, not the continuous function.
 - Per ligand atom, a positive energy is smoothed (``curl``: ``e * 1000 / (1000 + e)``).
 - The rotatable-bond count of ``num_tors_div``: half of each BRANCH bond end whose other atom has
   more than one heavy neighbour.
