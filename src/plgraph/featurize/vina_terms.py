@@ -7,17 +7,20 @@ maintained ``vina`` package (1.2) and promises:
 - ``vina_score``: Vina's score of the pose as given (``score_only``), kcal/mol;
   ``vina_optimized``: after Vina's local BFGS optimization (``optimize``) in a box of the ligand's
   extent plus ``BOX_PADDING``, on Vina's default 0.375 Å grid; ``vinardo_score``: Vinardo's score
-  as given. All three are Vina's own numbers; the in-place scores use the receptor atoms directly
-  (Vina's default, no grid), so they do not depend on the box or the grid.
+  as given (below). Both Vina scores come from the package; an in-place score uses the receptor
+  atoms directly (Vina's default, no grid), so it does not depend on the box or the grid.
 - the five unweighted intermolecular terms (``gauss1``, ``gauss2``, ``repulsion``,
-  ``hydrophobic``, ``hbond``), the weighted intermolecular and intramolecular sums and Vina's
-  rotatable-bond count. The package returns only weighted totals, so each term is Vina's own
-  total with every weight but that term's set to zero (its weight set to +-1): Vina's typing,
-  cutoffs and functional form, nothing re-implemented. One caveat: Vina smooths positive per-atom
-  energies (``e * 1000 / (1000 + e)``) and the repulsion term alone is positive, so ``repulsion``
-  is that much low (under 1 % for a pose that passes the clash rule); the weighted terms then
-  reproduce ``vina_inter`` within that.
-- ``vina_score = vina_inter / (1 + 0.05846 * rotatable_bonds)``, Vina's rule.
+  ``hydrophobic``, ``hbond``), Vinardo's score and Vina's rotatable-bond count, as the pairwise
+  sums of :mod:`plgraph.featurize.vina_pairs` (Vina's typing, cutoff, tables and smoothing,
+  re-implemented in numpy): the package returns only weighted totals, and getting each term from
+  it (:func:`vina_terms_by_package`, kept as the reference) costs seven map computations. Each
+  term is what the package gives with every other weight set to zero, so ``repulsion``, the only
+  positive term, carries Vina's smoothing of positive per-atom energies (``e * 1000 / (1000 +
+  e)``; under 1 % for a pose that passes the clash rule). On the 43 scoreable complexes of
+  data/sample every value equals the package's within 0.0005, its rounding (bench/README.md);
+  every call checks the weighted sum against the package's own in-place total (``AGREEMENT``).
+- ``vina_score = vina_inter / (1 + 0.05846 * rotatable_bonds)``, Vina's rule;
+  ``vina_inter`` and ``vina_intra`` (the ligand's internal energy) are the package's.
 
 The receptor is the pocket around the ligand written by :mod:`plgraph.featurize.vina_receptor`;
 the ligand is written by Meeko, hydrogens added (RDKit, with coordinates) where the molecule has
@@ -39,6 +42,7 @@ import numpy as np
 from rdkit import Chem
 
 from plgraph.errors import FeaturizationError
+from plgraph.featurize.vina_pairs import pair_terms
 from plgraph.featurize.vina_receptor import receptor_pdbqt
 
 # Vina 1.2's default weights: gauss1, gauss2, repulsion, hydrophobic, hbond, glue (macrocycle
@@ -56,6 +60,9 @@ SCORE_ONLY_SPACING = 1.0
 # of several kcal/mol means repulsion outweighs every attraction (one heavy-atom pair 1 Å too
 # close costs about 0.8), and the terms of such a pose describe the clash, not the binding.
 CLASH_SCORE = 5.0
+# kcal/mol: the pairwise sums must reproduce Vina's own in-place total this closely (the package
+# rounds its numbers to 0.001; typing differences cost tenths).
+AGREEMENT = 0.002
 SEED = 42
 # Elements Vina and Meeko type in a ligand (Vina refuses e.g. B; Meeko cannot type Se).
 LIGAND_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
@@ -90,6 +97,12 @@ class VinaTerms:
 def vina_terms(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:
     """Score ``ligand`` as posed in ``protein`` with Vina and Vinardo.
 
+    One Vina object (maps at ``GRID_SPACING``) gives the in-place score, its intramolecular part
+    and the optimized score; the unweighted terms, Vinardo and the rotatable-bond count are the
+    pairwise sums of :mod:`plgraph.featurize.vina_pairs`, checked against the package's in-place
+    total (``AGREEMENT``). The same numbers as :func:`vina_terms_by_package` within ``AGREEMENT``
+    (the package rounds to 0.001), at a quarter of its cost.
+
     Args:
         protein: PDB or mmCIF file of the protein or its pocket, with hydrogens.
         ligand: the posed ligand, one conformer in the protein's frame; with or without
@@ -98,28 +111,69 @@ def vina_terms(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:
 
     Raises:
         FeaturizationError: an element Vina has no type for, a ligand not in contact with the
-            protein, an in-place score above ``CLASH_SCORE``, or a non-finite result.
+            protein, an in-place score above ``CLASH_SCORE``, a non-finite result, or pairwise
+            sums that disagree with Vina's total (a typing difference, a bug to report).
     """
+    receptor_text, ligand_text, box = _inputs(protein, ligand, source)
+    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
+        receptor = Path(folder) / "receptor.pdbqt"
+        receptor.write_text(receptor_text)
+        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, box, GRID_SPACING)
+        in_place = _in_place(vina, source)
+        optimized = vina.optimize()
+    pairs = pair_terms(receptor_text, ligand_text, VINA_WEIGHTS, source)
+    expected = pairs.vina_inter / (1.0 + VINA_WEIGHTS[-1] * pairs.rotatable_bonds)
+    if (abs(pairs.vina_inter - in_place[1]) > AGREEMENT
+            or abs(expected - in_place[0]) > AGREEMENT):
+        raise FeaturizationError(
+            f"{source}: the pairwise Vina sum {pairs.vina_inter:.4f} (score {expected:.4f}) "
+            f"disagrees with the vina package's {in_place[1]:.3f} (score {in_place[0]:.3f}): "
+            "plgraph.featurize.vina_pairs types an atom differently; report this complex")
+    return _checked(VinaTerms(float(in_place[0]), float(optimized[0]), pairs.vinardo_score,
+                              float(in_place[1]), float(in_place[5]), *pairs.terms,
+                              pairs.rotatable_bonds), source)
+
+
+def vina_terms_by_package(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:
+    """:func:`vina_terms` with every number from the ``vina`` package: each unweighted term is
+    Vina's total with that weight alone, on maps recomputed per weight set, and Vinardo its own
+    Vina object (seven map computations, ~2 s per complex). The reference the pairwise sums are
+    tested against (tests, ``bench/vina_cost.py``); same arguments and errors."""
+    receptor_text, ligand_text, box = _inputs(protein, ligand, source)
+    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
+        receptor = Path(folder) / "receptor.pdbqt"
+        receptor.write_text(receptor_text)
+        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, box, GRID_SPACING)
+        in_place = _in_place(vina, source)
+        optimized = vina.optimize()
+        terms, rotatable = _unweighted_terms(receptor, ligand_text, box, source)
+        vinardo = _scorer("vinardo", None, receptor, ligand_text, box,
+                          SCORE_ONLY_SPACING).score()
+    return _checked(VinaTerms(float(in_place[0]), float(optimized[0]), float(vinardo[0]),
+                              float(in_place[1]), float(in_place[5]), *terms, rotatable), source)
+
+
+def _inputs(protein: Path | str, ligand: Chem.Mol,
+            source: str) -> tuple[str, str, tuple[np.ndarray, np.ndarray]]:
+    """Receptor and ligand pdbqt texts and the optimization box (centre, size in Å)."""
     ligand_text = ligand_pdbqt(ligand, source)
     pos = ligand.GetConformer().GetPositions()
     heavy = np.array([a.GetAtomicNum() > 1 for a in ligand.GetAtoms()])
     receptor_text = receptor_pdbqt(protein, pos[heavy], source)
-    center, size = pos.mean(axis=0), np.ptp(pos, axis=0) + BOX_PADDING
-    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
-        receptor = Path(folder) / "receptor.pdbqt"
-        receptor.write_text(receptor_text)
-        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, (center, size), GRID_SPACING)
-        in_place = vina.score()
-        if in_place[0] > CLASH_SCORE:
-            raise FeaturizationError(
-                f"{source}: Vina scores the pose {in_place[0]:+.1f} kcal/mol in place (above "
-                f"+{CLASH_SCORE}): the ligand clashes with the protein")
-        optimized = vina.optimize()
-        terms, rotatable = _unweighted_terms(receptor, ligand_text, (center, size), source)
-        vinardo = _scorer("vinardo", None, receptor, ligand_text, (center, size),
-                          SCORE_ONLY_SPACING).score()
-    result = VinaTerms(float(in_place[0]), float(optimized[0]), float(vinardo[0]),
-                       float(in_place[1]), float(in_place[5]), *terms, rotatable)
+    return receptor_text, ligand_text, (pos.mean(axis=0), np.ptp(pos, axis=0) + BOX_PADDING)
+
+
+def _in_place(vina, source: str) -> np.ndarray:
+    """Vina's in-place score (``score()``), refused above ``CLASH_SCORE``."""
+    in_place = vina.score()
+    if in_place[0] > CLASH_SCORE:
+        raise FeaturizationError(
+            f"{source}: Vina scores the pose {in_place[0]:+.1f} kcal/mol in place (above "
+            f"+{CLASH_SCORE}): the ligand clashes with the protein")
+    return in_place
+
+
+def _checked(result: VinaTerms, source: str) -> VinaTerms:
     if not np.isfinite(result.vector()).all():
         raise FeaturizationError(f"{source}: Vina gave a non-finite value: {result}")
     return result
