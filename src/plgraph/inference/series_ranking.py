@@ -129,7 +129,19 @@ class SeriesRanking:
         result = METHODS[self.method](
             known_fps, np.array([e.measured.pk for e in known]), query_fps,
             np.array([e.predicted for e in known]), np.array([e.predicted for e in queries]))
+        self._say_how_the_model_was_used(len(known), result)
         self._keep(queries, result, known, known_fps, query_fps)
+
+    def _say_how_the_model_was_used(self, k: int, result: SeriesPrediction) -> None:
+        """Whether the model shaped the ranking: a user must know when it was left out."""
+        if k < 2 or self.method in ("gp_alone", "anchored", "gp_anchored"):
+            return
+        if result.prior_scale == 0:
+            log.info("series mode: the measured ligands do not support the model here; the "
+                     "ranking is the fingerprint GP's alone (model_pk keeps the model's values)")
+        else:
+            log.info("series mode: the measured ligands support the model; it shapes the "
+                     "ranking (prior scale %.2f)", result.prior_scale)
 
     def _match(self) -> None:
         """Each measured ligand onto its library row: by id or ligand name, else structure."""
