@@ -131,6 +131,18 @@ def twenty_prepared(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def vina_prepared(tmp_path_factory: pytest.TempPathFactory):
+    """The first 20 of SAMPLE_IDS prepared with featurize.vina_terms=true, once (~20 s: Vina
+    scores every pose; those it cannot score fail): (DataConfig, FeaturizeConfig,
+    PreparedData)."""
+    from plgraph.data import prepare_data
+
+    root = copy_sample(tmp_path_factory.mktemp("vina") / "vina", SAMPLE_IDS[:20])
+    config, featurize = data_config(root), FeaturizeConfig(vina_terms=True)
+    return config, featurize, prepare_data(config, featurize, SplitConfig())
+
+
+@pytest.fixture(scope="session")
 def trained(twenty_prepared, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """TINY_MODEL trained 2 epochs on twenty_prepared, once: (data root, run directory), for the
     tests of prediction, which read its checkpoints and write their outputs elsewhere."""

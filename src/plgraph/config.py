@@ -19,7 +19,7 @@ SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OBJECTIVES = ("absolute", "within_series")
 MONITORS = ("rmse", "series_spearman")
-ANCHORS = ("none", "heavy_atoms")
+ANCHORS = ("none", "heavy_atoms", "vina", "vina_terms")
 LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
@@ -100,6 +100,13 @@ class FeaturizeConfig:
         ligand_formats: the order in which ligand files are tried; the next format is the fallback
             when one fails to parse or sanitize.
         posing: how ligands given as SMILES get their pose (the ``reference`` layout).
+        vina_terms: also score every pose with AutoDock Vina and Vinardo
+            (``plgraph.featurize.vina_terms``) and store the terms with its graph, for
+            ``model.anchor=vina`` / ``vina_terms``, ``model.vina_readout`` and the docking
+            baselines of experiment reports. Off by default: it costs ~0.46 s per complex
+            (median; bench/README.md) against ~8 ms for the graphs, half a day for a 100k-ligand
+            screen. A pose Vina cannot score (an element it has no type for, such as boron; a
+            clash) is then a featurization failure with Vina's reason, like any other.
     """
 
     interaction_cutoff: float = 5.0
@@ -109,6 +116,7 @@ class FeaturizeConfig:
     keep_hetero: bool = True
     ligand_formats: list[str] = field(default_factory=lambda: ["sdf", "mol2"])
     posing: PosingConfig = field(default_factory=PosingConfig)
+    vina_terms: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.posing, dict):  # rebuilt from a cache's meta.json or a checkpoint
@@ -362,7 +370,14 @@ class ModelConfig:
             train part (the size term holds the fit's slope, the standardization's mean its
             intercept, the network's output layer is zero), so the network learns the residual
             over that baseline instead of first rediscovering it. Needs ``size_term``; a run
-            started with ``init_from`` keeps the checkpoint's weights instead.
+            started with ``init_from`` keeps the checkpoint's weights instead. ``vina``: the
+            same with the least-squares line pK = a + b * Vina score (in place) on the train
+            part, a learned Vina term holding the slope. ``vina_terms``: a linear fit on all
+            the Vina terms (``vocab.VINA_TERMS``), a learned linear layer over them holding its
+            coefficients. Both need ``featurize.vina_terms=true``.
+        vina_readout: the pose's Vina terms, standardized on the train part, as an input of the
+            readout (added to every ligand atom's features before the head). Needs
+            ``featurize.vina_terms=true``.
     """
 
     hidden_channels: int = 64
@@ -376,6 +391,7 @@ class ModelConfig:
     pair_energy: bool = False
     size_term: bool = False
     anchor: str = "none"
+    vina_readout: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf"):
@@ -388,9 +404,14 @@ class ModelConfig:
         _require(self.cutoff > 0, f"model.cutoff must be > 0 Å (got {self.cutoff})")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1) (got {self.dropout})")
         _require_choice("model.anchor", self.anchor, ANCHORS)
-        _require(self.anchor == "none" or self.size_term,
+        _require(self.anchor != "heavy_atoms" or self.size_term,
                  f"model.anchor={self.anchor} sets the size term's weight: it needs "
                  "model.size_term=true")
+
+    @property
+    def uses_vina(self) -> bool:
+        """Whether the network reads the graphs' Vina terms (``featurize.vina_terms``)."""
+        return self.anchor in ("vina", "vina_terms") or self.vina_readout
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -635,6 +656,11 @@ class AppConfig:
                  f"model.cutoff ({self.model.cutoff} Å) must be >= the longest featurized edge "
                  f"({longest} Å, featurize.interaction_cutoff / protein_edge_cutoff), or those "
                  "edges would carry no signal")
+        _require(not self.model.uses_vina or self.featurize.vina_terms,
+                 f"model.anchor={self.model.anchor} / model.vina_readout="
+                 f"{str(self.model.vina_readout).lower()} read the poses' Vina terms: they need "
+                 "featurize.vina_terms=true (the cache then scores every complex with Vina, "
+                 "~0.5 s each)")
         _require(bool(self.run_name) and "/" not in self.run_name and self.run_name[0] != ".",
                  f"run_name must be a plain directory name (got {self.run_name!r})")
 

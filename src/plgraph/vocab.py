@@ -88,3 +88,9 @@ PROTEIN_EDGE_FEATURES = {"covalent": 2}
 def element_index(symbol: str) -> int:
     """The vocabulary index of an element symbol (case-insensitive); 0 for other elements."""
     return ELEMENT_INDEX.get(symbol.strip().upper(), 0)
+
+# The Vina terms of a pose (plgraph.featurize.vina_terms.VinaTerms, in its field order), as the
+# cache stores them with featurize.vina_terms=true and the model reads them (model.anchor=vina,
+# vina_terms, model.vina_readout). Energies in kcal/mol; VinaTerms checks that its fields match.
+VINA_TERMS = ("vina_score", "vina_optimized", "vinardo_score", "vina_inter", "vina_intra",
+              "gauss1", "gauss2", "repulsion", "hydrophobic", "hbond", "rotatable_bonds")

@@ -34,6 +34,7 @@ from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 import plgraph
+from plgraph import vocab
 from plgraph.config import DataConfig, FeaturizeConfig, SourceConfig
 from plgraph.data.cache import (
     CONTENT_FINGERPRINT,
@@ -395,6 +396,8 @@ def write_shards(partial: Path, inputs: ReadResult, identity: dict, data: DataCo
                        "duplicates": len(inputs.duplicates)},
             "failures": [{"id": f.id, "reason": f.reason} for f in failures],
             "duplicates": [{"id": f.id, "reason": f.reason} for f in inputs.duplicates],
+            **({"vina_terms": list(vocab.VINA_TERMS)} if identity["featurize"].get("vina_terms")
+               else {}),
             "shards": shards, "complexes": complexes}
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import HeteroData
 
+from plgraph.config import FeaturizeConfig
 from plgraph.errors import CacheError
 from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.runtime.atomic import replace_atomically
@@ -36,6 +37,8 @@ CONTENT_FINGERPRINT = "inputs_content_fingerprint"
 INPUTS_CHANGED = ("the input files or labels changed since it was built (ids, labels, file "
                   "sizes or modification times differ)")
 _EDGE_INDEX = "edge_index"
+# The graphs' Vina terms (featurize.vina_terms=true), [graphs, len(vocab.VINA_TERMS)] per shard.
+VINA = "vina"
 
 
 def shard_name(number: int) -> str:
@@ -58,6 +61,11 @@ def pack_graphs(graphs: Sequence[HeteroData]) -> dict:
         raise CacheError("graphs in one shard have different attributes: a featurization bug")
     payload = {"format": SHARD_FORMAT, "ids": [g.complex_id for g in graphs],
                "y": torch.cat([g.y for g in graphs]), "values": {}, "offsets": {}}
+    with_vina = sum("vina" in g for g in graphs)
+    if with_vina not in (0, len(graphs)):
+        raise CacheError("only some graphs of one shard have Vina terms: a featurization bug")
+    if with_vina:  # featurize.vina_terms=true: one [1, terms] row per graph, like y
+        payload[VINA] = torch.cat([g.vina for g in graphs])
     for name, parts in tensors.items():
         dim = _cat_dim(name.rsplit("/", 1)[1])
         sizes = torch.tensor([0] + [p.shape[dim] for p in parts])
@@ -77,6 +85,8 @@ def unpack_graph(payload: dict, position: int, version: int) -> HeteroData:
     data.complex_id = payload["ids"][position]
     data.processing_version = version
     data.y = payload["y"][position:position + 1]
+    if VINA in payload:
+        data.vina = payload[VINA][position:position + 1]
     return data
 
 
@@ -161,6 +171,30 @@ class ProcessedCache:
             counts += self._shards[number]["offsets"]["ligand/x"].diff().tolist()
         return counts
 
+    @property
+    def has_vina_terms(self) -> bool:
+        """Whether the graphs carry their Vina terms (built with featurize.vina_terms=true)."""
+        return bool(self.meta.get("featurize", {}).get("vina_terms"))
+
+    def vina_terms(self) -> torch.Tensor:
+        """Each complex's Vina terms ``[complexes, len(vocab.VINA_TERMS)]`` in cache order, from
+        the shards' stacked rows alone (no graph is rebuilt); the baselines and the model's
+        standardization of the terms read them.
+
+        Raises:
+            CacheError: the cache was built without ``featurize.vina_terms=true``.
+        """
+        if not self.has_vina_terms:
+            raise CacheError(f"processed cache {self.path} has no Vina terms: it was built "
+                             "without featurize.vina_terms=true")
+        rows = []
+        for number, shard in enumerate(self.meta["shards"]):
+            if number not in self._shards:
+                self._shards[number] = torch.load(self.path / shard["file"], mmap=True,
+                                                  weights_only=True)
+            rows.append(self._shards[number][VINA])
+        return torch.cat(rows)
+
 
 def read_meta(path: Path) -> dict:
     if not path.is_dir():
@@ -183,6 +217,8 @@ def _staleness(meta: dict, expected: dict) -> list[str]:
         problems.append(f"shard format {meta.get('shard_format')}, this code reads {SHARD_FORMAT}")
     for section in ("featurize", "source"):
         have, want = meta.get(section, {}), expected[section]
+        if section == "featurize" and isinstance(have, dict):
+            have = _with_defaults(have)
         if not (isinstance(have, dict) and isinstance(want, dict)):  # data.sources: a list
             if have != want:
                 problems.append(f"{section} was {have!r}, now {want!r}")
@@ -190,6 +226,14 @@ def _staleness(meta: dict, expected: dict) -> list[str]:
         changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
         problems += [f"{section}.{k} was {have.get(k)!r}, now {want.get(k)!r}" for k in changed]
     return problems
+
+
+def _with_defaults(featurize: dict) -> dict:
+    """A featurization config read from meta.json, each key it lacks at today's default: a key
+    added later without a version bump (``vina_terms``) keeps, at its default, the graphs that
+    the older code built, so an older cache is the same cache."""
+    defaults = FeaturizeConfig().to_dict()
+    return {**{k: v for k, v in defaults.items() if k not in featurize}, **featurize}
 
 
 def _check_inputs(path: Path, meta: dict, expected: dict,

@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.data import HeteroData
 
@@ -73,6 +74,13 @@ class PreparedData:
         """The ligand heavy-atom count of each complex of split part ``name``, in its order."""
         counts = dict(zip(self.cache.ids, self.cache.ligand_atom_counts(), strict=True))
         return [counts[complex_id] for complex_id in self.split.parts[name]]
+
+    def vina_terms(self, name: str) -> np.ndarray:
+        """The Vina terms ``[complexes, len(vocab.VINA_TERMS)]`` of split part ``name``, in its
+        order, as float64 of the cache's float32 (CacheError without them)."""
+        position = {complex_id: i for i, complex_id in enumerate(self.cache.ids)}
+        terms = self.cache.vina_terms().double().numpy()
+        return terms[[position[complex_id] for complex_id in self.split.parts[name]]]
 
     def ligand_size_range(self, name: str) -> list[int]:
         """[smallest, largest] ligand heavy-atom count of split part ``name``; stored in every

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+import torch
 from rdkit import Chem
 from torch_geometric.data import HeteroData
 
@@ -24,6 +26,7 @@ from plgraph.featurize import (
     read_ligand_files,
 )
 from plgraph.featurize.posing import Pose, PosingSite, parse_smiles, pose_ligand
+from plgraph.featurize.vina_terms import vina_terms
 
 PROTEINS_KEPT = 4  # parsed proteins kept per process: a series shares one protein
 
@@ -59,7 +62,18 @@ def featurize_record_with_pose(record: ComplexRecord, config: FeaturizeConfig,
         ligand = read_ligand_files(record.ligand_files, record.id)
     graph = featurize_complex(ligand, protein, config, record.id,
                               cut_pocket=not is_pocket_file(record.protein))
+    if config.vina_terms:
+        graph.vina = vina_vector(record, ligand)
     return graph, ligand, pose
+
+
+def vina_vector(record: ComplexRecord, ligand: Chem.Mol) -> torch.Tensor:
+    """The pose's Vina terms (``featurize.vina_terms=true``) as a ``[1, len(VINA_TERMS)]``
+    float32 row, one per graph, as a batch stacks them. A pose Vina cannot score raises its
+    FeaturizationError: the cache build records it as a failure with Vina's reason, and
+    predict.py gives the record an error row, as for any featurization failure."""
+    terms = vina_terms(record.protein, ligand, record.id).vector()
+    return torch.from_numpy(terms.astype(np.float32)).unsqueeze(0)
 
 
 def pose_record(record: ComplexRecord, protein: ProteinAtoms, config: FeaturizeConfig,

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
+from plgraph import vocab
 from plgraph.errors import FeaturizationError
 from plgraph.featurize.vina_pairs import pair_terms
 from plgraph.featurize.vina_receptor import receptor_pdbqt
@@ -92,6 +93,10 @@ class VinaTerms:
     def vector(self) -> np.ndarray:
         """The values as float64 in the order of :meth:`names`, for the cache."""
         return np.asarray(astuple(self), dtype=np.float64)
+
+
+# The model knows the terms by vocab.VINA_TERMS (it must not import this module): one order.
+assert VinaTerms.names() == vocab.VINA_TERMS, "vocab.VINA_TERMS must follow VinaTerms' fields"
 
 
 def vina_terms(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:

@@ -44,6 +44,8 @@ class FlatGraph:
         bond_attr: categorical attributes of the bond edges ``[E_bond, C_bond]``.
         contact_attr: categorical attributes of the contact edges ``[E_contact, C_contact]``, or
             ``None`` when the protein is left out.
+        vina: each complex's Vina terms ``[num_graphs, len(vocab.VINA_TERMS)]``, or ``None``
+            when the graphs were featurized without ``featurize.vina_terms``.
     """
 
     ligand_x: Tensor
@@ -55,6 +57,7 @@ class FlatGraph:
     edge_type: Tensor
     bond_attr: Tensor
     contact_attr: Tensor | None
+    vina: Tensor | None = None
 
     @property
     def num_ligand(self) -> int:
@@ -101,4 +104,5 @@ def flatten(data: HeteroData, use_protein: bool = True) -> FlatGraph:
     return FlatGraph(ligand_x=ligand.x, protein_x=protein_x, pos=torch.cat(pos),
                      batch=torch.cat(batch), num_graphs=num_graphs,
                      edge_index=torch.cat(edges, dim=1), edge_type=torch.cat(types),
-                     bond_attr=bond.edge_attr, contact_attr=contact_attr)
+                     bond_attr=bond.edge_attr, contact_attr=contact_attr,
+                     vina=data.vina if "vina" in data else None)

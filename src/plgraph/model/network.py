@@ -23,13 +23,16 @@ from plgraph.config import ModelConfig
 from plgraph.model.embedding import CategoricalEmbedding, EdgeEmbedding, NeighborEmbedding
 from plgraph.model.graph import EDGE_TYPES, FlatGraph, flatten
 from plgraph.model.layers import ViSLayer
-from plgraph.model.terms import PairEnergy, SizeTerm
+from plgraph.model.terms import PairEnergy, SizeTerm, VinaTerm
 
 # Edges shorter than this (Å) have no usable direction; it only guards 0 / 0 for coincident atoms.
 _MIN_EDGE_LENGTH = 1e-6
 # The per-atom contributions are summed, then divided by a typical drug-like heavy-atom count so
 # that a freshly initialized model starts with O(1) standardized outputs whatever the ligand size.
 _TYPICAL_LIGAND_ATOMS = 25.0
+# The Vina terms each anchor reads (indices in vocab.VINA_TERMS): the in-place score, or all.
+VINA_ANCHOR_COLUMNS = {"vina": (vocab.VINA_TERMS.index("vina_score"),),
+                       "vina_terms": tuple(range(len(vocab.VINA_TERMS)))}
 
 
 def rms_normalize(vec: Tensor, eps: float = 1e-6) -> Tensor:
@@ -79,6 +82,13 @@ class PLGraphNet(torch.nn.Module):
         self.size_term = SizeTerm() if config.size_term else None
         self.register_buffer("target_mean", torch.tensor(0.0))
         self.register_buffer("target_std", torch.tensor(1.0))
+        self.vina_term = (VinaTerm(VINA_ANCHOR_COLUMNS[config.anchor])
+                          if config.anchor in VINA_ANCHOR_COLUMNS else None)
+        self.vina_embedding = (torch.nn.Linear(len(vocab.VINA_TERMS), hidden)
+                               if config.vina_readout else None)
+        if config.uses_vina:  # the terms' standardization, set on the train part like pK's
+            self.register_buffer("vina_mean", torch.zeros(len(vocab.VINA_TERMS)))
+            self.register_buffer("vina_std", torch.ones(len(vocab.VINA_TERMS)))
 
     def set_target_normalization(self, mean: float, std: float) -> None:
         r"""Set the pK standardization: :meth:`forward` predicts ``(pK - mean) / std``.
@@ -92,6 +102,18 @@ class PLGraphNet(torch.nn.Module):
                              f"(got mean={mean}, std={std})")
         self.target_mean.fill_(mean)
         self.target_std.fill_(std)
+
+    def set_vina_normalization(self, mean: Tensor, std: Tensor) -> None:
+        r"""Set the Vina terms' standardization ``z = (terms - mean) / std`` (each
+        ``[len(vocab.VINA_TERMS)]``, ``std`` finite and > 0): the train part's, at a run's
+        start; it travels in the ``state_dict``."""
+        if not self.config.uses_vina:
+            raise ValueError("this model reads no Vina terms (model.anchor, model.vina_readout)")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"Vina standardization needs finite means and finite stds > 0 "
+                             f"(got mean={mean.tolist()}, std={std.tolist()})")
+        self.vina_mean.copy_(mean)
+        self.vina_std.copy_(std)
 
     def forward(self, data: HeteroData) -> Tensor:
         r"""Standardized predictions ``[num_graphs]``.
@@ -124,9 +146,37 @@ class PLGraphNet(torch.nn.Module):
         self.target_mean.fill_(intercept)
         with torch.no_grad():
             self.size_term.weight.fill_(slope / self.target_std.item() * _TYPICAL_LIGAND_ATOMS)
-            output = self.head.output_network[-1].update_net[-1]
-            output.weight.zero_()
-            output.bias.zero_()
+            self._zero_output_layer()
+
+    def anchor_to_vina(self, coefficients, intercept: float) -> None:
+        r"""Make the model predict ``intercept + coefficients . z`` (pK) exactly, ``z`` the
+        standardized Vina terms its anchor reads (``model.anchor=vina``: the in-place score;
+        ``vina_terms``: all): the standardization's mean becomes the intercept, the Vina term's
+        weights the coefficients (in standardized pK), and the head's output layer zero, as in
+        :meth:`anchor_to_heavy_atoms`.
+
+        Args:
+            coefficients: pK per standard deviation of each term read, in
+                ``VINA_ANCHOR_COLUMNS[anchor]``'s order; intercept (float): pK at the train
+                part's mean terms.
+        """
+        if self.vina_term is None:
+            raise ValueError("anchoring to a Vina fit needs model.anchor=vina or vina_terms")
+        coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
+        if (coefficients.shape != self.vina_term.weight.shape
+                or not torch.isfinite(coefficients).all() or not math.isfinite(intercept)):
+            raise ValueError(f"the Vina fit must be {len(self.vina_term.columns)} finite "
+                             f"coefficients and a finite intercept (got {coefficients.tolist()}, "
+                             f"{intercept})")
+        self.target_mean.fill_(intercept)
+        with torch.no_grad():
+            self.vina_term.weight.copy_(coefficients / self.target_std.item())
+            self._zero_output_layer()
+
+    def _zero_output_layer(self) -> None:
+        output = self.head.output_network[-1].update_net[-1]
+        output.weight.zero_()
+        output.bias.zero_()
 
     def predict_pk(self, data: HeteroData) -> Tensor:
         r"""Predictions in pK units ``[num_graphs]``: ``forward(data) * std + mean``."""
@@ -176,16 +226,40 @@ class PLGraphNet(torch.nn.Module):
 
     def atom_terms(self, x: Tensor, vec: Tensor, graph: FlatGraph, rbf: Tensor) -> Tensor:
         r"""Each ligand atom's share of the standardized prediction ``[num_ligand_atoms]``: the
-        head's per-atom output, plus the pair terms of the atom's interaction edges and its size
-        term where the config asks for them (:mod:`plgraph.model.terms`)."""
+        head's per-atom output, plus the pair terms of the atom's interaction edges, its size
+        term and its share of the Vina term where the config asks for them
+        (:mod:`plgraph.model.terms`). With ``model.vina_readout`` the standardized Vina terms,
+        embedded, are added to every ligand atom's features before the head."""
         ligand = graph.num_ligand
         vec = rms_normalize(vec[:ligand])
-        atoms = self.head.pre_reduce(self.dropout(x[:ligand]), vec).squeeze(-1).to(x.dtype)
+        x, z = x[:ligand], self.standardized_vina(graph)
+        if self.vina_embedding is not None:
+            x = x + self.vina_embedding(z)[graph.batch[:ligand]].to(x.dtype)
+        atoms = self.head.pre_reduce(self.dropout(x), vec).squeeze(-1).to(x.dtype)
         if self.pair_energy is not None:
             atoms = atoms + self.pair_energy.per_ligand_atom(graph, rbf.to(atoms.dtype))
         if self.size_term is not None:
             atoms = atoms + self.size_term.per_ligand_atom(graph).to(atoms.dtype)
+        if self.vina_term is not None:
+            atoms = atoms + self.vina_term.per_ligand_atom(graph, z, _TYPICAL_LIGAND_ATOMS
+                                                           ).to(atoms.dtype)
         return atoms / _TYPICAL_LIGAND_ATOMS
+
+    def standardized_vina(self, graph: FlatGraph) -> Tensor | None:
+        r"""The graphs' Vina terms standardized on the train part ``[num_graphs, terms]``
+        (float32), or None for a model that reads none.
+
+        Raises:
+            ValueError: the model reads them and the graphs have none.
+        """
+        if not self.config.uses_vina:
+            return None
+        if graph.vina is None:
+            raise ValueError("this model reads the poses' Vina terms (model.anchor="
+                             f"{self.config.anchor}, model.vina_readout="
+                             f"{self.config.vina_readout}): featurize the complexes with "
+                             "featurize.vina_terms=true")
+        return (graph.vina.float() - self.vina_mean) / self.vina_std
 
     def atom_contributions(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""Each ligand heavy atom's contribution to the predicted pK, in pK units

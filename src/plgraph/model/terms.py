@@ -9,6 +9,9 @@ over ligand-protein contacts; and the size of the ligand. These modules add such
   rbf_k(d)``: a learned, smooth, distance-dependent energy per pair of elements (the radial
   basis already goes to zero at the cutoff). 2 x elements x num_rbf parameters.
 - :class:`SizeTerm`: ``w * heavy atoms``: one parameter.
+- :class:`VinaTerm`: ``w . z``, a linear function of the pose's standardized Vina terms
+  (``featurize.vina_terms``): one parameter per term it reads, spread evenly over the ligand's
+  atoms so that it stays part of their contributions.
 
 Both return per-ligand-atom values (a pair term goes to the ligand atom of its edge) in the
 network's standardized units, before its division by a typical ligand size, so they start at
@@ -67,3 +70,26 @@ class SizeTerm(torch.nn.Module):
     def per_ligand_atom(self, graph: FlatGraph) -> Tensor:
         r"""``weight`` for every ligand atom ``[num_ligand]``."""
         return self.weight.expand(graph.num_ligand)
+
+
+class VinaTerm(torch.nn.Module):
+    r"""``weight . z[:, columns]`` per graph, ``z`` the standardized Vina terms ``[B, terms]``;
+    the weights start at zero (``model.anchor=vina`` reads the in-place score alone,
+    ``vina_terms`` every term).
+
+    Args:
+        columns (tuple[int, ...]): the indices in ``vocab.VINA_TERMS`` it reads.
+    """
+
+    def __init__(self, columns: tuple[int, ...]) -> None:
+        super().__init__()
+        self.columns = columns
+        self.weight = torch.nn.Parameter(torch.zeros(len(columns)))
+
+    def per_ligand_atom(self, graph: FlatGraph, z: Tensor, scale: float) -> Tensor:
+        r"""Each ligand atom's share ``[num_ligand]``: its graph's value times ``scale`` over
+        the graph's heavy-atom count, so that the atoms' shares sum to ``scale`` times it."""
+        value = z[:, list(self.columns)] @ self.weight
+        atom_batch = graph.batch[:graph.num_ligand]
+        atoms = torch.bincount(atom_batch, minlength=graph.num_graphs).to(value.dtype)
+        return (value * scale / atoms)[atom_batch]

@@ -183,7 +183,9 @@ class Trainer:
             self.origin = init_from.initialize_from(self.model, Path(self.config.init_from))
         else:
             start_new_model(self.model, [self.data.label_of[i] for i in self.parts["train"].ids],
-                            self.data.ligand_sizes("train"))
+                            self.data.ligand_sizes("train"),
+                            self.data.vina_terms("train") if self.model.config.uses_vina
+                            else None)
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self.steps_per_epoch, self.device,
