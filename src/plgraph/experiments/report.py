@@ -37,7 +37,9 @@ from plgraph.training.reports import write_json
 
 log = logging.getLogger(__name__)
 
-METHODS = ("full", "full_ensemble", "ligand_only", "heavy_atoms", "fep")
+METHODS = ("full", "full_ensemble", "ligand_only", "heavy_atoms", "vina", "vina_optimized",
+           "vinardo", "vina_terms_fit", "fep")
+DOCKING = ("vina", "vina_optimized", "vinardo", "vina_terms_fit")  # need featurize.vina_terms
 
 BASELINES = ("ligand_only", "heavy_atoms")  # what the full model must beat
 
@@ -45,9 +47,15 @@ LABELS = {"full": "full model (ligand + pocket + interactions)",
           "full_ensemble": "full-model ensemble (mean of experiment.ensemble trainings)",
           "ligand_only": "ligand-only model (same network, ligand graph alone)",
           "heavy_atoms": "heavy-atom count (linear fit on train)",
+          "vina": "Vina score of the pose in place (-score / RT ln 10 as pK)",
+          "vina_optimized": "Vina score after a local optimization (-score / RT ln 10 as pK)",
+          "vinardo": "Vinardo score of the pose in place (-score / RT ln 10 as pK)",
+          "vina_terms_fit": "Vina terms (linear fit on train)",
           "fep": "Uni-FEP's FEP prediction (fep_dG; physics reference, its test series only)"}
 
 FIGURES = ("pearson", "rmse", "series_spearman")
+DOCKING_NEEDS = ("Docking baselines (Vina in place, Vina optimized, Vinardo, the fitted Vina "
+                 "terms) need `featurize.vina_terms=true`: this cache has no Vina terms.")
 
 
 
@@ -59,7 +67,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
         for figure in FIGURES:
             values = [per_seed[s][method][figure] for s in per_seed]
             summary[method][figure] = {**mean_std(values), "values": values}
-    comparisons = [("full", other) for other in (*BASELINES, "fep")]
+    comparisons = [("full", other) for other in (*BASELINES, "vina", "vina_terms_fit", "fep")]
     comparisons += [("full_ensemble", other) for other in ("full", *BASELINES)]
     paired = {f"{method}-{other}": bootstrap_interval(paired_differences(per_seed, method,
                                                                          other))
@@ -69,6 +77,7 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
     return {"experiment": config.experiment.name, "seeds": list(per_seed),
             "device": device, "model": config.model.to_dict(),
             "data_root": config.data.root, "split_strategy": config.split.strategy,
+            "vina_terms": config.featurize.vina_terms,
             "wall_seconds": round(wall_seconds, 1),
             "training_seconds": round(sum(result[m].get("wall_seconds", 0.0)
                                           for result in per_seed.values() for m in methods), 1),
@@ -121,6 +130,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {LABELS[method]} | " + " | ".join(format_mean_std(figures[f])
                                                           for f in FIGURES) + " |")
     lines += ["", verdict(summary), ""]
+    if not report.get("vina_terms"):
+        lines += [DOCKING_NEEDS, ""]
     paired = report.get("paired_series_spearman", {})
     if paired:
         lines += ["Paired, on the test series both rank (all seeds pooled): one method's "

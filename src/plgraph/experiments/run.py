@@ -3,10 +3,11 @@ report of what the protein and interaction graphs add.
 
 Per seed: a split of its own (``<split.name>-seed<N>``, seeded with N, so the test targets change
 with the seed), the full model, the same network on the ligand graph alone
-(``model.use_protein=false``), and a linear fit of pK on the ligand's heavy-atom count on the
-train part. Every training is an ordinary resumable run (``<run_name>-seed<N>-full`` and
-``-ligand_only``): an interrupted experiment run again skips what is finished and resumes the
-rest. The report is ``<run_name>/results.json`` and ``report.md``.
+(``model.use_protein=false``), a linear fit of pK on the ligand's heavy-atom count on the
+train part, and, where the cache holds the poses' Vina terms, the docking baselines
+(:func:`docking_baselines`). Every training is an ordinary resumable run
+(``<run_name>-seed<N>-full`` and ``-ligand_only``): an interrupted experiment run again skips
+what is finished and resumes the rest. The report is ``<run_name>/results.json`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plgraph import vocab
 from plgraph.config import AppConfig, SplitConfig
 from plgraph.data import PreparedData, prepare_data
 from plgraph.data.records import dg_to_pk
@@ -35,12 +37,15 @@ from plgraph.experiments.report import LABELS, summarize, write_figures, write_r
 from plgraph.experiments.trainings import fit_and_read_predictions
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.runtime.stop import STOP
-from plgraph.training.anchor import heavy_atom_fit
+from plgraph.training.anchor import heavy_atom_fit, vina_fit_predict
 from plgraph.training.metrics import score
 
 log = logging.getLogger(__name__)
 
 FEP_COLUMN = "fep_dG (kcal/mol)"
+# The docking baselines read straight from a pose's Vina terms (kcal/mol), by method.
+DOCKING_SCORES = {"vina": "vina_score", "vina_optimized": "vina_optimized",
+                  "vinardo": "vinardo_score"}
 # An ensemble member's trainer seed is the experiment seed plus this times its number: apart from
 # every experiment seed a user would pick, so no member repeats another seed's training.
 ENSEMBLE_SEED_STRIDE = 1000
@@ -93,7 +98,7 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
         data = capped_training(prepare_data(config.data, config.featurize, split),
                                experiment.max_train_per_series, seed)
         series_of = data.series_of
-        predictions = {"heavy_atoms": heavy_atom_baseline(data)}
+        predictions = {"heavy_atoms": heavy_atom_baseline(data), **docking_baselines(data)}
         physics = fep_reference(data)
         if physics is not None:
             predictions["fep"] = physics
@@ -253,6 +258,30 @@ def heavy_atom_baseline(data: PreparedData) -> dict:
     ids, test_counts, test_labels = counts_and_labels("test")
     return {"ids": ids, "predicted": slope * test_counts + intercept, "measured": test_labels,
             "fit": {"slope": float(slope), "intercept": float(intercept)}}
+
+
+def docking_baselines(data: PreparedData) -> dict[str, dict]:
+    """The docking baselines on the test part, where the cache holds the poses' Vina terms
+    (``featurize.vina_terms=true``; none otherwise, and the report says what they need):
+    ``vina`` (in place), ``vina_optimized`` and ``vinardo`` read as ΔG in kcal/mol, so
+    pK = -score / (RT ln 10) = -score / 1.364 at 298.15 K, as the labels are converted (a more
+    negative score, a better binder, is a higher pK: the sign every per-series Spearman ρ
+    depends on); and ``vina_terms_fit``, the least-squares fit of pK on all the standardized
+    terms of the train part (:func:`plgraph.training.anchor.vina_fit`)."""
+    if not data.cache.has_vina_terms:
+        return {}
+    ids = list(data.split.parts["test"])
+    # float32, as the graphs store their labels (see heavy_atom_baseline)
+    labels = np.array([data.label_of[i] for i in ids], np.float32).astype(float)
+    train_labels = np.array([data.label_of[i] for i in data.split.parts["train"]],
+                            np.float32).astype(float)
+    terms, train_terms = data.vina_terms("test"), data.vina_terms("train")
+    found = {method: dg_to_pk(terms[:, vocab.VINA_TERMS.index(column)])
+             for method, column in DOCKING_SCORES.items()}
+    found["vina_terms_fit"] = vina_fit_predict(train_terms, train_labels, terms,
+                                               range(len(vocab.VINA_TERMS)))
+    return {method: {"ids": ids, "predicted": predicted, "measured": labels}
+            for method, predicted in found.items()}
 
 
 def evaluate(found: dict, series_of: dict[str, str], min_series_size: int) -> dict:
