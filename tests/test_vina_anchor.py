@@ -8,6 +8,8 @@ import contextlib
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -149,3 +151,16 @@ def test_a_vina_terms_run_with_the_readout_resumes_to_the_uninterrupted_weights(
     for name in final:
         assert torch.equal(final[name], expected[name]), name
     assert final["head.output_network.1.update_net.2.weight"].abs().sum() > 0
+
+
+def test_main_py_refuses_a_vina_anchor_without_the_terms_before_any_work(tmp_path):
+    from conftest import REPO, copy_sample
+
+    root = copy_sample(tmp_path / "two", ("1pum", "2w9r"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), f"data.root={root}", "model.anchor=vina",
+         f"output_root={tmp_path / 'outputs'}", "tracking.enabled=false"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "need featurize.vina_terms=true" in result.stdout + result.stderr
+    assert not (root / "processed").exists()  # nothing was featurized
