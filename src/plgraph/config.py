@@ -540,6 +540,7 @@ class ExperimentConfig:
             Spearman ρ.
         max_train_per_series: train on at most this many complexes of each series (drawn
             with the seed; 0: all), validation and test whole: the budget knob of a CPU run.
+            A single training (``name`` null) honours it too, drawn with its ``seed``.
         few_shot_k: the few-shot arm (``plgraph.experiments.few_shot``): for each k, k measured
             ligands of a test series are given and the rest ranked (empty: no few-shot arm).
         few_shot_draws: random draws of the k ligands per series and k.
