@@ -655,8 +655,11 @@ class PredictConfig:
     """The command line of ``predict.py``: checkpoints, one kind of input, the output CSV.
 
     Args:
-        checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``.
+        checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``,
+            and where there is none (and no ``ensemble``) the shipped model in ``shipped_dir``.
         ensemble: more checkpoints; predictions are their mean and standard deviation.
+        shipped_dir: the directory of the shipped model (``shipped.json`` and its files,
+            :mod:`plgraph.inference.shipped`); default: ``models/`` beside predict.py.
         protein, ligands: one protein (pocket or full) and a multi-ligand SDF, or, with
             ``reference``, a SMILES library: ``.smi`` (SMILES and an optional name per line) or
             ``.csv`` (columns ``smiles`` and optional ``name``; ``smiles_column`` /
@@ -693,6 +696,7 @@ class PredictConfig:
 
     checkpoint: str | None = None
     ensemble: list[str] = field(default_factory=list)
+    shipped_dir: str | None = None
     protein: str | None = None
     ligands: str | None = None
     reference: str | None = None
