@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from plgraph.cli import register_configs, resume_command, run_cli, run_entry, to_config
 from plgraph.config import AppConfig
-from plgraph.data import PreparedData, prepare_data
+from plgraph.data import PreparedData, capped_training, prepare_data
 from plgraph.errors import PlgraphError
 from plgraph.runtime.allocator import keep_freed_memory
 from plgraph.runtime.slurm import requeue_after_preemption
@@ -97,6 +97,8 @@ def train(cfg: DictConfig, ranks: Ranks) -> int:
         if config.prepare_only:
             log.info("data prepared (prepare_only=true); exiting")
             return 0
+        # the budget knob of a recipe (conf/experiment/shipped.yaml), drawn with the run's seed
+        data = capped_training(data, config.experiment.max_train_per_series, config.seed)
         with RunDirectory(config.run_dir, writer=ranks.is_main) as run:
             if ranks.is_main:
                 if config.fresh:

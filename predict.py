@@ -33,8 +33,9 @@ from plgraph.config import PredictConfig
 from plgraph.inference.explain import ExplainWriter
 from plgraph.inference.inputs import chunks, featurize_all, read_prediction_inputs
 from plgraph.inference.measured import read_measured
-from plgraph.inference.predictor import Predictor, latest_best_checkpoint
+from plgraph.inference.predictor import NoTrainedRunError, Predictor, latest_best_checkpoint
 from plgraph.inference.series_ranking import SeriesRanking, measured_records
+from plgraph.inference.shipped import describe, shipped_checkpoints
 from plgraph.inference.writers import PoseAggregator, PoseWriter, PredictionWriter, check_output
 from plgraph.runtime.allocator import keep_freed_memory
 from plgraph.training.device import resolve_device
@@ -42,6 +43,7 @@ from plgraph.training.metrics import regression_metrics
 from plgraph.training.plots import plot_scatter
 
 log = logging.getLogger("plgraph")
+SHIPPED_DIR = Path(__file__).resolve().parent / "models"  # the shipped model and its card
 register_configs()
 keep_freed_memory()  # CPU steps reuse their large buffers: see plgraph.runtime.allocator
 
@@ -50,12 +52,10 @@ def predict(config: PredictConfig) -> int:
     check_output(Path(config.output), "output")
     if config.poses:
         check_output(Path(config.poses), "poses")
-    # Series mode's file is checked first: a rule it breaks costs seconds, not a library's run.
+    checkpoints = model_files(config)  # first: where the shipped model stands in, it says so
+    # Series mode's file is checked next: a rule it breaks costs seconds, not a library's run.
     measured = (read_measured(Path(config.measured), config.measured_property,
                               config.measured_kind) if config.measured else None)
-    checkpoints = [Path(config.checkpoint) if config.checkpoint
-                   else latest_best_checkpoint(Path(config.output_root))]
-    checkpoints += [Path(p) for p in config.ensemble]
     predictor = Predictor.load(checkpoints, resolve_device(config.device, key="device"))
     log.info("model%s: %s", "s" if len(checkpoints) > 1 else "",
              ", ".join(map(str, checkpoints)))
@@ -110,6 +110,27 @@ def predict(config: PredictConfig) -> int:
         log.info("atom contributions of %d ligands in %s, their maps in %s", explainer.count,
                  explainer.atoms_path, explainer.maps_path)
     return 1 if writer.failures else 0
+
+
+def model_files(config: PredictConfig) -> list[Path]:
+    """``checkpoint=`` (default: the latest run's best.pt) and ``ensemble=``; with neither and
+    no run under ``output_root``, the shipped model, verified against its card's sha256 and
+    named on the first log line (plgraph.inference.shipped)."""
+    ensemble = [Path(p) for p in config.ensemble]
+    if config.checkpoint:
+        return [Path(config.checkpoint), *ensemble]
+    try:
+        return [latest_best_checkpoint(Path(config.output_root)), *ensemble]
+    except NoTrainedRunError:
+        directory = Path(config.shipped_dir) if config.shipped_dir else SHIPPED_DIR
+        shipped = None if ensemble else shipped_checkpoints(directory)
+        if shipped is None:
+            raise
+    paths, manifest = shipped
+    log.info("no checkpoint= and no run of yours under %s/: using the shipped model %s "
+             "(trained on %s; card: %s)", config.output_root.rstrip("/"),
+             ", ".join(map(str, paths)), describe(manifest), directory / manifest["card"])
+    return paths
 
 
 def predicted_rows(predictor: Predictor, rows, batch_size: int):

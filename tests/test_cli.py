@@ -14,6 +14,8 @@ from hydra import compose, initialize_config_dir
 from plgraph.cli import register_configs, to_config
 from plgraph.config import AppConfig, PredictConfig, TrainConfig
 
+# conf/experiment/ files that are one training (experiment.name null), not a comparison.
+ONE_TRAINING = {"shipped"}
 CONFIGS = sorted(p.stem for p in (REPO / "conf").glob("*.yaml"))
 REQUIRED = {"predict": ["protein=P.pdb", "ligands=L.sdf"]}  # mandatory keys (???) of a config
 
@@ -70,7 +72,24 @@ def test_every_experiment_composes_into_typed_dataclasses(name):
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         config = to_config(compose(config_name="config", overrides=[f"experiment={name}"]))
-    assert config.experiment.name == name
+    assert config.experiment.name == (None if name in ONE_TRAINING else name)
+
+
+def test_the_shipped_recipe_is_one_training_of_transfer_budgets_model_on_all_the_data():
+    """experiment=shipped trains what transfer_budget measured (so transfer_folds' figures are
+    its recipe's), once, on both sources, with validation families and no test part."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        shipped, budget = (to_config(compose(config_name="config", overrides=[f"experiment={n}"]))
+                           for n in ("shipped", "transfer_budget"))
+    assert (shipped.model, shipped.trainer, shipped.featurize) == (
+        budget.model, budget.trainer, budget.featurize)
+    assert shipped.data == budget.data
+    assert [s.name for s in shipped.data.sources] == ["fep", "unifep"]
+    assert shipped.experiment.name is None and shipped.experiment.max_train_per_series == 4
+    assert (shipped.split.strategy, shipped.split.test) == ("family", 0.0)
+    assert shipped.split.val > 0
+    assert shipped.run_name == "shipped"
 
 
 @pytest.mark.parametrize("model", ["small", "large"])

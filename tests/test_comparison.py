@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, data_config
 
 from plgraph.config import AppConfig, FeaturizeConfig, SplitConfig
-from plgraph.data import prepare_data
+from plgraph.data import capped_training, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.data.split import split_fingerprint
 from plgraph.experiments.comparison import (
@@ -22,7 +22,7 @@ from plgraph.experiments.comparison import (
 )
 from plgraph.experiments.few_shot import METHODS as FEW_SHOT_METHODS
 from plgraph.experiments.report import markdown, summarize
-from plgraph.experiments.run import capped_training, fep_reference, heavy_atom_baseline
+from plgraph.experiments.run import fep_reference, heavy_atom_baseline
 
 
 def test_paired_differences_pair_the_same_series_of_the_same_seed_only():

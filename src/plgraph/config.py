@@ -561,6 +561,7 @@ class ExperimentConfig:
             Spearman ρ.
         max_train_per_series: train on at most this many complexes of each series (drawn
             with the seed; 0: all), validation and test whole: the budget knob of a CPU run.
+            A single training (``name`` null) honours it too, drawn with its ``seed``.
         few_shot_k: the few-shot arm (``plgraph.experiments.few_shot``): for each k, k measured
             ligands of a test series are given and the rest ranked (empty: no few-shot arm).
         few_shot_draws: random draws of the k ligands per series and k.
@@ -680,8 +681,11 @@ class PredictConfig:
     """The command line of ``predict.py``: checkpoints, one kind of input, the output CSV.
 
     Args:
-        checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``.
+        checkpoint: a checkpoint; default: ``best.pt`` of the latest run under ``output_root``,
+            and where there is none (and no ``ensemble``) the shipped model in ``shipped_dir``.
         ensemble: more checkpoints; predictions are their mean and standard deviation.
+        shipped_dir: the directory of the shipped model (``shipped.json`` and its files,
+            :mod:`plgraph.inference.shipped`); default: ``models/`` beside predict.py.
         protein, ligands: one protein (pocket or full) and a multi-ligand SDF, or, with
             ``reference``, a SMILES library: ``.smi`` (SMILES and an optional name per line) or
             ``.csv`` (columns ``smiles`` and optional ``name``; ``smiles_column`` /
@@ -718,6 +722,7 @@ class PredictConfig:
 
     checkpoint: str | None = None
     ensemble: list[str] = field(default_factory=list)
+    shipped_dir: str | None = None
     protein: str | None = None
     ligands: str | None = None
     reference: str | None = None

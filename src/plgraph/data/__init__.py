@@ -1,5 +1,5 @@
 """Input layouts, the processed cache and the seeded split."""
 
-from plgraph.data.dataset import ComplexDataset, PreparedData, prepare_data
+from plgraph.data.dataset import ComplexDataset, PreparedData, capped_training, prepare_data
 
-__all__ = ["ComplexDataset", "PreparedData", "prepare_data"]
+__all__ = ["ComplexDataset", "PreparedData", "capped_training", "prepare_data"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,3 +129,24 @@ def _log_summary(cache: ProcessedCache, split: Split) -> None:
     sizes = ", ".join(f"{p} {len(ids)}" for p, ids in split.parts.items())
     log.info("split '%s' (%s, seed %d): %s", split.name, split.recipe["strategy"],
              split.recipe["seed"], sizes)
+
+
+def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedData:
+    """``data`` with its train part cut to ``per_series`` complexes of each series, drawn with
+    ``seed`` (0: unchanged). Validation and test stay whole, so the figures stay comparable; the
+    cut split has a fingerprint of its own, so a resumed training checks it like any other."""
+    if not per_series:
+        return data
+    series_of = data.series_of
+    members: dict[str, list[str]] = defaultdict(list)
+    for complex_id in data.split.parts["train"]:
+        members[series_of[complex_id]].append(complex_id)
+    rng = np.random.default_rng(seed)
+    train = sorted(i for series in sorted(members) for i in
+                   (members[series] if len(members[series]) <= per_series else
+                    [members[series][k] for k in rng.choice(len(members[series]), per_series,
+                                                            replace=False)]))
+    parts = {**data.split.parts, "train": train}
+    log.info("max_train_per_series=%d: training on %d of %d train complexes", per_series,
+             len(train), len(data.split.parts["train"]))
+    return data.with_parts(parts)

@@ -16,14 +16,13 @@ import csv
 import dataclasses
 import logging
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from plgraph import vocab
 from plgraph.config import AppConfig, SplitConfig
-from plgraph.data import PreparedData, prepare_data
+from plgraph.data import PreparedData, capped_training, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.errors import PlgraphError
 from plgraph.experiments.few_shot import (
@@ -198,27 +197,6 @@ def _learning_curve(config: AppConfig, data: PreparedData, seed: int, full: dict
                                   **evaluate(found, series_of,
                                              config.experiment.min_series_size)}
     return curve
-
-
-def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedData:
-    """``data`` with its train part cut to ``per_series`` complexes of each series, drawn with
-    ``seed`` (0: unchanged). Validation and test stay whole, so the figures stay comparable; the
-    cut split has a fingerprint of its own, so a resumed training checks it like any other."""
-    if not per_series:
-        return data
-    series_of = data.series_of
-    members: dict[str, list[str]] = defaultdict(list)
-    for complex_id in data.split.parts["train"]:
-        members[series_of[complex_id]].append(complex_id)
-    rng = np.random.default_rng(seed)
-    train = sorted(i for series in sorted(members) for i in
-                   (members[series] if len(members[series]) <= per_series else
-                    [members[series][k] for k in rng.choice(len(members[series]), per_series,
-                                                            replace=False)]))
-    parts = {**data.split.parts, "train": train}
-    log.info("experiment.max_train_per_series=%d: training on %d of %d train complexes",
-             per_series, len(train), len(data.split.parts["train"]))
-    return data.with_parts(parts)
 
 
 def fep_reference(data: PreparedData) -> dict | None:

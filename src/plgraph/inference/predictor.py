@@ -49,7 +49,7 @@ class Predictor:
             raise PlgraphError("no checkpoint given")
         models, featurize, sizes = [], None, []
         for path in checkpoints:
-            state = read_checkpoint(path)
+            state = read_checkpoint(path, inference=True)
             require_compatible(state, path, "predict")
             config = FeaturizeConfig(**state["featurize_config"])
             if featurize is not None and config != featurize:
@@ -94,11 +94,19 @@ class Predictor:
         return [t / len(self.models) for t in total] if total else []
 
 
+class NoTrainedRunError(PlgraphError):
+    """No run under the output root has a ``best.pt``."""
+
+
 def latest_best_checkpoint(output_root: Path) -> Path:
-    """``best.pt`` of the most recently trained run under ``output_root``."""
+    """``best.pt`` of the most recently trained run under ``output_root``.
+
+    Raises:
+        NoTrainedRunError: there is none.
+    """
     candidates = sorted(output_root.glob("*/checkpoints/best.pt"),
                         key=lambda path: path.stat().st_mtime)
     if not candidates:
-        raise PlgraphError(f"no trained run with checkpoints/best.pt under {output_root}; train "
-                           "one with python main.py, or give checkpoint=PATH")
+        raise NoTrainedRunError(f"no trained run with checkpoints/best.pt under {output_root}; "
+                                "train one with python main.py, or give checkpoint=PATH")
     return candidates[-1]

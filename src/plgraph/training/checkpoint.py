@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("format", "model", "optimizer", "progress", "rng", "config",
                  "data_processing_version", "split_fingerprint")
+# An inference-only checkpoint (kind "inference", :func:`inference_state`): what predict.py
+# rebuilds a model from, without the optimizer, gradients and random states of a training.
+INFERENCE_KEYS = ("format", "kind", "model", "model_config", "featurize_config",
+                  "data_processing_version")
 
 
 class CheckpointError(PlgraphError):
@@ -64,8 +68,11 @@ def _tensor_bytes(state) -> int:
     return 0
 
 
-def read_checkpoint(path: Path) -> dict:
-    """Load a checkpoint to CPU without executing pickled code; check its format and keys."""
+def read_checkpoint(path: Path, inference: bool = False) -> dict:
+    """Load a checkpoint to CPU without executing pickled code; check its format and keys.
+
+    ``inference``: an inference-only checkpoint (:func:`inference_state`) is accepted too (by
+    predict.py; a training cannot resume from one)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, bad pickle, unsafe global, ...
@@ -75,7 +82,8 @@ def read_checkpoint(path: Path) -> dict:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: checkpoint format {found}, this code reads "
                               f"{CHECKPOINT_FORMAT}")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    kind_ok = inference and state.get("kind") == "inference"
+    missing = [k for k in (INFERENCE_KEYS if kind_ok else REQUIRED_KEYS) if k not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {missing}")
     return state
@@ -234,6 +242,19 @@ def training_state(kind: str, parts: TrainingParts, progress: Progress, history:
         "provenance": provenance(),
         "init_from": origin,
     }
+
+
+def inference_state(state: dict) -> dict:
+    """The part of a training checkpoint ``state`` that prediction needs: the weights (with the
+    target standardization, a buffer), the model and featurization configs, the data version,
+    the training ligand sizes, and for the record the run's config, history, split fingerprint
+    and provenance; no optimizer, scaler, gradients, progress or random states. Its ``kind`` is
+    ``inference``: ``read_checkpoint(path, inference=True)`` reads it, a resume refuses it."""
+    kept = ("format", "model", "model_config", "featurize_config", "data_processing_version",
+            "target_normalization", "ligand_heavy_atoms", "config", "history",
+            "split_fingerprint", "provenance", "init_from")
+    return {**{key: state[key] for key in kept if key in state}, "kind": "inference",
+            "source_kind": state.get("kind")}
 
 
 def restore_training_state(state: dict, path: Path, parts: TrainingParts,

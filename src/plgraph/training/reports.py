@@ -136,9 +136,11 @@ def log_epoch(row: dict, improved: bool) -> None:
 def log_finished(results: dict) -> None:
     """The closing line of a run: how it stopped, the best epoch, its test figures."""
     test = results["test"]
-    log.info("finished (%s): best epoch %d, val RMSE %.3f; test RMSE %.3f, Pearson %.3f, "
-             "Spearman %.3f; results in %s", results["stopped_by"], results["best_epoch"],
-             results["val"]["rmse"], test["rmse"], test["pearson"], test["spearman"],
+    figures = ("no test part (split.test=0)" if results["sizes"].get("test") == 0 else
+               f"test RMSE {test['rmse']:.3f}, Pearson {test['pearson']:.3f}, Spearman "
+               f"{test['spearman']:.3f}")
+    log.info("finished (%s): best epoch %d, val RMSE %.3f; %s; results in %s",
+             results["stopped_by"], results["best_epoch"], results["val"]["rmse"], figures,
              Path(results["run"]) / "results.json")
 
 
