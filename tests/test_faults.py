@@ -221,17 +221,26 @@ def test_a_full_disk_while_writing_predictions_keeps_the_previous_csv(trained, s
     command = [sys.executable, str(REPO / "predict.py"),
                f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"root={root}",
                f"output={output}"]
+    previous = assert_a_full_disk_keeps_the_previous_file(command, output, small_disk)
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and output.read_bytes() == previous
+
+
+def assert_a_full_disk_keeps_the_previous_file(command: list[str], output: Path,
+                                               disk: Path) -> bytes:
+    """Run ``command`` once to write ``output`` on ``disk``, again with ``disk`` full: the run
+    fails naming ``output``, which is untouched, and nothing staged is left. The disk is freed
+    at the end; returns the first run's bytes."""
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
     previous = output.read_bytes()
-    filler = fill(small_disk)
+    filler = fill(disk)
     full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert full.returncode != 0
     assert_full_disk_message(full.stdout + full.stderr, output)
-    assert output.read_bytes() == previous and staged_leftovers(small_disk) == []
+    assert output.read_bytes() == previous and staged_leftovers(disk) == []
     filler.unlink()
-    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and output.read_bytes() == previous
+    return previous
 
 
 @pytest.mark.slow
@@ -288,12 +297,4 @@ def test_a_full_disk_while_writing_poses_keeps_the_previous_sdf(trained, tmp_pat
                f"protein='{series / 'protein.pdb'}'",
                f"reference='{series / 'ref_ligand.sdf'}'", f"ligands={library}",
                f"output={tmp_path / 'predictions.csv'}", f"poses={poses}"]
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stdout + first.stderr
-    previous = poses.read_bytes()
-    filler = fill(small_disk)
-    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert full.returncode != 0
-    assert_full_disk_message(full.stdout + full.stderr, poses)
-    assert poses.read_bytes() == previous and staged_leftovers(small_disk) == []
-    filler.unlink()
+    assert_a_full_disk_keeps_the_previous_file(command, poses, small_disk)

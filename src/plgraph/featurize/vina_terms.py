@@ -35,6 +35,8 @@ Deterministic: one thread, a fixed seed, and the optimization has no random step
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
@@ -120,12 +122,8 @@ def vina_terms(protein: Path | str, ligand: Chem.Mol, source: str) -> VinaTerms:
             sums that disagree with Vina's total (a typing difference, a bug to report).
     """
     receptor_text, ligand_text, box = _inputs(protein, ligand, source)
-    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
-        receptor = Path(folder) / "receptor.pdbqt"
-        receptor.write_text(receptor_text)
-        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, box, GRID_SPACING)
-        in_place = _in_place(vina, source)
-        optimized = vina.optimize()
+    with _scored(receptor_text, ligand_text, box, source) as (_, in_place, optimized):
+        pass
     pairs = pair_terms(receptor_text, ligand_text, VINA_WEIGHTS, source)
     expected = pairs.vina_inter / (1.0 + VINA_WEIGHTS[-1] * pairs.rotatable_bonds)
     if (abs(pairs.vina_inter - in_place[1]) > AGREEMENT
@@ -145,17 +143,26 @@ def vina_terms_by_package(protein: Path | str, ligand: Chem.Mol, source: str) ->
     Vina object (seven map computations, ~2 s per complex). The reference the pairwise sums are
     tested against (tests, ``bench/vina_cost.py``); same arguments and errors."""
     receptor_text, ligand_text, box = _inputs(protein, ligand, source)
-    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
-        receptor = Path(folder) / "receptor.pdbqt"
-        receptor.write_text(receptor_text)
-        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, box, GRID_SPACING)
-        in_place = _in_place(vina, source)
-        optimized = vina.optimize()
+    with _scored(receptor_text, ligand_text, box, source) as (receptor, in_place, optimized):
         terms, rotatable = _unweighted_terms(receptor, ligand_text, box, source)
         vinardo = _scorer("vinardo", None, receptor, ligand_text, box,
                           SCORE_ONLY_SPACING).score()
     return _checked(VinaTerms(float(in_place[0]), float(optimized[0]), float(vinardo[0]),
                               float(in_place[1]), float(in_place[5]), *terms, rotatable), source)
+
+
+@contextmanager
+def _scored(receptor_text: str, ligand_text: str, box: tuple[np.ndarray, np.ndarray],
+            source: str) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """Inside: the receptor's pdbqt file (Vina reads a receptor only from a file; the temporary
+    directory is removed on the way out, an exception or a stop included), Vina's in-place
+    energies and its locally optimized ones, with the default weights."""
+    with tempfile.TemporaryDirectory(prefix="plgraph-vina-") as folder:
+        receptor = Path(folder) / "receptor.pdbqt"
+        receptor.write_text(receptor_text)
+        vina = _scorer("vina", VINA_WEIGHTS, receptor, ligand_text, box, GRID_SPACING)
+        in_place = _in_place(vina, source)
+        yield receptor, in_place, vina.optimize()
 
 
 def _inputs(protein: Path | str, ligand: Chem.Mol,

@@ -249,6 +249,14 @@ def _require_prior(inputs: _Inputs, method: str) -> None:
         raise InputError(f"{method}: needs a prior for the measured and the query ligands")
 
 
+def _with_prior(method: str, measured_fps, measured_pk, query_fps, measured_prior,
+                query_prior) -> tuple[_Inputs, SeriesPrediction | None]:
+    """The checked inputs of a method that needs a prior, and its answer where k < 2."""
+    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
+    _require_prior(inputs, method)
+    return inputs, _few(inputs, method)
+
+
 def _fit_gp(design: np.ndarray, target: np.ndarray, with_prior: bool) -> GaussianProcessRegressor:
     """A GP on ``target`` (centred by the caller) with kernel
     ``a * Tanimoto + DEFAULT_STD^2 [+ v * prior prior'] + noise``, noise std >= ASSAY_NOISE_STD;
@@ -332,9 +340,8 @@ def gp_prior(measured_fps, measured_pk, query_fps, measured_prior,
     ranking of the queries is scale-free, so even a small ``s`` times a useless prior reorders
     them; shrinking ``s`` alone does not protect. Arguments as :func:`gp_alone`; priors required.
     """
-    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
-    _require_prior(inputs, "gp_prior")
-    few = _few(inputs, "gp_prior")
+    inputs, few = _with_prior("gp_prior", measured_fps, measured_pk, query_fps,
+                              measured_prior, query_prior)
     if few is not None:
         return few
     k, m = len(inputs.measured_pk), len(inputs.query_fps)
@@ -365,9 +372,8 @@ def gp_anchored(measured_fps, measured_pk, query_fps, measured_prior,
     """Tanimoto GP on the prior's residuals ``pK - prior`` (s = 1): the prior is taken at its
     own scale and the GP learns the offset and how it varies over the series. Arguments as
     :func:`gp_alone`; priors required."""
-    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
-    _require_prior(inputs, "gp_anchored")
-    few = _few(inputs, "gp_anchored")
+    inputs, few = _with_prior("gp_anchored", measured_fps, measured_pk, query_fps,
+                              measured_prior, query_prior)
     if few is not None:
         return few
     return _gp_predict(inputs, inputs.measured_prior, inputs.query_prior, 1.0)
@@ -400,9 +406,8 @@ def anchored(measured_fps, measured_pk, query_fps, measured_prior,
     ``1 + 1 / effective number of anchors`` in variance, floored at ASSAY_NOISE_STD. Arguments
     as :func:`gp_alone`; priors required.
     """
-    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
-    _require_prior(inputs, "anchored")
-    few = _few(inputs, "anchored")
+    inputs, few = _with_prior("anchored", measured_fps, measured_pk, query_fps,
+                              measured_prior, query_prior)
     if few is not None:
         return few
     offset, std = _anchor_offsets(inputs.query_fps, inputs.measured_fps,
@@ -459,9 +464,8 @@ def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
     spread of the two means), so where they disagree the std says so. Other arguments as
     :func:`gp_alone`; priors required.
     """
-    inputs = check_inputs(measured_fps, measured_pk, query_fps, measured_prior, query_prior)
-    _require_prior(inputs, "blend")
-    few = _few(inputs, "blend")
+    inputs, few = _with_prior("blend", measured_fps, measured_pk, query_fps,
+                              measured_prior, query_prior)
     if few is not None:
         return few
     k, m = len(inputs.measured_pk), len(inputs.query_fps)
