@@ -15,7 +15,10 @@ every method predicts the rest, scored by Spearman rho on them. Methods
   HEAVY_ATOM_SLOPE x heavy atoms (a weak, physics-free prior), ``fep`` = ``fep_dG`` as pK (a
   strong prior: what a good model would give); with ``--predictions CSV`` (columns series,
   ligand_name, model_pk) also ``model`` and ``model_alone``; with ``--random-prior`` also
-  ``random`` (N(0, 0.8) pK per ligand: a useless prior, the test of a method's safety).
+  ``random`` (N(0, 0.8) pK per ligand: a useless prior, the test of a method's safety); with
+  ``--vina CSV`` (bench/vina_series.py: the series posed and scored by Vina) also ``vina`` as a
+  prior and ``vina_alone``, ``vina_optimized_alone``, ``vinardo_alone`` (the k unused), every
+  method on the ligands Vina scored.
 
 Reported: mean per-series rho per method and k (draws averaged within a series first; with
 ``--max-series 0`` also on the report pool alone, where no design choice was made); paired
@@ -91,8 +94,11 @@ class Series:
     fps: np.ndarray
     heavy: np.ndarray
     pk: np.ndarray
-    # "ha", "fep"; "model" where --predictions covers it, "random" with --random-prior
+    # "ha", "fep"; "model" where --predictions covers it, "random" with --random-prior, "vina"
+    # with --vina
     priors: dict[str, np.ndarray]
+    # Scores ranked as they are, the k unused ("vina", "vina_optimized", "vinardo" with --vina)
+    baselines: dict[str, np.ndarray]
 
 
 def seed_of(*parts) -> int:
@@ -131,8 +137,21 @@ def read_predictions(path: Path | None) -> dict[tuple[str, str], float]:
                 for row in csv.DictReader(handle)}
 
 
-def load_series(root: Path, predictions: dict, random_prior: bool = False
-                ) -> tuple[list[Series], list[str]]:
+def read_vina(path: Path | None) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """{(series, ligand): pK of Vina in place, optimized, Vinardo} from bench/vina_series.py's
+    CSV, the ligands it scored (a more negative score is a stronger binder: pK = -score / RT
+    ln 10)."""
+    if path is None:
+        return {}
+    with path.open(newline="") as handle:
+        return {(row["series"], row["ligand_name"]): tuple(
+                    -float(row[column]) / KCAL_PER_PK
+                    for column in ("vina_score", "vina_optimized", "vinardo_score"))
+                for row in csv.DictReader(handle) if not row["error"]}
+
+
+def load_series(root: Path, predictions: dict, random_prior: bool = False,
+                vina: dict | None = None) -> tuple[list[Series], list[str]]:
     """Every series of ``root`` with at least MIN_LIGANDS usable ligands, sorted by name."""
     found, dropped = [], []
     for folder in sorted(p for p in root.iterdir() if (p / "result_dG.csv").is_file()):
@@ -143,6 +162,10 @@ def load_series(root: Path, predictions: dict, random_prior: bool = False
             dropped += [f"{folder.name}/{row[1]}: no model prediction (--predictions)"
                         for row in unpredicted]
             rows = [row for row in rows if (folder.name, row[1]) in predictions]
+        if vina:  # likewise the ligands Vina scored
+            unscored = [row for row in rows if (folder.name, row[1]) not in vina]
+            dropped += [f"{folder.name}/{row[1]}: no Vina score (--vina)" for row in unscored]
+            rows = [row for row in rows if (folder.name, row[1]) in vina]
         if len(rows) < MIN_LIGANDS:
             continue
         mols, names, pk, fep = zip(*rows, strict=True)
@@ -150,11 +173,16 @@ def load_series(root: Path, predictions: dict, random_prior: bool = False
         priors = {"ha": HEAVY_ATOM_SLOPE * heavy, "fep": np.array(fep)}
         if predictions:
             priors["model"] = np.array([predictions[(folder.name, name)] for name in names])
+        baselines = {}
+        if vina:
+            scores = np.array([vina[(folder.name, name)] for name in names])
+            priors["vina"] = scores[:, 0]
+            baselines = dict(zip(("vina", "vina_optimized", "vinardo"), scores.T, strict=True))
         if random_prior:  # a useless prior at a series' pK spread: what safety must survive
             rng = np.random.default_rng(seed_of("random prior", folder.name))
             priors["random"] = rng.normal(0.0, RANDOM_PRIOR_STD, len(names))
         found.append(Series(folder.name, names, count_fingerprints(mols), heavy, np.array(pk),
-                            priors))
+                            priors, baselines))
     return found, dropped
 
 
@@ -188,6 +216,8 @@ def predict_all(series: Series, measured, query, seed: int) -> dict:
     out["gp_alone"] = (alone.mean, alone.std)
     if "model" in series.priors:
         out["model_alone"] = (series.priors["model"][query], None)
+    for name, values in series.baselines.items():
+        out[f"{name}_alone"] = (values[query], None)
     for prior_name, prior in series.priors.items():
         for method in PRIOR_METHODS:
             result = METHODS[method](fps[measured], pk[measured], fps[query], prior[measured],
@@ -385,6 +415,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-prior", action="store_true",
                         help="also each prior method with a random prior (N(0, 0.8) pK per "
                              "ligand): a method safe by design stays level with gp_alone there")
+    parser.add_argument("--vina", type=Path, default=None,
+                        help="bench/vina_series.py's CSV: Vina as a prior and as baselines")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure", type=Path, default=FIGURE,
                         help="the figure of rho against k drawn from the results")
@@ -447,7 +479,8 @@ def main() -> None:
         return
     RDLogger.DisableLog("rdApp.*")  # stereo warnings on Uni-FEP's SMILES: not our question
     started = time.perf_counter()
-    every, dropped = load_series(UNI_FEP, read_predictions(args.predictions), args.random_prior)
+    every, dropped = load_series(UNI_FEP, read_predictions(args.predictions), args.random_prior,
+                                 read_vina(args.vina))
     chosen = sample_series(every, args.max_series, args.part)
     loaded = time.perf_counter()
     print(f"{len(every)} series with >= {MIN_LIGANDS} ligands, {len(chosen)} sampled; "
@@ -478,6 +511,7 @@ def main() -> None:
                      "ks": KS, "min_queries": MIN_QUERIES, "heavy_atom_slope": HEAVY_ATOM_SLOPE,
                      "rf_trees": RF_TREES, "campaign_rf_trees": CAMPAIGN_RF_TREES,
                      "random_prior": args.random_prior,
+                     "vina": str(args.vina) if args.vina else None,
                      "predictions": str(args.predictions) if args.predictions else None},
         "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],
         "dropped_rows": dropped, "timing": timing, "ranking": ranking,
