@@ -151,10 +151,14 @@ class ProcessedCache:
 
     def __getitem__(self, index: int) -> HeteroData:
         number, position = self._locations[index]
+        return unpack_graph(self._shard(number), position, self.meta["data_processing_version"])
+
+    def _shard(self, number: int) -> dict:
+        """Shard ``number``'s payload, memory-mapped on first use and kept."""
         if number not in self._shards:
             file = self.path / self.meta["shards"][number]["file"]
             self._shards[number] = torch.load(file, mmap=True, weights_only=True)
-        return unpack_graph(self._shards[number], position, self.meta["data_processing_version"])
+        return self._shards[number]
 
     @property
     def ids(self) -> list[str]:
@@ -164,11 +168,8 @@ class ProcessedCache:
         """Heavy atoms of each complex's ligand, in cache order, from the shard offsets alone
         (no graph is rebuilt): the training range that prediction's applicability check uses."""
         counts = []
-        for number, shard in enumerate(self.meta["shards"]):
-            if number not in self._shards:
-                self._shards[number] = torch.load(self.path / shard["file"], mmap=True,
-                                                  weights_only=True)
-            counts += self._shards[number]["offsets"]["ligand/x"].diff().tolist()
+        for number in range(len(self.meta["shards"])):
+            counts += self._shard(number)["offsets"]["ligand/x"].diff().tolist()
         return counts
 
     @property
@@ -187,13 +188,8 @@ class ProcessedCache:
         if not self.has_vina_terms:
             raise CacheError(f"processed cache {self.path} has no Vina terms: it was built "
                              "without featurize.vina_terms=true")
-        rows = []
-        for number, shard in enumerate(self.meta["shards"]):
-            if number not in self._shards:
-                self._shards[number] = torch.load(self.path / shard["file"], mmap=True,
-                                                  weights_only=True)
-            rows.append(self._shards[number][VINA])
-        return torch.cat(rows)
+        return torch.cat([self._shard(number)[VINA]
+                          for number in range(len(self.meta["shards"]))])
 
 
 def read_meta(path: Path) -> dict:

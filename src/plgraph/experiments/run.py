@@ -220,16 +220,21 @@ def cluster_counts(data: PreparedData) -> dict:
             for part, ids in data.split.parts.items()}
 
 
+def labels_of(data: PreparedData, part: str) -> np.ndarray:
+    """The measured pK of split part ``part``, in its order, from the cache's meta.json; rounded
+    through float32 as the graphs store them, so a baseline is scored on the very values the
+    trainings are."""
+    return np.array([data.label_of[i] for i in data.split.parts[part]], np.float32).astype(float)
+
+
 def heavy_atom_baseline(data: PreparedData) -> dict:
     """pK = a * heavy atoms + b, fitted by least squares on the train part, applied to test.
 
     The counts come from the cache's shard offsets and the labels from its meta.json: no graph
     is rebuilt to count its ligand's nodes."""
     def counts_and_labels(part: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-        ids = list(data.split.parts[part])
-        # float32, as the graphs store their labels: the same measured values as the trainings'
-        labels = np.array([data.label_of[i] for i in ids], np.float32).astype(float)
-        return ids, np.array(data.ligand_sizes(part), float), labels
+        return (list(data.split.parts[part]), np.array(data.ligand_sizes(part), float),
+                labels_of(data, part))
 
     _, train_counts, train_labels = counts_and_labels("train")
     slope, intercept = heavy_atom_fit(train_counts, train_labels)
@@ -248,11 +253,8 @@ def docking_baselines(data: PreparedData) -> dict[str, dict]:
     terms of the train part (:func:`plgraph.training.anchor.vina_fit`)."""
     if not data.cache.has_vina_terms:
         return {}
-    ids = list(data.split.parts["test"])
-    # float32, as the graphs store their labels (see heavy_atom_baseline)
-    labels = np.array([data.label_of[i] for i in ids], np.float32).astype(float)
-    train_labels = np.array([data.label_of[i] for i in data.split.parts["train"]],
-                            np.float32).astype(float)
+    ids, labels = list(data.split.parts["test"]), labels_of(data, "test")
+    train_labels = labels_of(data, "train")
     terms, train_terms = data.vina_terms("test"), data.vina_terms("train")
     found = {method: dg_to_pk(terms[:, vocab.VINA_TERMS.index(column)])
              for method, column in DOCKING_SCORES.items()}

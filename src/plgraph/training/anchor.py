@@ -53,6 +53,13 @@ def vina_standardization(terms) -> tuple[np.ndarray, np.ndarray]:
     return terms.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
+def standardized_columns(terms, reference, columns) -> np.ndarray:
+    """``terms`` standardized by :func:`vina_standardization` of ``reference``, in
+    ``columns``."""
+    mean, std = vina_standardization(reference)
+    return ((np.asarray(terms, float) - mean) / std)[:, list(columns)]
+
+
 def vina_fit(terms, labels, columns) -> tuple[np.ndarray, float]:
     """The least-squares fit pK = intercept + coefficients . z of ``labels`` on the
     standardized Vina terms ``z`` (:func:`vina_standardization` of ``terms`` itself) in
@@ -62,8 +69,7 @@ def vina_fit(terms, labels, columns) -> tuple[np.ndarray, float]:
     terms, labels = np.asarray(terms, float), np.asarray(labels, float)
     if len(labels) == 0:
         raise ValueError("a Vina fit needs at least one labelled complex")
-    mean, std = vina_standardization(terms)
-    z = ((terms - mean) / std)[:, list(columns)]
+    z = standardized_columns(terms, terms, columns)
     design = np.hstack([np.ones((len(labels), 1)), z])
     solution = np.linalg.lstsq(design, labels, rcond=None)[0]
     return solution[1:], float(solution[0])
@@ -72,9 +78,7 @@ def vina_fit(terms, labels, columns) -> tuple[np.ndarray, float]:
 def vina_fit_predict(train_terms, train_labels, terms, columns) -> np.ndarray:
     """:func:`vina_fit` on the train complexes, applied to ``terms`` (the test part's)."""
     coefficients, intercept = vina_fit(train_terms, train_labels, columns)
-    mean, std = vina_standardization(train_terms)
-    z = ((np.asarray(terms, float) - mean) / std)[:, list(columns)]
-    return intercept + z @ coefficients
+    return intercept + standardized_columns(terms, train_terms, columns) @ coefficients
 
 
 def start_on_vina_fit(model, terms, labels) -> None:
