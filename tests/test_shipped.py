@@ -26,9 +26,9 @@ from plgraph.inference.shipped import (
     MAX_BYTES,
     ShippedModelError,
     main,
-    sha256_of,
     shipped_checkpoints,
 )
+from plgraph.runtime.files import sha256_of
 from plgraph.training.checkpoint import CheckpointError, read_checkpoint
 
 LIGAND = GOOD_IDS[0]  # its SDF parses (a docking output's format)

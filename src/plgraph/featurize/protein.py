@@ -227,14 +227,14 @@ def _check_nothing_dropped(path: Path, text: str, caught) -> None:
         if not found or "occupancy" in found[1] or "B factor" in found[1]:
             continue
         record = lines[int(found[2]) - 1] if int(found[2]) <= len(lines) else ""
-        if _record_element(record) in ("H", "D"):
+        if record_element(record) in ("H", "D"):
             continue
         raise FeaturizationError(f"{path}: line {found[2]}: Biopython would drop this atom "
                                  f"({found[1]}): {record.strip()!r}; a residue may be defined "
                                  "once per chain (give each copy its own chain ID or number)")
 
 
-def _record_element(line: str) -> str:
+def record_element(line: str) -> str:
     """The element of an ATOM/HETATM record: columns 77-78, else the atom name's first letter."""
     return (line[76:78].strip() or line[12:16].strip().lstrip("0123456789")[:1]).upper()
 

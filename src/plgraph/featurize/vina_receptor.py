@@ -37,7 +37,7 @@ from scipy.spatial import cKDTree
 
 from plgraph import vocab
 from plgraph.errors import FeaturizationError
-from plgraph.featurize.protein import LIGAND_COPY_DISTANCE, MMCIF_SUFFIXES
+from plgraph.featurize.protein import LIGAND_COPY_DISTANCE, MMCIF_SUFFIXES, record_element
 from plgraph.runtime.files import plain_suffix, read_text
 
 # Å: Vina's pair cutoff (8 Å) plus the half-width margin the optimization box gives the ligand
@@ -162,7 +162,7 @@ def _read_pdb_atoms(path: Path, source: str) -> list[_Atom]:
             continue
         residue = vocab.RESIDUE_ALIASES.get(name, name)
         atom_name = line[12:16].strip().upper()
-        element = (line[76:78].strip() or atom_name.lstrip("0123456789")[:1]).upper()
+        element = record_element(line)
         try:
             xyz = np.array([float(line[30:38]), float(line[38:46]), float(line[46:54])])
         except ValueError:

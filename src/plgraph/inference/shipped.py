@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import sys
@@ -29,6 +28,7 @@ import torch
 from plgraph.errors import PlgraphError
 from plgraph.featurize import DATA_PROCESSING_VERSION
 from plgraph.runtime.atomic import replace_atomically
+from plgraph.runtime.files import sha256_of
 from plgraph.training.checkpoint import (
     inference_state,
     read_checkpoint,
@@ -46,14 +46,6 @@ MAX_BYTES = 10 * 1024 * 1024
 
 class ShippedModelError(PlgraphError):
     """The shipped model's files do not match its card (``shipped.json``)."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(directory: Path) -> dict | None:

@@ -4,6 +4,7 @@ errors that name the file, line and byte instead of an OSError's bare text."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 import zlib
 from contextlib import contextmanager
@@ -83,3 +84,12 @@ def iter_lines(path: Path, error_type: type[PlgraphError] = FeaturizationError):
         opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rb") as handle:
             yield from handle
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of the file's bytes (hex), read in 1 MiB blocks: a checkpoint's identity."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,13 +18,13 @@ measured ligands of a new series. What carries over and what does not:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 
 import torch
 
 from plgraph.config import AppConfig, FeaturizeConfig, ModelConfig
+from plgraph.runtime.files import sha256_of
 from plgraph.training.checkpoint import load_weights, read_checkpoint, require_compatible
 from plgraph.training.run_dir import flatten
 
@@ -64,9 +64,8 @@ def adopt_checkpoint_configs(config: AppConfig, overridden: set[str]) -> AppConf
 
 def origin(path: Path, state: dict) -> dict:
     """What a fine-tuning run records of the checkpoint it started from."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"path": str(path.absolute()), "step": state["progress"]["global_step"],
-            "sha256": digest}
+            "sha256": sha256_of(path)}
 
 
 def initialize_from(model: torch.nn.Module, path: Path) -> dict:
