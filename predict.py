@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from plgraph.cli import register_configs, run_cli, run_entry, to_config
 from plgraph.config import PredictConfig
+from plgraph.inference.docking_baselines import summarize as summarize_baselines
 from plgraph.inference.explain import ExplainWriter
 from plgraph.inference.inputs import chunks, featurize_all, read_prediction_inputs
 from plgraph.inference.measured import read_measured
@@ -165,6 +166,7 @@ def report(writer: PredictionWriter, config: PredictConfig) -> None:
         log.info("against the measured values (%d): RMSE %.3f, Pearson %.3f, Spearman %.3f; %s",
                  len(predicted), metrics["rmse"], metrics["pearson"], metrics["spearman"],
                  scatter)
+    summarize_baselines(writer.measured_ligands, config.docking_baselines)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

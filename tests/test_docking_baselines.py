@@ -4,8 +4,13 @@ train part; and the one line a report gives when the cache has no terms."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from conftest import SAMPLE
+from rdkit import Chem
 from scipy import stats
 
 from plgraph import vocab
@@ -13,7 +18,9 @@ from plgraph.config import AppConfig, ExperimentConfig, FeaturizeConfig, SplitCo
 from plgraph.data import prepare_data
 from plgraph.data.records import KCAL_PER_PK
 from plgraph.experiments.report import DOCKING, DOCKING_NEEDS, LABELS, markdown, summarize
-from plgraph.experiments.run import docking_baselines, evaluate, heavy_atom_baseline
+from plgraph.experiments.run import docking_baselines, evaluate, heavy_atom_baseline, labels_of
+from plgraph.inference.docking_baselines import AUTO_LIMIT, MeasuredLigand
+from plgraph.inference.docking_baselines import summarize as summarize_baselines
 from plgraph.training.anchor import vina_fit
 
 
@@ -85,3 +92,63 @@ def test_a_report_without_terms_says_what_the_docking_baselines_need(tmp_path):
     text = markdown(summarize(config, per_seed(prepared), 1.0))
     assert DOCKING_NEEDS in text and "featurize.vina_terms=true" in text
     assert not any(f"| {LABELS[method]} |" in text for method in DOCKING)
+
+
+# --- predict.py's summary (plgraph.inference.docking_baselines) -------------------------------
+def summary_ligands(prepared, model_pk=None) -> list[MeasuredLigand]:
+    """The cache's complexes as predict.py's measured ligands, with their cached Vina terms."""
+    ids = list(prepared.split.parts["train"]) + list(prepared.split.parts["test"])
+    labels = np.concatenate([labels_of(prepared, "train"), labels_of(prepared, "test")])
+    terms = np.concatenate([prepared.vina_terms("train"), prepared.vina_terms("test")])
+    model = labels + np.linspace(-1, 1, len(ids)) if model_pk is None else model_pk
+    return [MeasuredLigand(i, float(m), float(y), 20 + n, None, None, t)
+            for n, (i, m, y, t) in enumerate(zip(ids, model, labels, terms, strict=True))]
+
+
+def test_the_summary_ranks_the_measured_ligands_by_each_score(wide, caplog):
+    ligands = summary_ligands(wide)
+    caplog.set_level(logging.INFO, logger="plgraph.inference.docking_baselines")
+    summarize_baselines(ligands, "auto")
+    measured = np.array([x.measured_pk for x in ligands])
+    model = np.array([x.model_pk for x in ligands])
+    terms = np.array([x.vina for x in ligands])
+    rho = {name: stats.spearmanr(values, measured)[0] for name, values in (
+        ("model", model), ("size", [x.heavy_atoms for x in ligands]),
+        ("vina", -terms[:, vocab.VINA_TERMS.index("vina_score")]),
+        ("optimized", -terms[:, vocab.VINA_TERMS.index("vina_optimized")]),
+        ("vinardo", -terms[:, vocab.VINA_TERMS.index("vinardo_score")]))}
+    n = len(ligands)
+    assert (f"ranking the {n} measured ligands (Spearman ρ against the measured pK): the model "
+            f"{rho['model']:.3f}, the heavy-atom count {rho['size']:.3f}") in caplog.text
+    assert (f"docking baselines on the {n} of them Vina scored: Vina in place {rho['vina']:.3f}, "
+            f"Vina optimized {rho['optimized']:.3f}, Vinardo {rho['vinardo']:.3f}; the model "
+            f"{rho['model']:.3f} on the same") in caplog.text
+
+
+def test_the_summary_scores_with_vina_only_where_asked_and_affordable(wide, caplog):
+    unscored = [replace(x, vina=None) for x in summary_ligands(wide)]
+    caplog.set_level(logging.INFO, logger="plgraph.inference.docking_baselines")
+    summarize_baselines(unscored, "off")
+    assert "ranking the" in caplog.text and "docking baselines" not in caplog.text
+    many = unscored * (AUTO_LIMIT // len(unscored) + 1)
+    summarize_baselines(many, "auto")
+    assert (f"docking baselines: not scored ({len(many)} measured ligands, about "
+            f"{0.5 * len(many):.0f} s with Vina; docking_baselines=all scores them)"
+            in caplog.text)
+
+
+def test_a_ligand_vina_refuses_is_named_and_the_rest_are_scored(caplog):
+    """Real poses, scored here: 2y2k carries boron (no Vina type), 1eve and 1h1d score."""
+    def ligand(pdb_id: str) -> MeasuredLigand:
+        mol = Chem.MolFromMolFile(str(SAMPLE / pdb_id / f"{pdb_id}_ligand.sdf"))
+        return MeasuredLigand(pdb_id, 7.0, 6.0, mol.GetNumHeavyAtoms(),
+                              SAMPLE / pdb_id / f"{pdb_id}_pocket.pdb", mol, None)
+
+    ligands = [ligand("2y2k"), ligand("1eve"), ligand("1h1d")]
+    ligands[1] = replace(ligands[1], measured_pk=8.0, model_pk=9.0)
+    caplog.set_level(logging.INFO, logger="plgraph.inference.docking_baselines")
+    summarize_baselines(ligands, "auto")
+    assert "docking baselines: 2y2k: the ligand has B, for which Vina has no" in caplog.text
+    # 1eve scores -10.4 in place, 1h1d -5.5: 1eve, measured higher, ranks first
+    assert ("docking baselines on the 2 of them Vina scored: Vina in place 1.000, "
+            "Vina optimized 1.000, Vinardo 1.000; the model 1.000 on the same") in caplog.text

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO
+from scipy import stats
 
 from plgraph.data.records import KCAL_PER_PK
 from plgraph.errors import InputError
@@ -144,6 +146,15 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
     assert (("the measured ligands do not support the model here" in output)
             != ("the measured ligands support the model; it shapes the ranking" in output))
     assert "suggest=3 by upper confidence bound" in output
+    # The summary ranks the measured ligands by the model, their size and Vina's scores.
+    known = [row for row in out if row["status"] == "measured"]
+    model_rho = stats.spearmanr([float(r["model_pk"]) for r in known],
+                                [float(r["measured_pk"]) for r in known])[0]
+    assert (f"ranking the 5 measured ligands (Spearman ρ against the measured pK): the model "
+            f"{model_rho:.3f}, the heavy-atom count") in output
+    assert re.search(r"docking baselines on the [2-5] of them Vina scored: Vina in place "
+                     r"-?\d\.\d{3}, Vina optimized -?\d\.\d{3}, Vinardo -?\d\.\d{3}; the model",
+                     output), output
 
 
 @pytest.mark.slow

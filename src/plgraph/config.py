@@ -674,6 +674,7 @@ POSE_AGGREGATIONS = ("mean", "best", "first")
 # inference.series.METHODS
 SERIES_METHODS = ("blend", "gp_prior", "gp_alone", "anchored", "gp_anchored")
 ACQUISITIONS = ("ucb", "ei")  # inference.series.ACQUISITIONS
+DOCKING_BASELINES = ("auto", "all", "off")  # inference.docking_baselines.MODES
 
 
 @dataclass
@@ -718,6 +719,11 @@ class PredictConfig:
             ``gp_anchored`` (:mod:`plgraph.inference.series`).
         suggest: with ``measured``, rank this many ligands to make next (``suggest_rank``).
         acquisition: how they are chosen: ``ucb`` (default) or ``ei``.
+        docking_baselines: with measured values (labels or ``measured``), the summary ranks the
+            measured ligands by Vina's scores beside the model and the heavy-atom count
+            (:mod:`plgraph.inference.docking_baselines`): ``auto`` scores up to 50 ligands with
+            Vina where the model's graphs carry no Vina terms (about 0.5 s each), ``all`` any
+            number, ``off`` none.
     """
 
     checkpoint: str | None = None
@@ -748,6 +754,7 @@ class PredictConfig:
     series_method: str = "blend"
     suggest: int = 0
     acquisition: str = "ucb"
+    docking_baselines: str = "auto"
 
     def __post_init__(self) -> None:
         _require_choice("pose_aggregation", self.pose_aggregation, POSE_AGGREGATIONS)
@@ -776,6 +783,7 @@ class PredictConfig:
         _require_choice("measured_kind", self.measured_kind, LABEL_KINDS)
         _require_choice("series_method", self.series_method, SERIES_METHODS)
         _require_choice("acquisition", self.acquisition, ACQUISITIONS)
+        _require_choice("docking_baselines", self.docking_baselines, DOCKING_BASELINES)
         _require(self.suggest >= 0, f"suggest must be >= 0 (got {self.suggest})")
         _require(not self.suggest or bool(self.measured),
                  "suggest= ranks what to make next from measured ligands: give measured=FILE")

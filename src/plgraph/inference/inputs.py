@@ -36,6 +36,7 @@ class Featurized:
     label: float | None = None
     pose: Pose | None = None  # the pose made for a SMILES record
     ligand: Chem.Mol | None = None  # the featurized ligand: heavy atoms in the graph's order
+    protein: Path | None = None  # its protein file (docking baselines score the pose in it)
 
 
 def read_prediction_inputs(config: PredictConfig, featurize: FeaturizeConfig) -> Inputs:
@@ -87,7 +88,7 @@ def featurize_all(inputs: Inputs, config: FeaturizeConfig) -> Iterator[Featurize
 def _row(record: ComplexRecord, graph: HeteroData | None, error: str,
          pose: Pose | None = None, ligand: Chem.Mol | None = None) -> Featurized:
     return Featurized(record.id, record.ligand_name, record.ligand_index, graph, error,
-                      record.label, pose, ligand)
+                      record.label, pose, ligand, record.protein)
 
 
 def chunks(rows: Iterable[Featurized], size: int = CHUNK) -> Iterator[list[Featurized]]:

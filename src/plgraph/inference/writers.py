@@ -17,6 +17,7 @@ from rdkit import Chem
 
 from plgraph.errors import InputError
 from plgraph.inference.applicability import domain_warnings
+from plgraph.inference.docking_baselines import MeasuredLigand, measured_ligand
 from plgraph.inference.inputs import Featurized
 from plgraph.runtime.atomic import Staged, reporting_full_disk
 
@@ -81,6 +82,9 @@ class PredictionWriter:
         self.failures: list[Featurized] = []
         self.out_of_domain: list[tuple[Featurized, list[str]]] = []
         self.labelled: list[tuple[float, float]] = []  # (predicted, measured)
+        # every row with a measured value, series mode's measured ligands included, for the
+        # summary's baselines (plgraph.inference.docking_baselines)
+        self.measured_ligands: list[MeasuredLigand] = []
         self.count = 0
 
     def write(self, row: Featurized, predicted: float | None, spread: float | None,
@@ -89,6 +93,9 @@ class PredictionWriter:
         warnings: list[str] = []
         if series is not None and series.measured_pk is not None:
             self.measured += 1
+            if series.model_pk is not None:
+                self.measured_ligands.append(
+                    measured_ligand(row, series.model_pk, series.measured_pk))
             self._row(row, None, None, series.measured_pk, "measured", [], pose_index, series)
             return
         if predicted is None:
@@ -99,6 +106,7 @@ class PredictionWriter:
                 self.out_of_domain.append((row, warnings))
             if row.label is not None and math.isfinite(row.label):
                 self.labelled.append((predicted, row.label))
+                self.measured_ligands.append(measured_ligand(row, predicted, row.label))
         status = "failed" if predicted is None else "out_of_domain" if warnings else "ok"
         self._row(row, predicted, spread, row.label, status, warnings, pose_index, series)
 
