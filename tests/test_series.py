@@ -4,6 +4,7 @@ uncertainty, the prior's down-weighting, anchoring, acquisition, and the input r
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,17 @@ from scipy.stats import spearmanr
 from plgraph.errors import InputError
 from plgraph.inference.series import (
     ASSAY_NOISE_STD,
+    BLEND_GUARD,
     DEFAULT_STD,
     anchored,
+    anchoring_error_ratio,
     blend,
     count_fingerprints,
     gp_alone,
     gp_anchored,
     gp_prior,
     heavy_atoms,
+    prior_slope,
     suggest,
     tanimoto,
 )
@@ -178,6 +182,37 @@ def test_blend_falls_back_to_gp_alone_where_anchoring_predicts_worse(btk, prior_
             assert np.array_equal(mixed.mean, alone.mean)
             assert np.array_equal(mixed.std, alone.std)
     assert fallbacks >= 3
+
+
+def test_blend_shrinks_a_prior_right_in_order_but_wrong_in_scale(btk):
+    """A prior that ranks the series well with its differences three times too wide (FEP's
+    habit, at twice) fails the unscaled guard; shrunk by its slope it earns the mixture."""
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 10, seed=4)
+    noise = np.random.default_rng(4).normal(0.0, 0.2, len(pk))
+    wide = 7.0 + 3.0 * (pk - pk.mean() + noise)
+    assert anchoring_error_ratio(fps[measured], pk[measured], wide[measured]) > BLEND_GUARD
+    slope = prior_slope(wide[measured], pk[measured])
+    assert 0.25 < slope < 0.4
+    mixed = blend(fps[measured], pk[measured], fps[query], wide[measured], wide[query])
+    shrunk = slope * wide
+    expected = blend(fps[measured], pk[measured], fps[query], shrunk[measured], shrunk[query],
+                     guard=math.inf)
+    assert mixed.prior_scale == pytest.approx(0.5 * slope)
+    assert np.allclose(mixed.mean, expected.mean) and np.allclose(mixed.std, expected.std)
+    alone = gp_alone(fps[measured], pk[measured], fps[query])
+    assert spearmanr(mixed.mean, pk[query])[0] > spearmanr(alone.mean, pk[query])[0] + 0.1
+    # Without the second chance the same prior is left out.
+    assert blend(fps[measured], pk[measured], fps[query], wide[measured], wide[query],
+                 scaled_guard=0.0).prior_scale == 0.0
+
+
+def test_prior_slope_shrinks_but_never_amplifies_or_reverses():
+    prior = np.array([5.0, 6.0, 7.5, 8.0, 9.0])
+    assert prior_slope(prior, 0.4 * prior + 2.0) == pytest.approx(0.4)
+    assert prior_slope(prior, 3.0 * prior) == 1.0
+    assert prior_slope(prior, -prior) == 0.0
+    assert prior_slope(np.full(5, 7.0), prior) == 0.0
 
 
 def test_no_measurement_gives_the_prior_and_gp_alone_refuses(btk):

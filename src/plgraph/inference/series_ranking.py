@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 # Series mode holds every library row (graph included, for the domain checks) until the end.
 MAX_LIBRARY = 20_000
 WHY_METHOD = {
-    "blend": "the fingerprint GP mixed with anchoring on the model's differences, where "
-             "anchoring predicts the measured ligands no worse than the GP (best of the methods "
-             "with today's model at k = 5-10 on Uni-FEP series of unseen families)",
+    "blend": "the fingerprint GP mixed with anchoring on the model's differences (shrunk "
+             "where the measured ligands say they are too wide), where anchoring predicts the "
+             "measured ligands no worse than the GP (best of the methods with today's model at "
+             "k = 5-10 on Uni-FEP series of unseen families)",
     "gp_prior": "the fingerprint GP around the model, which it uses only where the measured "
                 "ligands support it (never measurably below the GP alone on 60 Uni-FEP series)",
     "gp_alone": "the fingerprint GP alone; the model is not used",
