@@ -83,7 +83,7 @@ def main() -> None:
             interval = bootstrap_interval(between_runs(runs[reference_label], per_seed,
                                                        args.method))
             entry["minus_reference"] = interval
-            print(f"  minus {reference_label}: {interval['mean']:+.3f} "
+            print(f"  minus the run {reference_label}: {interval['mean']:+.3f} "
                   f"{format_interval(interval)} ({interval['n']} series)")
         for baseline in BASELINES:
             differences = paired_differences(per_seed, args.method, baseline)
