@@ -93,7 +93,7 @@ def test_the_shipped_recipe_is_one_training_of_transfer_budgets_model_on_all_the
 
 
 @pytest.mark.parametrize("model", ["small", "large"])
-def test_the_transfer_experiments_train_the_anchored_within_series_model_on_either_size(model):
+def test_the_transfer_experiments_train_the_anchored_vina_reading_model_on_either_size(model):
     """What bench/README.md measured best on unseen families is what experiment=transfer and
     transfer_budget train, whichever model size is chosen on the command line."""
     register_configs()
@@ -103,6 +103,7 @@ def test_the_transfer_experiments_train_the_anchored_within_series_model_on_eith
                                        overrides=[f"experiment={name}", f"model={model}"]))
             assert (config.model.pair_energy, config.model.size_term, config.model.anchor) == (
                 True, True, "heavy_atoms")
+            assert config.model.vina_readout and config.featurize.vina_terms
             assert (config.trainer.objective, config.trainer.monitor) == (
                 "within_series", "series_spearman")
             assert config.model.hidden_channels == (256 if model == "large" else 48)
