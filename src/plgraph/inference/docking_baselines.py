@@ -16,16 +16,17 @@ same ones.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
-from scipy import stats
 
 from plgraph import vocab
 from plgraph.errors import FeaturizationError
 from plgraph.featurize.vina_terms import vina_terms
+from plgraph.training.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,5 @@ def _vina_terms(ligands: list[MeasuredLigand], mode: str) -> list[np.ndarray | N
 
 
 def _rho(values: np.ndarray, measured: np.ndarray) -> str:
-    if np.ptp(values) == 0 or np.ptp(measured) == 0:
-        return "undefined (constant values)"
-    return f"{stats.spearmanr(values, measured)[0]:.3f}"
+    rho = regression_metrics(values, measured)["spearman"]  # NaN where undefined
+    return f"{rho:.3f}" if math.isfinite(rho) else "undefined (constant values)"

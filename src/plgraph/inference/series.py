@@ -80,12 +80,12 @@ BLEND_GUARD = 1.0
 # prior's differences times their least-squares slope on the measured ligands (clipped to
 # [0, 1]: a prior is shrunk, never amplified or reversed), mixing that in only if its
 # leave-one-out error is at most SCALED_BLEND_GUARD times the GP's. Chosen on the dev part
-# (bench/series_mode_guard.py --scaled, 88 series, FEP standing in for a better model): FEP's
-# gain over the GP alone rose from +0.111 / +0.067 / -0.001 to +0.179 / +0.131 / +0.045 at
-# k = 5 / 10 / 20; today's model and the heavy-atom prior unchanged (their slopes are mostly 1
-# or their first test passes); a random prior cost -0.046 / -0.015 at k = 5 / 10 instead of
-# -0.033 / -0.007. 1.0 here gained more with FEP (+0.204) and cost twice as much with a random
-# prior (-0.061).
+# (bench/series_mode_guard.py, its second table; 88 series, FEP standing in for a better
+# model): FEP's gain over the GP alone rose from +0.111 / +0.067 / -0.001 to +0.179 / +0.131 /
+# +0.045 at k = 5 / 10 / 20; today's model and the heavy-atom prior unchanged (their slopes
+# are mostly 1 or their first test passes); a random prior cost -0.046 / -0.015 at k = 5 / 10
+# instead of -0.033 / -0.007. 1.0 here gained more with FEP (+0.204) and cost twice as much
+# with a random prior (-0.061).
 SCALED_BLEND_GUARD = 0.85
 # Marginal-likelihood optimizer restarts. 2 and 0 gave the same figures on the dev part of
 # bench/series_mode.py; 0 is 2.5 times faster.
@@ -491,9 +491,11 @@ def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
     scale = 1.0
     if not math.isinf(guard) and _error_ratio(inputs, fitted[0]) > guard:
         scale = prior_slope(inputs.measured_prior, inputs.measured_pk)
-        if scale == 0 or _error_ratio(_scaled(inputs, scale), fitted[0]) > scaled_guard:
+        if scale == 0:
             return alone
-    inputs = _scaled(inputs, scale)
+        inputs = _scaled(inputs, scale)
+        if _error_ratio(inputs, fitted[0]) > scaled_guard:
+            return alone
     offset, anchored_std = _anchor_offsets(inputs.query_fps, inputs.measured_fps,
                                            inputs.measured_pk - inputs.measured_prior)
     anchored_mean = inputs.query_prior + offset
@@ -515,8 +517,6 @@ def prior_slope(measured_prior: np.ndarray, measured_pk: np.ndarray) -> float:
 
 def _scaled(inputs: _Inputs, scale: float) -> _Inputs:
     """The inputs with the prior multiplied by ``scale``."""
-    if scale == 1.0:
-        return inputs
     return replace(inputs, measured_prior=scale * inputs.measured_prior,
                    query_prior=scale * inputs.query_prior)
 
