@@ -21,6 +21,8 @@ from plgraph.errors import PlgraphError
 from plgraph.training.checkpoint import read_checkpoint
 from plgraph.training.distributed import Ranks, rank_batches
 from plgraph.training.objective import (
+    pairwise_logistic_loss,
+    relative_loss,
     series_batch_count,
     series_batches,
     series_chunks,
@@ -164,3 +166,33 @@ def test_a_batch_size_that_cuts_a_group_is_refused():
         TrainConfig(objective="within_series", batch_size=6, series_group_size=4)
     with pytest.raises(ValueError, match="trainer.monitor must be one of"):
         TrainConfig(monitor="pearson")
+
+
+def test_the_ranking_loss_sees_order_not_scale_and_weighs_clear_pairs_over_near_ties():
+    target = torch.tensor([1.0, 2.0, 3.0, 10.0, 12.0, 5.0])
+    series = torch.tensor([0, 0, 0, 1, 1, 2])
+    right = target * 4 + torch.tensor([7.0, 7.0, 7.0, -2.0, -2.0, 0.0])  # same order, wider
+    wrong = -right
+    assert pairwise_logistic_loss(right, target, series) < 0.01
+    assert pairwise_logistic_loss(wrong, target, series) > 5.0
+    # one pair swapped: the clear pair (gap 2) costs more than the near tie (gap 0.1)
+    near_tie = torch.tensor([0.0, 0.1, 5.0])
+    pair_codes = torch.tensor([0, 0, 0])
+    swap_tie = torch.tensor([1.0, 0.0, 9.0])
+    swap_clear = torch.tensor([0.0, 9.0, 1.0])
+    assert (pairwise_logistic_loss(swap_tie, near_tie, pair_codes)
+            < pairwise_logistic_loss(swap_clear, near_tie, pair_codes))
+    # no two of one series: no ordered pair, and the relative loss falls back to the absolute
+    alone = torch.tensor([0, 1, 2, 3, 4, 5])
+    assert pairwise_logistic_loss(right, target, alone) is None
+    absolute = torch.nn.functional.mse_loss(right, target)
+    assert relative_loss("pairwise_logistic", right, target, alone, 0.1) == pytest.approx(
+        absolute.item())
+    # "both" is the squared loss plus the ranking term; "squared" is the former loss exactly
+    squared = within_series_loss(right, target, series, 0.1)
+    assert relative_loss("squared", right, target, series, 0.1) == squared
+    ranking = pairwise_logistic_loss(right, target, series)
+    assert relative_loss("both", right, target, series, 0.1).item() == pytest.approx(
+        (squared + 0.9 * ranking).item())
+    with pytest.raises(ValueError, match="trainer.relative_loss must be one of"):
+        TrainConfig(relative_loss="listwise")

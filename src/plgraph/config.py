@@ -19,6 +19,7 @@ SCHEDULERS = ("cosine", "plateau", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OBJECTIVES = ("absolute", "within_series")
 MONITORS = ("rmse", "series_spearman")
+RELATIVE_LOSSES = ("squared", "pairwise_logistic", "both")
 ANCHORS = ("none", "heavy_atoms", "vina", "vina_terms")
 LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
@@ -454,6 +455,9 @@ class TrainConfig:
         series_group_size: ligands of one series per group (``within_series``); ``batch_size``
             must be a multiple of it.
         absolute_weight: the absolute error's share of the ``within_series`` loss, in [0, 1].
+        relative_loss: what ``within_series`` compares inside a group: ``squared``, the pK
+            differences' squared error; ``pairwise_logistic``, each pair's order (RankNet,
+            weighted by the measured gap); ``both``, their sum.
         monitor: the validation figure that chooses ``best.pt`` and drives early stopping and
             the plateau scheduler: ``rmse``, or ``series_spearman`` (the mean Spearman ρ within
             the validation series, which needs series: the series and reference layouts, or a
@@ -485,6 +489,7 @@ class TrainConfig:
     objective: str = "absolute"
     series_group_size: int = 4
     absolute_weight: float = 0.1
+    relative_loss: str = "squared"
     monitor: str = "rmse"
     coordinate_noise: float = 0.0
 
@@ -507,6 +512,7 @@ class TrainConfig:
         _require_device("trainer.device", self.device)
         _require_choice("trainer.objective", self.objective, OBJECTIVES)
         _require_choice("trainer.monitor", self.monitor, MONITORS)
+        _require_choice("trainer.relative_loss", self.relative_loss, RELATIVE_LOSSES)
         _require(0 <= self.absolute_weight <= 1, f"trainer.absolute_weight must be in [0, 1] "
                  f"(got {self.absolute_weight})")
         if self.objective == "within_series":

@@ -92,15 +92,57 @@ def within_series_loss(prediction: Tensor, target: Tensor, series: Tensor,
     return (1 - absolute_weight) * relative + absolute_weight * absolute
 
 
-def training_loss(objective: str, prediction: Tensor, target: Tensor, series: list[str],
+def pairwise_logistic_loss(prediction: Tensor, target: Tensor, series: Tensor) -> Tensor | None:
+    r"""RankNet's loss on the ordered pairs of one series: ``sum w_ij softplus(-(p_i - p_j))
+    / sum w_ij`` over the pairs with ``t_i > t_j``, ``w_ij = t_i - t_j``.
+
+    The squared error on differences asks for each difference's size, which a family-split
+    model cannot learn for a new protein (its scale is the protein's); the order is what a
+    chemist uses. Weighting each pair by its measured gap keeps pairs within assay noise (a
+    near tie whose order is a coin toss) from counting as much as a clear one. ``None`` where
+    the batch has no ordered pair of one series.
+
+    Args:
+        prediction, target: standardized, ``[num_graphs]``.
+        series: an integer code of each graph's series ``[num_graphs]``.
+    """
+    same = series[:, None] == series[None, :]
+    gap = target[:, None] - target[None, :]
+    ordered = same & (gap > 0)
+    if not bool(ordered.any()):
+        return None
+    weight = gap[ordered]
+    margin = (prediction[:, None] - prediction[None, :])[ordered]
+    return (weight * F.softplus(-margin)).sum() / weight.sum()
+
+
+def relative_loss(kind: str, prediction: Tensor, target: Tensor, series: Tensor,
                   absolute_weight: float) -> Tensor:
-    """The batch's loss under ``trainer.objective``: plain MSE, or the within-series loss on
-    each complex's ``series`` (one name per complex of the batch)."""
+    """The within-series loss of ``trainer.relative_loss``: ``squared`` (differences,
+    :func:`within_series_loss`), ``pairwise_logistic`` (order, :func:`pairwise_logistic_loss`)
+    or ``both`` (their sum), each beside ``absolute_weight`` times the absolute error."""
+    squared = within_series_loss(prediction, target, series, absolute_weight)
+    if kind == "squared":
+        return squared
+    ranking = pairwise_logistic_loss(prediction, target, series)
+    absolute = F.mse_loss(prediction, target)
+    if ranking is None:
+        return absolute
+    if kind == "pairwise_logistic":
+        return (1 - absolute_weight) * ranking + absolute_weight * absolute
+    return squared + (1 - absolute_weight) * ranking
+
+
+def training_loss(objective: str, prediction: Tensor, target: Tensor, series: list[str],
+                  absolute_weight: float, relative: str = "squared") -> Tensor:
+    """The batch's loss under ``trainer.objective``: plain MSE, or the within-series loss
+    (``trainer.relative_loss``) on each complex's ``series`` (one name per complex of the
+    batch)."""
     if objective == "absolute":
         return F.mse_loss(prediction, target)
     codes = {name: code for code, name in enumerate(sorted(set(series)))}
     series_codes = torch.tensor([codes[name] for name in series], device=prediction.device)
-    return within_series_loss(prediction, target, series_codes, absolute_weight)
+    return relative_loss(relative, prediction, target, series_codes, absolute_weight)
 
 
 def check_series(config: TrainConfig, series_by_part: dict[str, list[str]],

@@ -226,7 +226,7 @@ class Trainer:
         target = (batch.y.float() - self.model.target_mean) / self.model.target_std
         loss = training_loss(self.cfg.objective, prediction.float(), target,
                              [self.series_of[i] for i in batch.complex_id],
-                             self.cfg.absolute_weight)
+                             self.cfg.absolute_weight, self.cfg.relative_loss)
         finite = bool(torch.isfinite(loss))
         # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
         # the step is skipped and the scale halved (device.check_loss_scale). Otherwise agreed
