@@ -94,3 +94,6 @@ def element_index(symbol: str) -> int:
 # vina_terms, model.vina_readout). Energies in kcal/mol; VinaTerms checks that its fields match.
 VINA_TERMS = ("vina_score", "vina_optimized", "vinardo_score", "vina_inter", "vina_intra",
               "gauss1", "gauss2", "repulsion", "hydrophobic", "hbond", "rotatable_bonds")
+# The whole docking scores among them, by the baseline each is (reports, predict.py's summary).
+DOCKING_SCORES = {"vina": "vina_score", "vina_optimized": "vina_optimized",
+                  "vinardo": "vinardo_score"}

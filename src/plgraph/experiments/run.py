@@ -42,9 +42,6 @@ from plgraph.training.metrics import score
 log = logging.getLogger(__name__)
 
 FEP_COLUMN = "fep_dG (kcal/mol)"
-# The docking baselines read straight from a pose's Vina terms (kcal/mol), by method.
-DOCKING_SCORES = {"vina": "vina_score", "vina_optimized": "vina_optimized",
-                  "vinardo": "vinardo_score"}
 # An ensemble member's trainer seed is the experiment seed plus this times its number: apart from
 # every experiment seed a user would pick, so no member repeats another seed's training.
 ENSEMBLE_SEED_STRIDE = 1000
@@ -257,7 +254,7 @@ def docking_baselines(data: PreparedData) -> dict[str, dict]:
     train_labels = labels_of(data, "train")
     terms, train_terms = data.vina_terms("test"), data.vina_terms("train")
     found = {method: dg_to_pk(terms[:, vocab.VINA_TERMS.index(column)])
-             for method, column in DOCKING_SCORES.items()}
+             for method, column in vocab.DOCKING_SCORES.items()}
     found["vina_terms_fit"] = vina_fit_predict(train_terms, train_labels, terms,
                                                range(len(vocab.VINA_TERMS)))
     return {method: {"ids": ids, "predicted": predicted, "measured": labels}

@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "all", "off")  # config.DOCKING_BASELINES
 AUTO_LIMIT = 50  # measured ligands Vina scores unasked: a series' worth, seconds
-DOCKING = {"vina_score": "Vina in place", "vina_optimized": "Vina optimized",
-           "vinardo_score": "Vinardo"}
+LABELS = {"vina": "Vina in place", "vina_optimized": "Vina optimized", "vinardo": "Vinardo"}
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,9 @@ def summarize(ligands: list[MeasuredLigand], mode: str) -> None:
                  len(scored), len(ligands))
         return
     table = np.array([terms[i] for i in scored])
-    parts = [f"{label} {_rho(-table[:, vocab.VINA_TERMS.index(column)], measured[scored])}"
-             for column, label in DOCKING.items()]
+    parts = [f"{LABELS[method]} "
+             f"{_rho(-table[:, vocab.VINA_TERMS.index(column)], measured[scored])}"
+             for method, column in vocab.DOCKING_SCORES.items()]
     log.info("docking baselines on the %d of them Vina scored: %s; the model %s on the same",
              len(scored), ", ".join(parts), _rho(model[scored], measured[scored]))
 
