@@ -104,8 +104,9 @@ def test_the_transfer_experiments_train_the_anchored_vina_reading_model_on_eithe
             assert (config.model.pair_energy, config.model.size_term, config.model.anchor) == (
                 True, True, "heavy_atoms")
             assert config.model.vina_readout and config.featurize.vina_terms
-            assert (config.trainer.objective, config.trainer.monitor) == (
-                "within_series", "series_spearman")
+            assert (config.trainer.objective, config.trainer.relative_loss,
+                    config.trainer.monitor) == (
+                "within_series", "pairwise_logistic", "series_spearman")
             assert config.model.hidden_channels == (256 if model == "large" else 48)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         plain = to_config(compose(config_name="config", overrides=["experiment=fep_grouped"]))
