@@ -121,16 +121,16 @@ def relative_loss(kind: str, prediction: Tensor, target: Tensor, series: Tensor,
     """The within-series loss of ``trainer.relative_loss``: ``squared`` (differences,
     :func:`within_series_loss`), ``pairwise_logistic`` (order, :func:`pairwise_logistic_loss`)
     or ``both`` (their sum), each beside ``absolute_weight`` times the absolute error."""
-    squared = within_series_loss(prediction, target, series, absolute_weight)
     if kind == "squared":
-        return squared
+        return within_series_loss(prediction, target, series, absolute_weight)
     ranking = pairwise_logistic_loss(prediction, target, series)
-    absolute = F.mse_loss(prediction, target)
-    if ranking is None:
-        return absolute
+    if ranking is None:  # no ordered pair of one series: the absolute error alone
+        return F.mse_loss(prediction, target)
     if kind == "pairwise_logistic":
-        return (1 - absolute_weight) * ranking + absolute_weight * absolute
-    return squared + (1 - absolute_weight) * ranking
+        return ((1 - absolute_weight) * ranking
+                + absolute_weight * F.mse_loss(prediction, target))
+    return (within_series_loss(prediction, target, series, absolute_weight)
+            + (1 - absolute_weight) * ranking)
 
 
 def training_loss(objective: str, prediction: Tensor, target: Tensor, series: list[str],
