@@ -45,6 +45,10 @@ TIME_LIMIT_MIN = 2
 SIGNAL_DELAY_S = 60
 RERUN_TIME_LIMIT_MIN = 10
 DEADLINE_S = 900
+# slurmd revokes the credential of a requeued job's ending instance with one-second resolution;
+# an instance launched in that same second is killed as non-startable ("Job credential revoked",
+# FAILED, exit code 1). Slurm's own two-minute hold never meets it; the test's release waits this.
+RELEASE_AFTER_PENDING_S = 2.0
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 CLUSTER = "plgraph"  # .ci/slurm-up.sh's ClusterName
@@ -95,6 +99,7 @@ class Job:
     job_id: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     released: int = 0
+    pending_since: float | None = None  # when the test first saw its requeued instance pending
 
     def report(self) -> str:
         logs = [self.run / "train.log", self.log]
@@ -145,11 +150,17 @@ def start(command: list[str], log: Path, environment: dict) -> subprocess.Popen:
 
 
 def release_requeued(job: Job) -> None:
-    """A requeued job waits two minutes (BeginTime): start it now. Once it has stopped
+    """A requeued job waits two minutes (BeginTime): start it once it has been pending for
+    RELEASE_AFTER_PENDING_S (not in the second its ending instance was revoked). Once it has stopped
     mid-training (INTERRUPTED.pt), with room to finish; a signal that came before the first
     step (a slow start-up) saved nothing, and the job goes again with the same limit."""
     restarts = int(job.info.get("Restarts", 0))
-    if job.info.get("JobState") == "PENDING" and restarts > job.released:
+    if job.info.get("JobState") != "PENDING" or restarts <= job.released:
+        job.pending_since = None
+        return
+    if job.pending_since is None:
+        job.pending_since = time.monotonic()
+    if time.monotonic() - job.pending_since >= RELEASE_AFTER_PENDING_S:
         interrupted = (job.run / "checkpoints" / "INTERRUPTED.pt").exists()
         limit = [f"timelimit={RERUN_TIME_LIMIT_MIN}"] if interrupted else []
         subprocess.run(["scontrol", "update", f"jobid={job.job_id}", "starttime=now", *limit],
