@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -161,3 +162,24 @@ def test_out_of_fold_rows_name_series_and_ligands_as_the_input_does():
     assert input_names("opls_stress/chk1_set1/17", "opls_stress/chk1_set1") == (
         "opls_stress/chk1_set1", "17")
     assert input_names("1a30", "") == ("", "1a30")
+
+
+def test_out_of_fold_predictions_are_the_ensemble_s_where_there_is_one(tmp_path):
+    from plgraph.experiments.run import write_out_of_fold
+
+    def found(values):
+        return {"ids": ["opls_stress/chk1_set1/17", "opls_stress/chk1_set1/18"],
+                "predicted": np.array(values), "measured": np.array([6.0, 7.0])}
+
+    series_of = {"opls_stress/chk1_set1/17": "opls_stress/chk1_set1",
+                 "opls_stress/chk1_set1/18": "opls_stress/chk1_set1"}
+    path = tmp_path / "out_of_fold_predictions.csv"
+    for points, expected in (
+            ({"0-fold0": {"full": found([5.0, 6.5])}}, ["5.0000", "6.5000"]),
+            ({"0-fold0": {"full": found([5.0, 6.5]), "full_ensemble": found([5.5, 6.0])}},
+             ["5.5000", "6.0000"])):
+        write_out_of_fold(points, series_of, path)
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [row["model_pk"] for row in rows] == expected
+        assert [row["ligand_name"] for row in rows] == ["17", "18"]

@@ -139,6 +139,11 @@ def prediction_column(path: Path, column: str) -> np.ndarray:
         return np.array([float(row[column]) for row in csv.DictReader(handle)])
 
 
+def predictions_by_id(path: Path) -> dict[str, float]:
+    with open(path) as handle:
+        return {row["id"]: float(row["predicted_pk"]) for row in csv.DictReader(handle)}
+
+
 def test_an_ensemble_trains_only_its_new_members_and_reports_their_mean(experiment, tmp_path):
     """experiment.ensemble=2 on a copy of the finished experiment: one more full model per seed
     (same split, its own trainer seed), the four finished runs reused, and full_ensemble is the
@@ -173,10 +178,12 @@ def test_an_ensemble_trains_only_its_new_members_and_reports_their_mean(experime
 
 
 def test_folds_test_every_series_once_and_write_the_out_of_fold_predictions(tmp_path):
+    """With an ensemble of 2: each fold's second member trains on that fold's split, and the
+    out-of-fold prior is the ensemble's mean."""
     root = copy_series(tmp_path / "fep")
     outputs = tmp_path / "outputs"
     result = run(root, outputs, "experiment.seeds=[0]", "experiment.folds=3",
-                 "experiment.ligand_only_baseline=false")
+                 "experiment.ligand_only_baseline=false", "experiment.ensemble=2")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((outputs / "fep_grouped" / "results.json").read_text())
     assert report["seeds"] == ["0-fold0", "0-fold1", "0-fold2"]
@@ -184,6 +191,17 @@ def test_folds_test_every_series_once_and_write_the_out_of_fold_predictions(tmp_
         rows = list(csv.DictReader(handle))
     tested = [row["id"] for row in rows]
     assert len(tested) == len(set(tested))  # no complex tested twice
+    members = {}
+    for fold in range(3):
+        runs = [outputs / f"fep_grouped-seed0-fold{fold}-{name}" for name in
+                ("full", "full-member1")]
+        fingerprints = {read_checkpoint(run / "checkpoints" / "best.pt")["split_fingerprint"]
+                        for run in runs}
+        assert len(fingerprints) == 1  # the member trained on its own fold's split
+        predicted = [predictions_by_id(run / "test_predictions.csv") for run in runs]
+        members.update({i: (predicted[0][i] + predicted[1][i]) / 2 for i in predicted[0]})
+    assert all(float(row["model_pk"]) == pytest.approx(members[row["id"]], abs=1e-3)
+               for row in rows)
     cached = read_checkpoint(outputs / "fep_grouped-seed0-fold0-full" / "checkpoints"
                              / "best.pt")["split_fingerprint"]
     assert cached  # each fold is an ordinary run with its own split

@@ -606,10 +606,9 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _require(self.folds == 0 or self.folds >= 2, f"experiment.folds must be 0 (off) or >= 2 "
                  f"(got {self.folds})")
-        _require(not self.folds or not (self.few_shot_k or self.learning_curve
-                                        or self.ensemble > 1),
-                 "experiment.folds trains one model per fold: it goes without few_shot_k, "
-                 "learning_curve and ensemble (bench/series_mode.py is the few-shot arm)")
+        _require(not self.folds or not (self.few_shot_k or self.learning_curve),
+                 "experiment.folds trains one model (or one ensemble) per fold: it goes without "
+                 "few_shot_k and learning_curve (bench/series_mode.py is the few-shot arm)")
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
                  f"experiment.seeds must be distinct seeds, at least one (got {self.seeds})")
         _require(self.min_series_size >= 2, f"experiment.min_series_size must be >= 2 (got "

@@ -106,8 +106,8 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                                           use_protein, LABELS[variant], resume_command,
                                           split=split)
         if experiment.ensemble > 1:
-            predictions["full_ensemble"] = _ensemble(config, data, seed, predictions["full"],
-                                                     resume_command)
+            predictions["full_ensemble"] = _ensemble(config, data, seed, split, prefix,
+                                                     predictions["full"], resume_command)
         points[key] = predictions
         full_run = Path(config.output_root) / f"{prefix}-full"
         few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
@@ -153,19 +153,20 @@ def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_
     return found
 
 
-def _ensemble(config: AppConfig, data: PreparedData, seed: int, first: dict,
-              resume_command: str) -> dict:
-    """The mean test prediction of ``experiment.ensemble`` full models on seed ``seed``'s split
-    and training part: its own full model (``first``) and the others, trainer seeds
+def _ensemble(config: AppConfig, data: PreparedData, seed: int, split: SplitConfig,
+              prefix: str, first: dict, resume_command: str) -> dict:
+    """The mean test prediction of ``experiment.ensemble`` full models on the split ``split``
+    (seed ``seed``'s, or one of its folds) and its training part: its own full model (``first``)
+    and the others, runs ``<prefix>-full-member<N>`` with trainer seeds
     ``seed + ENSEMBLE_SEED_STRIDE * member``. ``wall_seconds`` counts the added members only
     (the first is the full model's)."""
     size = config.experiment.ensemble
     members = [first]
     for member in range(1, size):
-        members.append(_train(config, data, seed, f"{config.run_name}-seed{seed}-full-member"
-                              f"{member}", True, f"full model, ensemble member {member + 1} of "
-                              f"{size}", resume_command,
-                              init_seed=seed + ENSEMBLE_SEED_STRIDE * member))
+        members.append(_train(config, data, seed, f"{prefix}-full-member{member}", True,
+                              f"full model, ensemble member {member + 1} of {size}",
+                              resume_command, init_seed=seed + ENSEMBLE_SEED_STRIDE * member,
+                              split=split))
     for found in members[1:]:
         if list(found["ids"]) != list(first["ids"]):
             raise PlgraphError(f"seed {seed}: the ensemble members' test predictions are not of "
@@ -292,10 +293,11 @@ def input_names(complex_id: str, series: str) -> tuple[str, str]:
 def write_out_of_fold(points: dict, series_of: dict[str, str], path: Path) -> None:
     """The full model's test predictions over every fold, one row per complex: ``series``
     and ``ligand_name`` (:func:`input_names`), the complex ``id``, the ``trial`` (seed and
-    fold) that tested it, ``model_pk`` and ``measured_pk``."""
+    fold) that tested it, ``model_pk`` and ``measured_pk``. With ``experiment.ensemble`` > 1,
+    ``model_pk`` is the ensemble's mean: the prior a user of that ensemble would get."""
     rows = []
     for trial, predictions in points.items():
-        found = predictions["full"]
+        found = predictions.get("full_ensemble", predictions["full"])
         for complex_id, predicted, measured in zip(found["ids"], found["predicted"],
                                                    found["measured"], strict=True):
             series, name = input_names(complex_id, series_of[complex_id])
