@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from rdkit import Chem
 from scipy.stats import spearmanr
+from scipy.stats import t as student_t
 
 from plgraph.errors import InputError
 from plgraph.inference.series import (
     ASSAY_NOISE_STD,
     BLEND_GUARD,
     DEFAULT_STD,
+    MIN_PREDICTIVE_DOF,
     anchored,
     anchoring_error_ratio,
     blend,
@@ -25,6 +27,7 @@ from plgraph.inference.series import (
     gp_anchored,
     gp_prior,
     heavy_atoms,
+    predictive_dof,
     prior_slope,
     suggest,
     tanimoto,
@@ -88,6 +91,27 @@ def test_std_grows_far_from_the_measured_ligands(btk):
     assert far_std.min() > near_std.max()
     # Far from every measured ligand the GP falls back to the measured mean.
     assert np.abs(result.mean[len(query):] - pk[measured].mean()).max() < 0.2
+
+
+def test_the_std_is_a_student_t_s_with_k_minus_one_dof_and_the_means_are_untouched(btk):
+    """The plug-in std is widened to a Student-t's (its 2 std is its 95 % interval); the means,
+    and so every ranking, stay those of the plug-in method; k < 2 stays a Gaussian."""
+    fps, pk, _ = btk
+    prior = pk + np.random.default_rng(6).normal(0.0, 0.5, len(pk))
+    for k, dof in ((5, 4), (10, 9), (2, MIN_PREDICTIVE_DOF)):
+        measured, query = split(len(pk), k, seed=k)
+        for method in (gp_alone, gp_prior, anchored, gp_anchored, blend):
+            args = (fps[measured], pk[measured], fps[query], prior[measured], prior[query])
+            widened, plug_in = method(*args), method.__wrapped__(*args)
+            assert widened.dof == predictive_dof(k) == dof
+            assert np.array_equal(widened.mean, plug_in.mean)
+            assert np.allclose(widened.std, plug_in.std * math.sqrt(dof / (dof - 2)))
+    # From k = 5 on, 2 std is the t's central 95 % interval to within 2 % (1.96-1.99 std).
+    for k in (5, 10, 20):
+        dof = predictive_dof(k)
+        assert 1.95 < student_t.ppf(0.975, dof) / math.sqrt(dof / (dof - 2)) < 2.0
+    one = gp_alone(fps[:1], pk[:1], fps[1:])
+    assert one.dof is None and np.allclose(one.std, DEFAULT_STD)
 
 
 def test_noise_std_never_falls_below_the_assay_floor(btk):

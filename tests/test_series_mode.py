@@ -142,6 +142,7 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
                                                                                          3]
     output = result.stdout + result.stderr
     assert "series mode: 5 measured ligands; method blend" in output
+    assert "predicted_pk_std is the std of a Student-t with 4 degrees of freedom" in output
     # Whether the model shaped the ranking is said, one way or the other.
     assert (("the measured ligands do not support the model here" in output)
             != ("the measured ligands support the model; it shapes the ranking" in output))

@@ -21,8 +21,10 @@ deviation in pK units per query (:class:`SeriesPrediction`):
   predicts the measured ligands (each left out in turn) no worse than the GP; else the GP alone.
 
 The standard deviations are those of a new measurement (they include the assay noise, fitted
-with a floor of :data:`ASSAY_NOISE_STD`). With no measured ligand the prior alone is returned,
-with one the prior shifted to pass through it; both with :data:`DEFAULT_STD`.
+with a floor of :data:`ASSAY_NOISE_STD`), from k >= 2 measured ligands the std of a Student-t
+with :func:`predictive_dof` degrees of freedom: ±2 std is its central 95 % interval. With no
+measured ligand the prior alone is returned, with one the prior shifted to pass through it; both
+with :data:`DEFAULT_STD`.
 :func:`suggest` picks the queries to make next (upper confidence bound or expected improvement).
 
 Only numpy, scipy, scikit-learn and RDKit are used (and :mod:`plgraph.errors`): the module is a
@@ -31,6 +33,7 @@ leaf, usable without the network.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from abc import abstractmethod
@@ -87,6 +90,9 @@ BLEND_GUARD = 1.0
 # instead of -0.033 / -0.007. 1.0 here gained more with FEP (+0.204) and cost twice as much
 # with a random prior (-0.061).
 SCALED_BLEND_GUARD = 0.85
+# The fewest degrees of freedom of the Student-t predictive: below 3 a t has no finite std, and
+# k = 2 or 3 measured ligands would get one. A choice, not a measurement (no such k is reported).
+MIN_PREDICTIVE_DOF = 3
 # Marginal-likelihood optimizer restarts. 2 and 0 gave the same figures on the dev part of
 # bench/series_mode.py; 0 is 2.5 times faster.
 GP_RESTARTS = 0
@@ -103,6 +109,8 @@ class SeriesPrediction:
             fixes one (``None`` for ``gp_alone``).
         noise_std: the fitted noise std (pK) of a GP method, else ``None``.
         log_evidence: the GP's log marginal likelihood of the measured pK, else ``None``.
+        dof: the degrees of freedom of the Student-t whose std ``std`` is; ``None`` for a
+            Gaussian (k < 2, where nothing is fitted).
     """
 
     mean: np.ndarray
@@ -110,6 +118,41 @@ class SeriesPrediction:
     prior_scale: float | None = None
     noise_std: float | None = None
     log_evidence: float | None = None
+    dof: int | None = None
+
+
+def predictive_dof(k: int) -> int:
+    """Degrees of freedom of the Student-t predictive from k measured ligands: k - 1, at least
+    :data:`MIN_PREDICTIVE_DOF`.
+
+    Why a Student-t: the methods fit the series' amplitude and noise on k values and plug them in,
+    as if known. Integrating an unknown overall scale out (a Jeffreys prior) turns a Gaussian
+    predictive into a Student-t whose scale is the plug-in std (Shah, Wilson & Ghahramani,
+    AISTATS 2014); one of the k values goes to the series' level, around which the GPs are
+    fitted. On the dev part of bench/series_mode.py (bench/series_calibration.py, the model's
+    out-of-fold prior, 84 series) the plug-in std held 0.62 / 0.88 of the errors within 1 / 2
+    std at k = 5 (0.68 / 0.92 at k = 10): too narrow, with heavier tails than a Gaussian's. This
+    std holds 0.77 / 0.95 (0.74 / 0.94), what the t expects at k = 5 (0.71 / 0.95 at k = 10);
+    dof = k (a factor 1.29 at k = 5) would hold about 0.74 / 0.93 there.
+    """
+    return max(k - 1, MIN_PREDICTIVE_DOF)
+
+
+def _student_t(method: Callable[..., SeriesPrediction]) -> Callable[..., SeriesPrediction]:
+    """``method`` with the std of its k >= 2 predictions widened from the plug-in Gaussian's to
+    the Student-t's of :func:`predictive_dof`: ``std * sqrt(dof / (dof - 2))``; the means are
+    untouched, so no ranking changes."""
+
+    @functools.wraps(method)
+    def predict(measured_fps, measured_pk, query_fps, *args, **kwargs) -> SeriesPrediction:
+        result = method(measured_fps, measured_pk, query_fps, *args, **kwargs)
+        k = len(measured_pk)
+        if k < 2:
+            return result
+        dof = predictive_dof(k)
+        return replace(result, std=result.std * math.sqrt(dof / (dof - 2)), dof=dof)
+
+    return predict
 
 
 def _as_mol(ligand: Chem.Mol | str) -> Chem.Mol:
@@ -323,6 +366,7 @@ def _gp_predict(inputs: _Inputs, offset_measured: np.ndarray, offset_query: np.n
                             gp.log_marginal_likelihood_value_)
 
 
+@_student_t
 def gp_alone(measured_fps, measured_pk, query_fps, measured_prior=None,
              query_prior=None) -> SeriesPrediction:
     """Tanimoto GP around the measured mean; a prior, if given, is ignored (k >= 2).
@@ -341,6 +385,7 @@ def gp_alone(measured_fps, measured_pk, query_fps, measured_prior=None,
     return _gp_predict(inputs, np.zeros(k), np.zeros(m), None)
 
 
+@_student_t
 def gp_prior(measured_fps, measured_pk, query_fps, measured_prior,
              query_prior) -> SeriesPrediction:
     """Tanimoto GP around ``c + s * prior``, used only where the measured ligands support it.
@@ -380,6 +425,7 @@ def gp_prior(measured_fps, measured_pk, query_fps, measured_prior,
                             gp.log_marginal_likelihood_value_)
 
 
+@_student_t
 def gp_anchored(measured_fps, measured_pk, query_fps, measured_prior,
                 query_prior) -> SeriesPrediction:
     """Tanimoto GP on the prior's residuals ``pK - prior`` (s = 1): the prior is taken at its
@@ -409,6 +455,7 @@ def _anchor_offsets(query_fps: np.ndarray, anchor_fps: np.ndarray, anchor_offset
     return offset, np.maximum(np.sqrt(variance * (1 + 1 / effective)), ASSAY_NOISE_STD)
 
 
+@_student_t
 def anchored(measured_fps, measured_pk, query_fps, measured_prior,
              query_prior) -> SeriesPrediction:
     """Reference anchoring: each measured r predicts ``pK(r) + prior(q) - prior(r)``.
@@ -464,6 +511,7 @@ def anchoring_error_ratio(measured_fps, measured_pk, measured_prior) -> float:
     return _error_ratio(inputs, gp)
 
 
+@_student_t
 def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
           guard: float = BLEND_GUARD,
           scaled_guard: float = SCALED_BLEND_GUARD) -> SeriesPrediction:

@@ -33,8 +33,10 @@ from plgraph.inference.inputs import Featurized
 from plgraph.inference.measured import Measured, structure_key
 from plgraph.inference.series import (
     METHODS,
+    MIN_PREDICTIVE_DOF,
     SeriesPrediction,
     count_fingerprints,
+    predictive_dof,
     suggest,
     tanimoto,
 )
@@ -203,6 +205,9 @@ class SeriesRanking:
         else:
             log.info("series mode: %d measured ligands; method %s: %s", k, self.method,
                      WHY_METHOD[self.method])
+            log.info("series mode: predicted_pk_std is the std of a Student-t with %d degrees "
+                     "of freedom (k - 1, at least %d): ±2 std is its 95 %% interval",
+                     predictive_dof(k), MIN_PREDICTIVE_DOF)
 
     def _keep(self, queries: list[_Row], result: SeriesPrediction, known: list[_Row],
               known_fps: np.ndarray, query_fps: np.ndarray) -> None:

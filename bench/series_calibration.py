@@ -1,0 +1,95 @@
+"""Series mode's uncertainty (issue 24): is ``predicted_pk_std`` as wide as the errors are?
+
+On the dev part of bench/series_mode.py (never the reported series), for each series, k and draw
+it predicts the queries with ``gp_alone`` and ``blend`` (the model's out-of-fold predictions as
+the prior, with ``--predictions``; the heavy-atom prior otherwise) and keeps each query's error
+in units of its predicted std, ``z = (measured - predicted) / std``. Printed per method and k:
+the share of queries with ``|z|`` within 1 and 2 (the goal of a Gaussian std: 0.68 / 0.95), the
+same with the std multiplied by each of MULTIPLIERS (how much wider would be right), and what
+the Student-t that series mode's std belongs to (``predictive_dof(k)`` degrees of freedom)
+expects within 1 and 2 of its std: a t's tails are heavier than a Gaussian's, so it holds more
+than 0.68 within 1 std and about 0.95 within 2.
+
+Run from the repo root: ``python bench/series_calibration.py [--predictions CSV] [--part dev]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from rdkit import RDLogger
+from scipy.stats import t as student_t
+from series_mode import (
+    KS,
+    MIN_QUERIES,
+    UNI_FEP,
+    load_series,
+    read_predictions,
+    sample_series,
+    seed_of,
+)
+from threadpoolctl import threadpool_limits
+
+from plgraph.inference.series import blend, gp_alone, predictive_dof
+
+MULTIPLIERS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
+
+
+def standardized_errors(series_list, draws: int, prior_name: str) -> dict:
+    """{(method, k): array of z over every query of every series and draw}."""
+    found = defaultdict(list)
+    for series in series_list:
+        fps, pk = series.fps, series.pk
+        prior = series.priors[prior_name]
+        for k in KS:
+            if len(pk) - k < MIN_QUERIES:
+                continue
+            for draw in range(draws):
+                order = np.random.default_rng(seed_of(series.name, k, draw)).permutation(len(pk))
+                measured, query = order[:k], order[k:]
+                for method, result in (
+                        ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
+                        (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
+                                                       prior[measured], prior[query]))):
+                    found[(method, k)].append((pk[query] - result.mean) / result.std)
+    return {key: np.concatenate(values) for key, values in found.items()}
+
+
+def t_expects(k: int, stds: float) -> float:
+    """The share of a Student-t with ``predictive_dof(k)`` degrees of freedom within ``stds`` of
+    its std of its centre."""
+    dof = predictive_dof(k)
+    return float(2 * student_t.cdf(stds * np.sqrt(dof / (dof - 2)), dof) - 1)
+
+
+def report(errors: dict) -> None:
+    heads = "  ".join(f"x{m:<4.2f}" for m in MULTIPLIERS)
+    print(f"method          k  queries  within 1 / 2 std at std times: {heads}   t expects")
+    for (method, k), z in sorted(errors.items()):
+        shares = "  ".join(f"{np.mean(np.abs(z) <= m):.2f}/{np.mean(np.abs(z) <= 2 * m):.2f}"
+                           for m in MULTIPLIERS)
+        print(f"{method:14s} {k:2d}  {len(z):7d}  {shares}   "
+              f"{t_expects(k, 1):.2f}/{t_expects(k, 2):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="CSV with columns series, ligand_name, model_pk")
+    parser.add_argument("--part", choices=("dev", "report"), default="dev")
+    parser.add_argument("--draws", type=int, default=3)
+    args = parser.parse_args()
+    RDLogger.DisableLog("rdApp.*")
+    every, _ = load_series(UNI_FEP, read_predictions(args.predictions))
+    chosen = sample_series(every, 0, args.part)
+    prior_name = "model" if args.predictions else "ha"
+    print(f"{args.part} part: {len(chosen)} series, prior {prior_name}")
+    report(standardized_errors(chosen, args.draws, prior_name))
+
+
+if __name__ == "__main__":
+    with threadpool_limits(1):
+        main()
