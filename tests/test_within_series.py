@@ -194,5 +194,18 @@ def test_the_ranking_loss_sees_order_not_scale_and_weighs_clear_pairs_over_near_
     ranking = pairwise_logistic_loss(right, target, series)
     assert relative_loss("both", right, target, series, 0.1).item() == pytest.approx(
         (squared + 0.9 * ranking).item())
+    # A batch of ties only (no ordered pair): "both" keeps its squared part, which still asks
+    # the tied pair for equal predictions; the ranking loss alone has nothing to rank.
+    tied = torch.tensor([2.0, 2.0, 4.0, 4.0])
+    tied_codes = torch.tensor([0, 0, 1, 1])
+    kept_tie = torch.tensor([5.0, 5.0, 4.0, 4.0])  # the tie kept, one series' level off by 3
+    broken_tie = torch.tensor([1.0, 3.0, 4.0, 4.0])  # the levels right, the tie broken
+    assert pairwise_logistic_loss(broken_tie, tied, tied_codes) is None
+    assert relative_loss("both", broken_tie, tied, tied_codes, 0.1) == within_series_loss(
+        broken_tie, tied, tied_codes, 0.1)
+    assert (relative_loss("both", kept_tie, tied, tied_codes, 0.1)
+            < relative_loss("both", broken_tie, tied, tied_codes, 0.1))
+    assert (relative_loss("pairwise_logistic", kept_tie, tied, tied_codes, 0.1)
+            > relative_loss("pairwise_logistic", broken_tie, tied, tied_codes, 0.1))
     with pytest.raises(ValueError, match="trainer.relative_loss must be one of"):
         TrainConfig(relative_loss="listwise")

@@ -124,8 +124,11 @@ def relative_loss(kind: str, prediction: Tensor, target: Tensor, series: Tensor,
     if kind == "squared":
         return within_series_loss(prediction, target, series, absolute_weight)
     ranking = pairwise_logistic_loss(prediction, target, series)
-    if ranking is None:  # no ordered pair of one series: the absolute error alone
-        return F.mse_loss(prediction, target)
+    if ranking is None:
+        # No ordered pair of one series. Under ``both`` the squared part still holds (a pair of
+        # tied ligands has a difference, 0, to learn); else the absolute error alone.
+        return (within_series_loss(prediction, target, series, absolute_weight)
+                if kind == "both" else F.mse_loss(prediction, target))
     if kind == "pairwise_logistic":
         return ((1 - absolute_weight) * ranking
                 + absolute_weight * F.mse_loss(prediction, target))
