@@ -15,21 +15,18 @@ Run from the repo root: ``python bench/series_calibration.py [--predictions CSV]
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 from rdkit import RDLogger
 from scipy.stats import t as student_t
 from series_mode import (
-    KS,
-    MIN_QUERIES,
     UNI_FEP,
+    dev_parser,
+    every_draw,
     load_series,
     read_predictions,
     sample_series,
-    seed_of,
 )
 from threadpoolctl import threadpool_limits
 
@@ -41,20 +38,13 @@ MULTIPLIERS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
 def standardized_errors(series_list, draws: int, prior_name: str) -> dict:
     """{(method, k): array of z over every query of every series and draw}."""
     found = defaultdict(list)
-    for series in series_list:
-        fps, pk = series.fps, series.pk
-        prior = series.priors[prior_name]
-        for k in KS:
-            if len(pk) - k < MIN_QUERIES:
-                continue
-            for draw in range(draws):
-                order = np.random.default_rng(seed_of(series.name, k, draw)).permutation(len(pk))
-                measured, query = order[:k], order[k:]
-                for method, result in (
-                        ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
-                        (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
-                                                       prior[measured], prior[query]))):
-                    found[(method, k)].append((pk[query] - result.mean) / result.std)
+    for series, k, _, _, measured, query in every_draw(series_list, draws):
+        fps, pk, prior = series.fps, series.pk, series.priors[prior_name]
+        for method, result in (
+                ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
+                (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
+                                               prior[measured], prior[query]))):
+            found[(method, k)].append((pk[query] - result.mean) / result.std)
     return {key: np.concatenate(values) for key, values in found.items()}
 
 
@@ -76,11 +66,8 @@ def report(errors: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--predictions", type=Path, default=None,
-                        help="CSV with columns series, ligand_name, model_pk")
+    parser = dev_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("dev", "report"), default="dev")
-    parser.add_argument("--draws", type=int, default=3)
     args = parser.parse_args()
     RDLogger.DisableLog("rdApp.*")
     every, _ = load_series(UNI_FEP, read_predictions(args.predictions))

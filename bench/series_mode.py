@@ -226,9 +226,11 @@ def predict_all(series: Series, measured, query, seed: int) -> dict:
     return out
 
 
-def run_ranking(series_list: list[Series], draws: int) -> list[dict]:
-    """One record per (series, k, draw, method): rho and the 1- and 2-std hits."""
-    records = []
+def every_draw(series_list: list[Series], draws: int):
+    """(series, k, draw, seed, measured, query) of every draw: each k in KS with at least
+    MIN_QUERIES ligands left to rank, k ligands drawn as measured (seeded by series, k and
+    draw), the rest the queries. The ranking here and the dev-part scripts beside this one
+    (series_mode_guard.py, series_calibration.py) score the same draws."""
     for series in series_list:
         for k in KS:
             if len(series.pk) - k < MIN_QUERIES:
@@ -236,16 +238,31 @@ def run_ranking(series_list: list[Series], draws: int) -> list[dict]:
             for draw in range(draws):
                 seed = seed_of(series.name, k, draw)
                 order = np.random.default_rng(seed).permutation(len(series.pk))
-                measured, query = order[:k], order[k:]
-                truth = series.pk[query]
-                for method, (mean, std) in predict_all(series, measured, query, seed).items():
-                    record = {"series": series.name, "k": k, "draw": draw, "method": method,
-                              "rho": spearman(mean, truth), "queries": len(query)}
-                    if std is not None:
-                        error = np.abs(mean - truth)
-                        record["within_1"] = int((error <= std).sum())
-                        record["within_2"] = int((error <= 2 * std).sum())
-                    records.append(record)
+                yield series, k, draw, seed, order[:k], order[k:]
+
+
+def dev_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a dev-part script: the model's predictions as a prior, the draws."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="CSV with columns series, ligand_name, model_pk")
+    parser.add_argument("--draws", type=int, default=3)
+    return parser
+
+
+def run_ranking(series_list: list[Series], draws: int) -> list[dict]:
+    """One record per (series, k, draw, method): rho and the 1- and 2-std hits."""
+    records = []
+    for series, k, draw, seed, measured, query in every_draw(series_list, draws):
+        truth = series.pk[query]
+        for method, (mean, std) in predict_all(series, measured, query, seed).items():
+            record = {"series": series.name, "k": k, "draw": draw, "method": method,
+                      "rho": spearman(mean, truth), "queries": len(query)}
+            if std is not None:
+                error = np.abs(mean - truth)
+                record["within_1"] = int((error <= std).sum())
+                record["within_2"] = int((error <= 2 * std).sum())
+            records.append(record)
     return records
 
 

@@ -17,18 +17,16 @@ Run from the repo root: ``python bench/series_mode_guard.py --predictions CSV``.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 from rdkit import RDLogger
 from series_mode import (
-    KS,
-    MIN_QUERIES,
     UNI_FEP,
     bootstrap_mean,
+    dev_parser,
+    every_draw,
     load_series,
     read_predictions,
     sample_series,
@@ -53,30 +51,21 @@ def measure(series_list, draws: int) -> dict:
     """{(prior, k): [(series, ratio, rho of gp_alone, rho of the mixture, ratio and rho of the
     mixture with the prior shrunk by its slope)]} over every draw."""
     found = defaultdict(list)
-    for series in series_list:
+    for series, k, _, _, measured, query in every_draw(series_list, draws):
         fps, pk = series.fps, series.pk
-        for k in KS:
-            if len(pk) - k < MIN_QUERIES:
-                continue
-            for draw in range(draws):
-                order = np.random.default_rng(seed_of(series.name, k, draw)).permutation(len(pk))
-                measured, query = order[:k], order[k:]
-                alone = spearman(gp_alone(fps[measured], pk[measured], fps[query]).mean,
-                                 pk[query])
-                for name, prior in series.priors.items():
-                    ratio = anchoring_error_ratio(fps[measured], pk[measured], prior[measured])
-                    mixed = blend(fps[measured], pk[measured], fps[query], prior[measured],
-                                  prior[query], guard=math.inf)
-                    slope = prior_slope(prior[measured], pk[measured])
-                    shrunk = slope * prior
-                    scaled_ratio = (anchoring_error_ratio(fps[measured], pk[measured],
-                                                          shrunk[measured])
-                                    if slope > 0 else math.inf)
-                    scaled = blend(fps[measured], pk[measured], fps[query], shrunk[measured],
-                                   shrunk[query], guard=math.inf) if slope > 0 else mixed
-                    found[(name, k)].append((series.name, ratio, alone,
-                                             spearman(mixed.mean, pk[query]), scaled_ratio,
-                                             spearman(scaled.mean, pk[query])))
+        alone = spearman(gp_alone(fps[measured], pk[measured], fps[query]).mean, pk[query])
+        for name, prior in series.priors.items():
+            ratio = anchoring_error_ratio(fps[measured], pk[measured], prior[measured])
+            mixed = blend(fps[measured], pk[measured], fps[query], prior[measured],
+                          prior[query], guard=math.inf)
+            slope = prior_slope(prior[measured], pk[measured])
+            shrunk = slope * prior
+            scaled_ratio = (anchoring_error_ratio(fps[measured], pk[measured], shrunk[measured])
+                            if slope > 0 else math.inf)
+            scaled = blend(fps[measured], pk[measured], fps[query], shrunk[measured],
+                           shrunk[query], guard=math.inf) if slope > 0 else mixed
+            found[(name, k)].append((series.name, ratio, alone, spearman(mixed.mean, pk[query]),
+                                     scaled_ratio, spearman(scaled.mean, pk[query])))
     return found
 
 
@@ -107,11 +96,7 @@ def _line(name: str, k: int, guard: float, rows: list, choose) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--predictions", type=Path, default=None,
-                        help="CSV with columns series, ligand_name, model_pk")
-    parser.add_argument("--draws", type=int, default=3)
-    args = parser.parse_args()
+    args = dev_parser(__doc__.split("\n\n")[0]).parse_args()
     RDLogger.DisableLog("rdApp.*")
     every, _ = load_series(UNI_FEP, read_predictions(args.predictions), random_prior=True)
     chosen = sample_series(every, 0, "dev")
