@@ -30,7 +30,7 @@ from series_mode import (
 )
 from threadpoolctl import threadpool_limits
 
-from plgraph.inference.series import blend, gp_alone, predictive_dof
+from plgraph.inference.series import blend, gp_alone, predictive_dof, student_t_std
 
 MULTIPLIERS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
 
@@ -52,7 +52,7 @@ def t_expects(k: int, stds: float) -> float:
     """The share of a Student-t with ``predictive_dof(k)`` degrees of freedom within ``stds`` of
     its std of its centre."""
     dof = predictive_dof(k)
-    return float(2 * student_t.cdf(stds * np.sqrt(dof / (dof - 2)), dof) - 1)
+    return float(2 * student_t.cdf(stds * student_t_std(dof), dof) - 1)
 
 
 def report(errors: dict) -> None:

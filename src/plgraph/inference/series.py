@@ -138,10 +138,15 @@ def predictive_dof(k: int) -> int:
     return max(k - 1, MIN_PREDICTIVE_DOF)
 
 
+def student_t_std(dof: int) -> float:
+    """The std of a Student-t with ``dof`` (> 2) degrees of freedom, in units of its scale."""
+    return math.sqrt(dof / (dof - 2))
+
+
 def _student_t(method: Callable[..., SeriesPrediction]) -> Callable[..., SeriesPrediction]:
     """``method`` with the std of its k >= 2 predictions widened from the plug-in Gaussian's to
-    the Student-t's of :func:`predictive_dof`: ``std * sqrt(dof / (dof - 2))``; the means are
-    untouched, so no ranking changes."""
+    the Student-t's of :func:`predictive_dof` (the plug-in std as its scale, times
+    :func:`student_t_std`); the means are untouched, so no ranking changes."""
 
     @functools.wraps(method)
     def predict(measured_fps, measured_pk, query_fps, *args, **kwargs) -> SeriesPrediction:
@@ -150,7 +155,7 @@ def _student_t(method: Callable[..., SeriesPrediction]) -> Callable[..., SeriesP
         if k < 2:
             return result
         dof = predictive_dof(k)
-        return replace(result, std=result.std * math.sqrt(dof / (dof - 2)), dof=dof)
+        return replace(result, std=result.std * student_t_std(dof), dof=dof)
 
     return predict
 

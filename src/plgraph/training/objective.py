@@ -123,17 +123,15 @@ def relative_loss(kind: str, prediction: Tensor, target: Tensor, series: Tensor,
     or ``both`` (their sum), each beside ``absolute_weight`` times the absolute error."""
     if kind == "squared":
         return within_series_loss(prediction, target, series, absolute_weight)
+    # None where no two ligands of one series differ: then only the other part is left (under
+    # ``both`` the squared part, which still asks tied ligands for equal predictions).
     ranking = pairwise_logistic_loss(prediction, target, series)
-    if ranking is None:
-        # No ordered pair of one series. Under ``both`` the squared part still holds (a pair of
-        # tied ligands has a difference, 0, to learn); else the absolute error alone.
-        return (within_series_loss(prediction, target, series, absolute_weight)
-                if kind == "both" else F.mse_loss(prediction, target))
-    if kind == "pairwise_logistic":
-        return ((1 - absolute_weight) * ranking
-                + absolute_weight * F.mse_loss(prediction, target))
-    return (within_series_loss(prediction, target, series, absolute_weight)
-            + (1 - absolute_weight) * ranking)
+    if kind == "both":
+        squared = within_series_loss(prediction, target, series, absolute_weight)
+        return squared if ranking is None else squared + (1 - absolute_weight) * ranking
+    absolute = F.mse_loss(prediction, target)
+    return absolute if ranking is None else (
+        (1 - absolute_weight) * ranking + absolute_weight * absolute)
 
 
 def training_loss(objective: str, prediction: Tensor, target: Tensor, series: list[str],
