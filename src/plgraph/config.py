@@ -465,6 +465,17 @@ class TrainConfig:
         coordinate_noise: standard deviation (Å) of Gaussian noise added to every atom position
             of each training batch (``plgraph.training.augment``); 0 trains on the poses as
             they are. Validation, test and prediction never see noise.
+        decoy_weight: the weight of the decoy margin term (0: none): every training complex is
+            also seen as a decoy, its ligand rotated by ``decoy_rotation`` degrees about its
+            centroid and shifted by ``decoy_shift`` Å (``plgraph.featurize.decoys``), and the
+            loss adds ``decoy_weight`` times the mean of ``max(0, decoy_margin - (pose -
+            decoy))`` in pK (``plgraph.training.objective.decoy_margin_loss``). It doubles the
+            graphs of every training batch; validation, test and prediction see no decoy.
+        decoy_margin: pK by which each modelled pose should beat its decoy.
+        decoy_rotation: degrees (0-180) the decoy's ligand is turned about a random axis.
+        decoy_shift: Å the decoy's ligand is moved in a random direction; at most
+            ``featurize.pocket_cutoff - featurize.interaction_cutoff`` so that the pocket cut
+            around the pose still holds every protein atom the decoy's edges would reach.
     """
 
     max_epochs: int = 30
@@ -492,6 +503,10 @@ class TrainConfig:
     relative_loss: str = "squared"
     monitor: str = "rmse"
     coordinate_noise: float = 0.0
+    decoy_weight: float = 0.0
+    decoy_margin: float = 1.0
+    decoy_rotation: float = 45.0
+    decoy_shift: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "grad_accumulation", "checkpoint_every_n_steps"):
@@ -499,7 +514,7 @@ class TrainConfig:
             _require(value >= 1, f"trainer.{name} must be >= 1 (got {value})")
         for name in ("warmup_steps", "grad_clip", "early_stopping_patience", "keep_periodic",
                      "periodic_every_n_steps", "loader_workers", "weight_decay",
-                     "coordinate_noise"):
+                     "coordinate_noise", "decoy_weight", "decoy_margin", "decoy_shift"):
             value = getattr(self, name)
             _require(value >= 0, f"trainer.{name} must be >= 0 (got {value})")
         _require(self.lr > 0, f"trainer.lr must be > 0 (got {self.lr})")
@@ -515,6 +530,12 @@ class TrainConfig:
         _require_choice("trainer.relative_loss", self.relative_loss, RELATIVE_LOSSES)
         _require(0 <= self.absolute_weight <= 1, f"trainer.absolute_weight must be in [0, 1] "
                  f"(got {self.absolute_weight})")
+        _require(0 <= self.decoy_rotation <= 180, f"trainer.decoy_rotation must be in [0, 180] "
+                 f"degrees (got {self.decoy_rotation})")
+        if self.decoy_weight > 0:
+            _require(self.decoy_rotation > 0 or self.decoy_shift > 0, "trainer.decoy_weight > 0 "
+                     "needs a decoy off the pose: trainer.decoy_rotation or trainer.decoy_shift "
+                     "> 0")
         if self.objective == "within_series":
             _require(self.series_group_size >= 2, "trainer.series_group_size must be >= 2: a "
                      f"difference needs two ligands (got {self.series_group_size})")
@@ -667,6 +688,11 @@ class AppConfig:
                  f"{str(self.model.vina_readout).lower()} read the poses' Vina terms: they need "
                  "featurize.vina_terms=true (the cache then scores every complex with Vina, "
                  "~0.5 s each)")
+        reach = self.featurize.pocket_cutoff - self.featurize.interaction_cutoff
+        _require(self.trainer.decoy_weight == 0 or self.trainer.decoy_shift <= reach,
+                 f"trainer.decoy_shift ({self.trainer.decoy_shift} Å) must be <= featurize."
+                 f"pocket_cutoff - featurize.interaction_cutoff ({reach} Å): the pocket cut "
+                 "around the pose must hold every protein atom a decoy's edges reach")
         _require(bool(self.run_name) and "/" not in self.run_name and self.run_name[0] != ".",
                  f"run_name must be a plain directory name (got {self.run_name!r})")
 

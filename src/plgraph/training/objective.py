@@ -146,6 +146,20 @@ def training_loss(objective: str, prediction: Tensor, target: Tensor, series: li
     return relative_loss(relative, prediction, target, series_codes, absolute_weight)
 
 
+def decoy_margin_loss(pose: Tensor, decoy: Tensor, margin: float) -> Tensor:
+    r"""``trainer.decoy_weight``'s term: ``mean max(0, margin - (p_pose - p_decoy))``, each
+    modelled pose's prediction against its decoy's (:mod:`plgraph.featurize.decoys`), both
+    standardized like ``margin``. A hinge, not a logistic: a decoy already scored ``margin``
+    below its pose adds nothing, so the term does not keep pushing the two apart (the pose's
+    own pK is the labels' business).
+
+    Args:
+        pose, decoy: standardized predictions ``[num_graphs]``, decoy ``i`` of pose ``i``.
+        margin: the gap asked for, in standardized units (pK / the labels' std).
+    """
+    return F.relu(margin - (pose - decoy)).mean()
+
+
 def check_series(config: TrainConfig, series_by_part: dict[str, list[str]],
                  min_series_size: int) -> None:
     """The within-series objective and the series monitor need to know each complex's series,

@@ -25,6 +25,7 @@ from plgraph.config import AppConfig
 from plgraph.data import PreparedData
 from plgraph.errors import NonFiniteLossError, PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
+from plgraph.featurize.decoys import with_decoys
 from plgraph.model import PLGraphNet
 from plgraph.runtime.stop import STOP, StopRequested, StopRequests
 from plgraph.training import batches as batches_module
@@ -62,7 +63,7 @@ from plgraph.training.distributed import (
     Ranks,
 )
 from plgraph.training.metrics import monitored, score
-from plgraph.training.objective import check_series, training_loss
+from plgraph.training.objective import check_series, decoy_margin_loss, training_loss
 from plgraph.training.run_dir import RunDirectory, check_config_change
 from plgraph.training.schedule import learning_rate
 from plgraph.training.state import Progress
@@ -220,13 +221,18 @@ class Trainer:
         seen, accumulation = self.progress.batches_seen, self.cfg.grad_accumulation
         group_start = seen - seen % accumulation
         group_size = min(accumulation, batches_in_epoch - group_start)
-        batch = jitter_positions(batch.to(self.device), self.cfg.coordinate_noise)
+        graphs, ids = batch.num_graphs, list(batch.complex_id)
+        batch = self.training_graphs(batch)
         with autocast(self.device, self.amp_dtype):
-            prediction = self.net(batch)
-        target = (batch.y.float() - self.model.target_mean) / self.model.target_std
-        loss = training_loss(self.cfg.objective, prediction.float(), target,
-                             [self.series_of[i] for i in batch.complex_id],
+            prediction = self.net(batch).float()
+        target = (batch.y[:graphs].float() - self.model.target_mean) / self.model.target_std
+        loss = training_loss(self.cfg.objective, prediction[:graphs], target,
+                             [self.series_of[i] for i in ids],
                              self.cfg.absolute_weight, self.cfg.relative_loss)
+        if self.cfg.decoy_weight > 0:
+            loss = loss + self.cfg.decoy_weight * decoy_margin_loss(
+                prediction[:graphs], prediction[graphs:],
+                self.cfg.decoy_margin / self.model.target_std)
         finite = bool(torch.isfinite(loss))
         # Under fp16 a non-finite loss is the GradScaler's: its gradients are non-finite too, so
         # the step is skipped and the scale halved (device.check_loss_scale). Otherwise agreed
@@ -234,9 +240,9 @@ class Trainer:
         # all-reduce.
         if not finite and self.scaler.is_enabled():
             log.info("fp16: non-finite loss at step %d (complexes %s); the GradScaler skips "
-                     "this step", self.progress.global_step, list(batch.complex_id))
+                     "this step", self.progress.global_step, ids)
         elif self.comm.max_over_ranks(int(not finite))[0]:
-            where = (f"complexes in the batch: {list(batch.complex_id)}" if not finite else
+            where = (f"complexes in the batch: {ids}" if not finite else
                      f"on another rank than rank {self.ranks.rank}")
             raise NonFiniteLossError(
                 f"non-finite training loss at step {self.progress.global_step}, epoch "
@@ -246,12 +252,22 @@ class Trainer:
         self.scaler.scale(loss / group_size).backward()
         self.progress.batches_seen += 1
         if finite:  # a batch of a skipped fp16 step adds nothing to the epoch's loss
-            self.progress.epoch_loss_sum += loss.item() * batch.num_graphs
-            self.progress.epoch_graphs += batch.num_graphs
+            self.progress.epoch_loss_sum += loss.item() * graphs
+            self.progress.epoch_graphs += graphs
         self._stepped = self.progress.batches_seen == group_start + group_size
         if self._stepped:
             self._optimizer_step()
         return loss.item()
+
+    def training_graphs(self, batch):
+        """``batch`` as the network trains on it: followed by a decoy of each complex under
+        ``trainer.decoy_weight`` (graph ``i + batch.num_graphs`` is complex ``i``'s; built on
+        the CPU from its generator, which the checkpoints save), moved to the device, every
+        position jittered under ``trainer.coordinate_noise``."""
+        if self.cfg.decoy_weight > 0:
+            batch = with_decoys(batch, self.cfg.decoy_rotation, self.cfg.decoy_shift,
+                                self.config.featurize.interaction_cutoff)
+        return jitter_positions(batch.to(self.device), self.cfg.coordinate_noise)
 
     def _optimizer_step(self) -> None:
         lr = learning_rate(self.cfg, self.progress.global_step,
@@ -380,7 +396,7 @@ class Trainer:
         batch = next(iter(self.loader("train", [first], epoch=0)))
         try:
             with autocast(self.device, self.amp_dtype):
-                prediction = self.model(batch.to(self.device))
+                prediction = self.model(self.training_graphs(batch))
             prediction.float().sum().backward()
         except Exception as error:
             raise PlgraphError(f"preflight failed on a real batch ({list(batch.complex_id)}): "
@@ -391,7 +407,8 @@ class Trainer:
             restore_rng(rng)
         if not torch.isfinite(prediction).all():
             raise PlgraphError(f"preflight: non-finite prediction on {list(batch.complex_id)}")
-        log.info("preflight passed: forward + backward on %d complexes", batch.num_graphs)
+        log.info("preflight passed: forward + backward on %d complexes%s", batch.num_graphs,
+                 " and their decoys" if self.cfg.decoy_weight > 0 else "")
 
     # --- checkpoints ----------------------------------------------------------------------
     def save(self, name: str) -> Path:
