@@ -189,27 +189,6 @@ def test_blend_mixes_anchoring_in_where_it_predicts_the_measured_ligands(btk):
     assert spearmanr(mixed.mean, pk[query])[0] > spearmanr(alone.mean, pk[query])[0] + 0.1
 
 
-def test_blend_by_inverse_error_weighs_anchoring_by_how_well_it_predicted(btk):
-    fps, pk, _ = btk
-    measured, query = split(len(pk), 10, seed=4)
-    close = pk + np.random.default_rng(4).normal(0.0, 0.2, len(pk))
-    alone = gp_alone(fps[measured], pk[measured], fps[query])
-    anchors = anchored(fps[measured], pk[measured], fps[query], close[measured], close[query])
-    ratio = anchoring_error_ratio(fps[measured], pk[measured], close[measured])
-    assert ratio < 0.5  # the good prior predicts the measured ligands far better than the GP
-    weighted = blend(fps[measured], pk[measured], fps[query], close[measured], close[query],
-                     mixture="inverse_error")
-    weight = 1 / (1 + ratio)
-    assert weighted.prior_scale == pytest.approx(weight)
-    assert np.allclose(weighted.mean, weight * anchors.mean + (1 - weight) * alone.mean)
-    equal = blend(fps[measured], pk[measured], fps[query], close[measured], close[query],
-                  mixture="equal")
-    assert spearmanr(weighted.mean, pk[query])[0] >= spearmanr(equal.mean, pk[query])[0]
-    with pytest.raises(InputError, match="blend: mixture must be one of equal, inverse_error"):
-        blend(fps[measured], pk[measured], fps[query], close[measured], close[query],
-              mixture="median")
-
-
 @pytest.mark.parametrize("prior_of", [
     lambda pk, seed: -pk,  # ranks the series backwards
     lambda pk, seed: np.random.default_rng(200 + seed).normal(7.0, 1.0, len(pk)),

@@ -90,9 +90,6 @@ BLEND_GUARD = 1.0
 # instead of -0.033 / -0.007. 1.0 here gained more with FEP (+0.204) and cost twice as much
 # with a random prior (-0.061).
 SCALED_BLEND_GUARD = 0.85
-# How blend weighs anchoring against the GP where the guard lets it mix (see blend).
-BLEND_MIXTURES = ("equal", "inverse_error")
-BLEND_MIXTURE = "equal"
 # The fewest degrees of freedom of the Student-t predictive: below 3 a t has no finite std, and
 # k = 2 or 3 measured ligands would get one. A choice, not a measurement (no such k is reported).
 MIN_PREDICTIVE_DOF = 3
@@ -521,9 +518,9 @@ def anchoring_error_ratio(measured_fps, measured_pk, measured_prior) -> float:
 
 @_student_t
 def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
-          guard: float = BLEND_GUARD, scaled_guard: float = SCALED_BLEND_GUARD,
-          mixture: str = BLEND_MIXTURE) -> SeriesPrediction:
-    """The mixture of :func:`anchored` and :func:`gp_alone`, where anchoring earns it.
+          guard: float = BLEND_GUARD,
+          scaled_guard: float = SCALED_BLEND_GUARD) -> SeriesPrediction:
+    """The equal mixture of :func:`anchored` and :func:`gp_alone`, where anchoring earns it.
 
     The two read different evidence: anchoring trusts the prior's differences between close
     analogues, the GP how the measured pK vary over the fingerprint. The mixture is used only if
@@ -531,18 +528,12 @@ def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
     shrunk by :func:`prior_slope` (a prior right in order, wrong in scale), at most
     ``scaled_guard``; otherwise the result is ``gp_alone``'s (``prior_scale = 0``): a prior the
     measured ligands contradict is not allowed to reorder the series (``guard=math.inf`` mixes
-    always, unscaled). ``mixture`` weighs the two: ``equal`` halves, or ``inverse_error``
-    anchoring's weight ``1 / (1 + ratio)``, the ratio of the leave-one-out errors that passed
-    the guard (each predictor weighted by the inverse of its error on the measured ligands:
-    a half at a ratio of 1, more as anchoring does better). ``prior_scale`` is the prior's
-    weight in the mean: anchoring's weight times the slope used. The mixture's mean is the
-    weighted mean of the two means, its std that of the mixture of the two Gaussians (their
-    weighted variances plus the spread of the two means), so where they disagree the std says
-    so. Other arguments as :func:`gp_alone`; priors required.
+    always, unscaled). ``prior_scale`` is the prior's weight in the mean: 0.5 times the slope
+    used. The mixture's mean is the mean of the two means,
+    its std that of an equal mixture of the two Gaussians (their variances averaged plus the
+    spread of the two means), so where they disagree the std says so. Other arguments as
+    :func:`gp_alone`; priors required.
     """
-    if mixture not in BLEND_MIXTURES:
-        raise InputError(f"blend: mixture must be one of {', '.join(BLEND_MIXTURES)} "
-                         f"(got {mixture!r})")
     inputs, few = _with_prior("blend", measured_fps, measured_pk, query_fps,
                               measured_prior, query_prior)
     if few is not None:
@@ -550,23 +541,20 @@ def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
     k, m = len(inputs.measured_pk), len(inputs.query_fps)
     fitted = _gp_around_mean(inputs, np.zeros(k))
     alone = _gp_predict(inputs, np.zeros(k), np.zeros(m), 0.0, fitted)
-    scale, ratio = 1.0, _error_ratio(inputs, fitted[0])
-    if ratio > guard:
+    scale = 1.0
+    if not math.isinf(guard) and _error_ratio(inputs, fitted[0]) > guard:
         scale = prior_slope(inputs.measured_prior, inputs.measured_pk)
         if scale == 0:
             return alone
         inputs = _scaled(inputs, scale)
-        ratio = _error_ratio(inputs, fitted[0])
-        if ratio > scaled_guard:
+        if _error_ratio(inputs, fitted[0]) > scaled_guard:
             return alone
     offset, anchored_std = _anchor_offsets(inputs.query_fps, inputs.measured_fps,
                                            inputs.measured_pk - inputs.measured_prior)
     anchored_mean = inputs.query_prior + offset
-    weight = 0.5 if mixture == "equal" else 1 / (1 + ratio)
-    mean = weight * anchored_mean + (1 - weight) * alone.mean
-    variance = (weight * anchored_std**2 + (1 - weight) * alone.std**2
-                + weight * (1 - weight) * (anchored_mean - alone.mean) ** 2)
-    return SeriesPrediction(mean, np.sqrt(variance), weight * scale, alone.noise_std,
+    mean = (anchored_mean + alone.mean) / 2
+    variance = (anchored_std**2 + alone.std**2) / 2 + ((anchored_mean - alone.mean) / 2) ** 2
+    return SeriesPrediction(mean, np.sqrt(variance), 0.5 * scale, alone.noise_std,
                             alone.log_evidence)
 
 
