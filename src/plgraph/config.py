@@ -470,7 +470,8 @@ class TrainConfig:
             centroid and shifted by ``decoy_shift`` Å (``plgraph.featurize.decoys``), and the
             loss adds ``decoy_weight`` times the mean of ``max(0, decoy_margin - (pose -
             decoy))`` in pK (``plgraph.training.objective.decoy_margin_loss``). It doubles the
-            graphs of every training batch; validation, test and prediction see no decoy.
+            graphs of every training batch; validation, test and prediction see no decoy, nor
+            does a ligand-only model (``model.use_protein=false``), which reads no placement.
         decoy_margin: pK by which each modelled pose should beat its decoy.
         decoy_rotation: degrees (0-180) the decoy's ligand is turned about a random axis.
         decoy_shift: Å the decoy's ligand is moved in a random direction; at most

@@ -128,6 +128,9 @@ class Trainer:
         self._session_start = time.monotonic()
         self._stepped = False
         self.tracker = Tracker(config.tracking, run.path, config.run_name, {}, active=False)
+        # A ligand-only model cannot tell a decoy from its pose (it reads no placement): an
+        # experiment's ligand-only baseline trains without them.
+        self.decoys = self.cfg.decoy_weight > 0 and config.model.use_protein
         data.require_train_and_val()
         check_series(self.cfg, {part: [(i, self.series_of[i]) for i in self.parts[part].ids]
                                 for part in ("train", "val")},
@@ -229,7 +232,7 @@ class Trainer:
         loss = training_loss(self.cfg.objective, prediction[:graphs], target,
                              [self.series_of[i] for i in ids],
                              self.cfg.absolute_weight, self.cfg.relative_loss)
-        if self.cfg.decoy_weight > 0:
+        if self.decoys:
             loss = loss + self.cfg.decoy_weight * decoy_margin_loss(
                 prediction[:graphs], prediction[graphs:],
                 self.cfg.decoy_margin / self.model.target_std)
@@ -261,10 +264,10 @@ class Trainer:
 
     def training_graphs(self, batch):
         """``batch`` as the network trains on it: followed by a decoy of each complex under
-        ``trainer.decoy_weight`` (graph ``i + batch.num_graphs`` is complex ``i``'s; built on
-        the CPU from its generator, which the checkpoints save), moved to the device, every
-        position jittered under ``trainer.coordinate_noise``."""
-        if self.cfg.decoy_weight > 0:
+        ``trainer.decoy_weight`` when the model reads the protein (graph ``i + batch.num_graphs``
+        is complex ``i``'s; built on the CPU from its generator, which the checkpoints save),
+        moved to the device, every position jittered under ``trainer.coordinate_noise``."""
+        if self.decoys:
             batch = with_decoys(batch, self.cfg.decoy_rotation, self.cfg.decoy_shift,
                                 self.config.featurize.interaction_cutoff)
         return jitter_positions(batch.to(self.device), self.cfg.coordinate_noise)
@@ -408,7 +411,7 @@ class Trainer:
         if not torch.isfinite(prediction).all():
             raise PlgraphError(f"preflight: non-finite prediction on {list(batch.complex_id)}")
         log.info("preflight passed: forward + backward on %d complexes%s", batch.num_graphs,
-                 " and their decoys" if self.cfg.decoy_weight > 0 else "")
+                 " and their decoys" if self.decoys else "")
 
     # --- checkpoints ----------------------------------------------------------------------
     def save(self, name: str) -> Path:
