@@ -66,7 +66,8 @@ def predict(config: PredictConfig) -> int:
     sink = writer
     if measured is not None:
         sink = SeriesRanking(
-            writer, measured, config.series_method, config.suggest, config.acquisition,
+            writer, measured, config.series_method, predictor.series_record, config.suggest,
+            config.acquisition,
             measured_records(Path(config.protein) if config.protein else None,
                              Path(config.reference) if config.reference else None),
             lambda records: list(predicted_rows(predictor, featurize_all(

@@ -18,7 +18,11 @@ every method predicts the rest, scored by Spearman rho on them. Methods
   ``random`` (N(0, 0.8) pK per ligand: a useless prior, the test of a method's safety); with
   ``--vina CSV`` (bench/vina_series.py: the series posed and scored by Vina) also ``vina`` as a
   prior and ``vina_alone``, ``vina_optimized_alone``, ``vinardo_alone`` (the k unused), every
-  method on the ligands Vina scored.
+  method on the ligands Vina scored;
+- ``auto[prior]``: what predict.py's default ``series_method=auto`` does with a model whose
+  record is the prior's mean per-series rho on the dev part (``method_for_record``: the GP
+  alone below 0.1, the guarded ``blend`` up to 0.5, ``blend`` mixing always above), paired
+  also against ``blend`` with the same prior.
 
 Reported: mean per-series rho per method and k (draws averaged within a series first; with
 ``--max-series 0`` also on the report pool alone, where no design choice was made); paired
@@ -57,6 +61,7 @@ from plgraph.inference.series import (
     METHODS,
     count_fingerprints,
     heavy_atoms,
+    method_for_record,
     suggest,
 )
 from plgraph.training.plots import plot_few_shot
@@ -206,8 +211,10 @@ def forest(series: Series, measured, query, trees: int, seed: int) -> np.ndarray
     return model.fit(series.fps[measured], series.pk[measured]).predict(series.fps[query])
 
 
-def predict_all(series: Series, measured, query, seed: int) -> dict:
-    """{method: (mean, std or None)} for one draw."""
+def predict_all(series: Series, measured, query, seed: int,
+                prior_records: dict[str, float] | None = None) -> dict:
+    """{method: (mean, std or None)} for one draw; ``auto[prior]`` for each prior with a record
+    in ``prior_records``: the method its record earns (``method_for_record``)."""
     out = {"rf": (forest(series, measured, query, RF_TREES, seed), None),
            "heavy_atom_fit": (heavy_atom_fit(series, measured, query), None),
            "fep_alone": (series.priors["fep"][query], None)}
@@ -223,7 +230,19 @@ def predict_all(series: Series, measured, query, seed: int) -> dict:
             result = METHODS[method](fps[measured], pk[measured], fps[query], prior[measured],
                                      prior[query])
             out[f"{method}[{prior_name}]"] = (result.mean, result.std)
+        if prior_records and prior_name in prior_records:
+            choice = method_for_record(prior_records[prior_name])
+            result = METHODS[choice.method](fps[measured], pk[measured], fps[query],
+                                            prior[measured], prior[query], **choice.options)
+            out[f"auto[{prior_name}]"] = (result.mean, result.std)
     return out
+
+
+def records_of_priors(series_list: list[Series]) -> dict[str, float]:
+    """Each prior's record: its mean per-series rho over every ligand of ``series_list`` (the
+    dev part: what a validation part would have said of it before the reported series)."""
+    return {name: float(np.mean([spearman(s.priors[name], s.pk) for s in series_list]))
+            for name in series_list[0].priors}
 
 
 def every_draw(series_list: list[Series], draws: int):
@@ -250,12 +269,14 @@ def dev_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_ranking(series_list: list[Series], draws: int) -> list[dict]:
+def run_ranking(series_list: list[Series], draws: int,
+                prior_records: dict[str, float] | None = None) -> list[dict]:
     """One record per (series, k, draw, method): rho and the 1- and 2-std hits."""
     records = []
     for series, k, draw, seed, measured, query in every_draw(series_list, draws):
         truth = series.pk[query]
-        for method, (mean, std) in predict_all(series, measured, query, seed).items():
+        for method, (mean, std) in predict_all(series, measured, query, seed,
+                                               prior_records).items():
             record = {"series": series.name, "k": k, "draw": draw, "method": method,
                       "rho": spearman(mean, truth), "queries": len(query)}
             if std is not None:
@@ -287,7 +308,9 @@ def summarize_ranking(records: list[dict]) -> dict:
     summary = {}
     for (k, method), by_series in sorted(rho.items()):
         entry = {"series": len(by_series), "mean_rho": float(np.mean(list(by_series.values())))}
-        for reference in REFERENCES:
+        references = REFERENCES + ((method.replace("auto[", "blend["),)
+                                   if method.startswith("auto[") else ())
+        for reference in references:
             other = rho.get((k, reference), {})
             shared = sorted(set(by_series) & set(other))
             if method != reference and shared:
@@ -366,10 +389,10 @@ def print_ranking(summary: dict) -> None:
           " calibration (share within 1 / 2 std)")
     for key, entry in summary.items():
         line = f"{key:36s} n={entry['series']:3d} rho={entry['mean_rho']:+.3f}"
-        for reference in REFERENCES:
-            if f"minus_{reference}" in entry:
-                mean, low, high = entry[f"minus_{reference}"]
-                line += f"  -{reference} {mean:+.3f} [{low:+.3f},{high:+.3f}]"
+        for name in entry:
+            if name.startswith("minus_"):
+                mean, low, high = entry[name]
+                line += f"  -{name[6:]} {mean:+.3f} [{low:+.3f},{high:+.3f}]"
         if "within_1_std" in entry:
             line += f"  cal {entry['within_1_std']:.2f}/{entry['within_2_std']:.2f}"
         print(line)
@@ -502,7 +525,10 @@ def main() -> None:
     loaded = time.perf_counter()
     print(f"{len(every)} series with >= {MIN_LIGANDS} ligands, {len(chosen)} sampled; "
           f"{len(dropped)} rows dropped; loaded in {loaded - started:.1f} s")
-    records = run_ranking(chosen, args.draws)
+    prior_records = records_of_priors(sample_series(every, 0, "dev"))
+    print("priors' records (mean per-series rho on the dev part): " + ", ".join(
+        f"{name} {value:.3f}" for name, value in prior_records.items()))
+    records = run_ranking(chosen, args.draws, prior_records)
     ranked = time.perf_counter()
     ranking = summarize_ranking(records)
     print_ranking(ranking)
@@ -527,7 +553,7 @@ def main() -> None:
         "settings": {"max_series": args.max_series, "part": args.part, "draws": args.draws,
                      "ks": KS, "min_queries": MIN_QUERIES, "heavy_atom_slope": HEAVY_ATOM_SLOPE,
                      "rf_trees": RF_TREES, "campaign_rf_trees": CAMPAIGN_RF_TREES,
-                     "random_prior": args.random_prior,
+                     "random_prior": args.random_prior, "prior_records": prior_records,
                      "vina": str(args.vina) if args.vina else None,
                      "predictions": str(args.predictions) if args.predictions else None},
         "series": [s.name for s in chosen], "campaign_series": [s.name for s in campaign_set],

@@ -19,6 +19,8 @@ from plgraph.inference.series import (
     BLEND_GUARD,
     DEFAULT_STD,
     MIN_PREDICTIVE_DOF,
+    RECORD_FLOOR,
+    RECORD_TRUST,
     anchored,
     anchoring_error_ratio,
     blend,
@@ -27,6 +29,7 @@ from plgraph.inference.series import (
     gp_anchored,
     gp_prior,
     heavy_atoms,
+    method_for_record,
     predictive_dof,
     prior_slope,
     suggest,
@@ -229,6 +232,46 @@ def test_blend_shrinks_a_prior_right_in_order_but_wrong_in_scale(btk):
     # Without the second chance the same prior is left out.
     assert blend(fps[measured], pk[measured], fps[query], wide[measured], wide[query],
                  scaled_guard=0.0).prior_scale == 0.0
+
+
+def test_a_prior_s_record_chooses_how_far_series_mode_trusts_it():
+    for record in (None, -0.3, 0.0, RECORD_FLOOR - 0.01):
+        choice = method_for_record(record)
+        assert choice.method == "gp_alone" and choice.options == {}
+    unknown = method_for_record(None).why
+    assert "no record of ranking series of protein families it never saw" in unknown
+    assert "mean rho 0.05, is below 0.1" in method_for_record(0.05).why
+    for record in (RECORD_FLOOR, 0.34, RECORD_TRUST - 0.01):
+        choice = method_for_record(record)
+        assert choice.method == "blend" and choice.options == {}  # the guards stand
+    assert "earns it the guarded blend" in method_for_record(0.34).why
+    for record in (RECORD_TRUST, 0.9):
+        choice = method_for_record(record)
+        assert choice.method == "blend" and choice.options == {"guard": math.inf}
+    with pytest.raises(InputError, match="a prior's record must be finite"):
+        method_for_record(math.nan)
+
+
+def test_blend_mixing_always_uses_a_prior_the_guard_would_leave_out(btk):
+    """What a record at FEP's level buys: a prior that the leave-one-out test refuses on a
+    draw is still mixed in, exactly the unguarded equal mixture."""
+    fps, pk, _ = btk
+    always = method_for_record(RECORD_TRUST).options
+    for seed in range(8):
+        measured, query = split(len(pk), 5, seed)
+        prior = -pk  # backwards: the guard refuses it
+        guarded = blend(fps[measured], pk[measured], fps[query], prior[measured], prior[query])
+        if guarded.prior_scale != 0:
+            continue
+        mixed = blend(fps[measured], pk[measured], fps[query], prior[measured], prior[query],
+                      **always)
+        alone = gp_alone(fps[measured], pk[measured], fps[query])
+        anchors = anchored(fps[measured], pk[measured], fps[query], prior[measured],
+                           prior[query])
+        assert mixed.prior_scale == 0.5
+        assert np.allclose(mixed.mean, (alone.mean + anchors.mean) / 2)
+        return
+    pytest.fail("the guard never refused a backwards prior in 8 draws")
 
 
 def test_prior_slope_shrinks_but_never_amplifies_or_reverses():

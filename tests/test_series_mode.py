@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO
 from scipy import stats
@@ -18,7 +19,7 @@ from scipy import stats
 from plgraph.data.records import KCAL_PER_PK
 from plgraph.errors import InputError
 from plgraph.inference.measured import read_measured, structure_key
-from plgraph.inference.series import DEFAULT_STD
+from plgraph.inference.series import DEFAULT_STD, count_fingerprints, gp_alone
 
 SERIES = REPO / "data" / "series" / "mmp13"
 
@@ -119,7 +120,7 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
         + f",{rows[3]['ligand_smiles']},{pk(rows[3]):.2f}\n"  # matched by structure
         + f"{outside['ligand_name']},{outside['ligand_smiles']},{pk(outside):.2f}\n")
     result, out = run_predict(tmp_path, run / "checkpoints" / "best.pt", f"ligands={library}",
-                              f"measured={measured}", "suggest=3")
+                              f"measured={measured}", "suggest=3", "series_method=blend")
     assert result.returncode == 0, result.stdout + result.stderr
     assert list(out[0])[-4:] == ["model_pk", "nearest_measured", "nearest_similarity",
                                  "suggest_rank"]
@@ -199,11 +200,50 @@ def test_a_bad_measured_file_exits_2_before_any_work_and_keeps_the_earlier_outpu
     assert earlier.read_text() == "an earlier run's predictions\n"
 
 
+@pytest.mark.slow
+def test_auto_leaves_a_model_without_a_record_out(trained, library, tmp_path):
+    """The quick-start model was validated on a random split of PDBbind complexes: nothing says
+    it ranks a series of a new protein, so the default method ranks by the GP alone."""
+    _, run = trained
+    rows = series_rows()
+    measured = write(tmp_path / "measured.csv", "id,pK\n" + "".join(
+        f"{r['ligand_name']},{pk(r):.2f}\n" for r in rows[:5]))
+    result, out = run_predict(tmp_path, run / "checkpoints" / "best.pt", f"ligands={library}",
+                              f"measured={measured}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("series mode: 5 measured ligands; method gp_alone: auto: the model has no record "
+            "of ranking series of protein families it never saw") in result.stdout
+    known = [row for row in out if row["status"] == "measured"]
+    queries = [row for row in out if row["status"] != "measured"]
+    smiles = {r["ligand_name"]: r["ligand_smiles"] for r in rows}
+    fps = count_fingerprints([smiles[row["ligand_name"]] for row in known + queries])
+    expected = gp_alone(fps[:5], np.array([float(r["measured_pk"]) for r in known]), fps[5:])
+    assert np.allclose([float(r["predicted_pk"]) for r in queries], expected.mean, atol=1e-4)
+
+
+def test_a_checkpoint_s_record_is_its_validation_series_under_an_unseen_protein_split():
+    from plgraph.inference.predictor import series_record
+    from plgraph.training.checkpoint import read_checkpoint
+
+    shipped = read_checkpoint(next((REPO / "models").glob("plgraph-*.pt")), inference=True)
+    assert shipped["config"]["split"]["strategy"] == "family"
+    assert series_record(shipped) == pytest.approx(
+        shipped["history"][-1]["val_series_spearman"])
+    assert 0.1 < series_record(shipped) < 0.5  # the guarded blend: method_for_record
+    state = {"config": {"split": {"strategy": "target"}},
+             "history": [{"val_series_spearman": 0.2}, {"val_series_spearman": 0.45}]}
+    assert series_record(state) == 0.45  # the epoch the checkpoint was kept at: the last
+    for strategy in ("random", "grouped", "ids"):
+        assert series_record({**state, "config": {"split": {"strategy": strategy}}}) is None
+    assert series_record({**state, "history": [{"val_rmse": 1.1}]}) is None
+    assert series_record({**state, "history": []}) is None
+
+
 def test_the_config_offers_exactly_the_series_methods_and_acquisitions():
     from plgraph.config import ACQUISITIONS, SERIES_METHODS
     from plgraph.inference import series
 
-    assert set(SERIES_METHODS) == set(series.METHODS)
+    assert set(SERIES_METHODS) == set(series.METHODS) | {"auto"}
     assert set(ACQUISITIONS) == set(series.ACQUISITIONS)
 
 

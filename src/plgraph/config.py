@@ -704,7 +704,7 @@ class AppConfig:
 
 POSE_AGGREGATIONS = ("mean", "best", "first")
 # inference.series.METHODS
-SERIES_METHODS = ("blend", "gp_prior", "gp_alone", "anchored", "gp_anchored")
+SERIES_METHODS = ("auto", "blend", "gp_prior", "gp_alone", "anchored", "gp_anchored")
 ACQUISITIONS = ("ucb", "ei")  # inference.series.ACQUISITIONS
 DOCKING_BASELINES = ("auto", "all", "off")  # inference.docking_baselines.MODES
 
@@ -747,8 +747,10 @@ class PredictConfig:
             + ``unit``) or an SDF (``measured_property``, ``measured_kind``) of measured
             ligands of the same series; the predictions are adjusted to them
             (:mod:`plgraph.inference.series_ranking`).
-        series_method: how: ``blend`` (default), ``gp_prior``, ``gp_alone``, ``anchored``,
-            ``gp_anchored`` (:mod:`plgraph.inference.series`).
+        series_method: how: ``auto`` (default: by the model's record on series of unseen
+            protein families, ``plgraph.inference.series.method_for_record``), ``blend``,
+            ``gp_prior``, ``gp_alone``, ``anchored``, ``gp_anchored``
+            (:mod:`plgraph.inference.series`).
         suggest: with ``measured``, rank this many ligands to make next (``suggest_rank``).
         acquisition: how they are chosen: ``ucb`` (default) or ``ei``.
         docking_baselines: with measured values (labels or ``measured``), the summary ranks the
@@ -783,7 +785,7 @@ class PredictConfig:
     measured: str | None = None
     measured_property: str | None = None
     measured_kind: str = "pk"
-    series_method: str = "blend"
+    series_method: str = "auto"
     suggest: int = 0
     acquisition: str = "ucb"
     docking_baselines: str = "auto"

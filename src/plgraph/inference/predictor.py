@@ -36,6 +36,9 @@ class Predictor:
     # [smallest, largest] ligand heavy-atom count the models were trained on (over the ensemble);
     # None when a checkpoint predates storing it: then predict.py checks no ligand size.
     training_sizes: list[int] | None = None
+    # The models' record on series of protein families they never saw (:func:`series_record`,
+    # the ensemble's mean); None where a member has none. Series mode's method follows it.
+    series_record: float | None = None
 
     @classmethod
     def load(cls, checkpoints: list[Path], device: torch.device) -> Predictor:
@@ -47,7 +50,7 @@ class Predictor:
         """
         if not checkpoints:
             raise PlgraphError("no checkpoint given")
-        models, featurize, sizes = [], None, []
+        models, featurize, sizes, records = [], None, [], []
         for path in checkpoints:
             state = read_checkpoint(path, inference=True)
             require_compatible(state, path, "predict")
@@ -57,12 +60,14 @@ class Predictor:
                                       f"ensemble's first member with {featurize.to_dict()}")
             featurize = config
             sizes.append(state.get("ligand_heavy_atoms") or None)
+            records.append(series_record(state))
             model = PLGraphNet(ModelConfig(**state["model_config"]))
             load_weights(model, state, path)
             models.append(model.to(device).eval())
         assert featurize is not None
         known = None if None in sizes else [min(s[0] for s in sizes), max(s[1] for s in sizes)]
-        return cls(models, featurize, list(checkpoints), device, known)
+        record = None if None in records else float(np.mean(records))
+        return cls(models, featurize, list(checkpoints), device, known, record)
 
     @torch.no_grad()
     def predict(self, graphs: list, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +97,24 @@ class Predictor:
                 found += [values[owner == g] for g in range(batch.num_graphs)]
             total = found if total is None else [t + f for t, f in zip(total, found, strict=True)]
         return [t / len(self.models) for t in total] if total else []
+
+
+# Splits whose validation part holds protein families (or targets) kept out of training.
+UNSEEN_PROTEIN_SPLITS = ("family", "target")
+
+
+def series_record(state: dict) -> float | None:
+    """A checkpoint's record on series of proteins it never saw: the mean per-series Spearman
+    rho of its validation series at the last epoch its history holds (``best.pt``'s: the epoch
+    it was kept at), where its split kept the validation proteins out of training (a family or
+    target split); None otherwise: under a random split the validation series share their
+    targets with training, and say nothing of a new protein."""
+    split = (state.get("config") or {}).get("split") or {}
+    history = state.get("history") or []
+    if split.get("strategy") not in UNSEEN_PROTEIN_SPLITS or not history:
+        return None
+    value = history[-1].get("val_series_spearman")
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 class NoTrainedRunError(PlgraphError):

@@ -20,6 +20,9 @@ deviation in pK units per query (:class:`SeriesPrediction`):
 - ``blend``: the equal mixture of ``anchored`` and ``gp_alone``, used only where anchoring
   predicts the measured ligands (each left out in turn) no worse than the GP; else the GP alone.
 
+Which of these a prior gets can also follow its record (:func:`method_for_record`): what it
+has shown on series of protein families it never saw, before this series' few measurements.
+
 The standard deviations are those of a new measurement (they include the assay noise, fitted
 with a floor of :data:`ASSAY_NOISE_STD`), from k >= 2 measured ligands the std of a Student-t
 with :func:`predictive_dof` degrees of freedom: ±2 std is its central 95 % interval. With no
@@ -90,6 +93,56 @@ BLEND_GUARD = 1.0
 # instead of -0.033 / -0.007. 1.0 here gained more with FEP (+0.204) and cost twice as much
 # with a random prior (-0.061).
 SCALED_BLEND_GUARD = 0.85
+# A prior's record is its mean per-series Spearman rho on series of protein families it never
+# saw (a checkpoint's validation series under a family or target split). Below RECORD_FLOOR it
+# is not told from a useless prior and series mode uses the GP alone: with ~30 validation series
+# of ~20 ligands a useless model's record lies within about +-0.08 of 0 (the per-series rho of a
+# random ranking of 20 has std 0.23); fixed before measuring. On the dev part of
+# bench/series_mode.py a random prior (record -0.02) cost blend -0.050 / -0.011 rho at k = 5 /
+# 10 against the GP alone; the model (0.36) and the heavy-atom prior (0.32) gained.
+RECORD_FLOOR = 0.1
+# From RECORD_TRUST on (FEP's level: 0.63 on the dev part) blend mixes anchoring in always,
+# unguarded: there FEP gained +0.302 / +0.210 / +0.135 over the GP alone at k = 5 / 10 / 20
+# against the guarded blend's +0.193 / +0.131 / +0.080 (bench/results/series_mode_guard_*.txt),
+# while the heavy-atom prior, record 0.32, lost with it at k = 10 and 20 (-0.001, -0.015
+# against +0.015, +0.003). Between the two the guards stand.
+RECORD_TRUST = 0.5
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """What a prior's record earns it: a method of :data:`METHODS`, its keyword arguments, and
+    why, for the log."""
+
+    method: str
+    options: dict
+    why: str
+
+
+def method_for_record(record: float | None) -> MethodChoice:
+    """Series mode's method for a prior with ``record`` (its mean per-series rho on series of
+    unseen protein families; None: unknown): ``gp_alone`` where the record is unknown or below
+    :data:`RECORD_FLOOR`, ``blend`` with its guards in between, ``blend`` mixing always from
+    :data:`RECORD_TRUST` on."""
+    if record is None:
+        return MethodChoice("gp_alone", {}, "the model has no record of ranking series of "
+                            "protein families it never saw (no validation series under a family "
+                            "or target split), so it is not used")
+    if not math.isfinite(record):
+        raise InputError(f"a prior's record must be finite (got {record})")
+    if record < RECORD_FLOOR:
+        return MethodChoice("gp_alone", {}, f"the model's record on series of unseen protein "
+                            f"families, mean rho {record:.2f}, is below {RECORD_FLOOR}: not told "
+                            "from a useless one, so it is not used")
+    if record < RECORD_TRUST:
+        return MethodChoice("blend", {}, f"the model's record on series of unseen protein "
+                            f"families, mean rho {record:.2f}, earns it the guarded blend: "
+                            "mixed in where it predicts the measured ligands no worse than the GP")
+    return MethodChoice("blend", {"guard": math.inf}, f"the model's record on series of unseen "
+                        f"protein families, mean rho {record:.2f}, is at FEP's level (at least "
+                        f"{RECORD_TRUST}): anchoring on it is mixed in always")
+
+
 # The fewest degrees of freedom of the Student-t predictive: below 3 a t has no finite std, and
 # k = 2 or 3 measured ligands would get one. A choice, not a measurement (no such k is reported).
 MIN_PREDICTIVE_DOF = 3

@@ -9,12 +9,15 @@ measured ligand's row has status ``measured`` and its value in ``measured_pk``. 
 keeps the model alone, ``nearest_measured`` / ``nearest_similarity`` the most similar measured
 ligand (Tanimoto on Morgan counts), and ``suggest_rank`` the ligands to make next.
 
-The default method, ``blend``, and the default acquisition, ``ucb``, were chosen on the dev part
-of bench/series_mode.py (bench/README.md): with today's model as the prior, ``blend`` gained
-over the fingerprint GP at k = 5 and was not measurably below it at k = 10 and 20, where
-anchoring alone loses 0.06 ρ at k = 20 and ``gp_prior`` (the conservative choice, for a prior
-one does not trust) gains nothing; UCB reached the top 5 % of a series in fewer rounds than
-expected improvement.
+The default method, ``auto``, follows the model's record on series of protein families it never
+saw (its validation series under a family split, :func:`plgraph.inference.predictor.
+series_record`): no record or a useless one, the fingerprint GP alone; a record like today's
+model's, ``blend``; FEP's level, ``blend`` mixing anchoring in always. ``blend`` and the default
+acquisition, ``ucb``, were chosen on the dev part of bench/series_mode.py (bench/README.md):
+with today's model as the prior, ``blend`` gained over the fingerprint GP at k = 5 and was not
+measurably below it at k = 10 and 20, where anchoring alone loses 0.06 ρ at k = 20 and
+``gp_prior`` (the conservative choice, for a prior one does not trust) gains nothing; UCB
+reached the top 5 % of a series in fewer rounds than expected improvement.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from plgraph.inference.series import (
     MIN_PREDICTIVE_DOF,
     SeriesPrediction,
     count_fingerprints,
+    method_for_record,
     predictive_dof,
     suggest,
     tanimoto,
@@ -82,7 +86,10 @@ class SeriesRanking:
     Args:
         writer: the output CSV, opened with the series columns.
         measured: the measured ligands (:func:`plgraph.inference.measured.read_measured`).
-        method: a name of :data:`plgraph.inference.series.METHODS`.
+        method: a name of :data:`plgraph.inference.series.METHODS`, or ``auto``: the method
+            the model's ``record`` earns (:func:`plgraph.inference.series.method_for_record`).
+        record: the model's mean per-series rho on series of unseen protein families
+            (:func:`plgraph.inference.predictor.series_record`), or None.
         suggestions: how many ligands to suggest (0: none).
         acquisition: ``ucb`` or ``ei``.
         records_for: the records that predict a measured ligand absent from the library, or a
@@ -91,9 +98,15 @@ class SeriesRanking:
     """
 
     def __init__(self, writer: PredictionWriter, measured: list[Measured], method: str,
-                 suggestions: int, acquisition: str,
+                 record: float | None, suggestions: int, acquisition: str,
                  records_for: Callable[[Measured], ComplexRecord | str], predict: Predict):
-        self.writer, self.measured, self.method = writer, measured, method
+        self.writer, self.measured = writer, measured
+        if method == "auto":
+            choice = method_for_record(record)
+            self.method, self.options = choice.method, choice.options
+            self.why = f"auto: {choice.why}"
+        else:
+            self.method, self.options, self.why = method, {}, WHY_METHOD[method]
         self.suggestions, self.acquisition = suggestions, acquisition
         self.records_for, self.predict = records_for, predict
         self.rows: list[_Row] = []
@@ -131,7 +144,8 @@ class SeriesRanking:
         known_fps, query_fps = fps[:len(known)], fps[len(known):]
         result = METHODS[self.method](
             known_fps, np.array([e.measured.pk for e in known]), query_fps,
-            np.array([e.predicted for e in known]), np.array([e.predicted for e in queries]))
+            np.array([e.predicted for e in known]), np.array([e.predicted for e in queries]),
+            **self.options)
         self._say_how_the_model_was_used(len(known), result)
         self._keep(queries, result, known, known_fps, query_fps)
 
@@ -204,7 +218,7 @@ class SeriesRanking:
                         "(an offset only), with a std of 1 pK")
         else:
             log.info("series mode: %d measured ligands; method %s: %s", k, self.method,
-                     WHY_METHOD[self.method])
+                     self.why)
             log.info("series mode: predicted_pk_std is the std of a Student-t with %d degrees "
                      "of freedom (k - 1, at least %d): ±2 std is its 95 %% interval",
                      predictive_dof(k), MIN_PREDICTIVE_DOF)
