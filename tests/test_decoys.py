@@ -4,6 +4,8 @@ and its config rules; a run with decoys trains differently and resumes exactly."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import SAMPLE, SAMPLE_IDS
@@ -24,7 +26,8 @@ from plgraph.featurize import (
 )
 from plgraph.featurize.decoys import decoy_complex, with_decoys
 from plgraph.training.objective import decoy_margin_loss
-from plgraph.training.trainer import TrainingInterrupted
+from plgraph.training.run_dir import RunDirectory
+from plgraph.training.trainer import Trainer, TrainingInterrupted
 
 
 def sample_complex(complex_id: str):
@@ -121,6 +124,21 @@ def test_decoy_settings_are_checked():
     with pytest.raises(ValueError, match=r"trainer.decoy_shift \(6.0 Å\) must be <= featurize"):
         AppConfig(trainer=TrainConfig(decoy_weight=1.0, decoy_shift=6.0))
     AppConfig(trainer=TrainConfig(decoy_shift=6.0))  # no decoys, no rule
+
+
+def test_a_ligand_only_model_trains_without_decoys(twenty_prepared, tmp_path):
+    """It reads no placement, so a decoy would score exactly as its pose: an experiment's
+    ligand-only baseline, trained under the same trainer config, makes none."""
+    dataset = twenty_prepared[1].part("train")
+    batch = next(iter(DataLoader([dataset[i] for i in range(4)], batch_size=4)))
+    for use_protein, graphs in ((True, 8), (False, 4)):
+        config = app_config(twenty_prepared, tmp_path, f"protein-{use_protein}",
+                            decoy_weight=1.0)
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, use_protein=use_protein))
+        with RunDirectory(config.run_dir) as run:
+            trainer = Trainer(config, twenty_prepared[1], run, "python main.py")
+            assert trainer.training_graphs(batch).num_graphs == graphs
 
 
 @pytest.mark.slow
