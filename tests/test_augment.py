@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_training import app_config, assert_identical, fit, interrupt_when, parameters
+from test_training import check_it_changes_the_training_and_resumes_exactly
 from torch_geometric.loader import DataLoader
 
 from plgraph.config import TrainConfig
 from plgraph.model.graph import LIGAND, PROTEIN
 from plgraph.training.augment import jitter_positions
-from plgraph.training.trainer import TrainingInterrupted
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +54,4 @@ def test_a_negative_spread_is_refused():
 
 @pytest.mark.slow
 def test_noise_changes_the_training_and_a_noisy_run_resumes_exactly(prepared, tmp_path):
-    plain = app_config(prepared, tmp_path, "plain", max_epochs=2)
-    straight = app_config(prepared, tmp_path, "straight", max_epochs=2, coordinate_noise=0.2)
-    fit(plain, prepared)
-    fit(straight, prepared)
-    assert any(not torch.equal(a, b) for a, b in zip(parameters(plain).values(),
-                                                     parameters(straight).values(), strict=True))
-    stopped = app_config(prepared, tmp_path, "stopped", max_epochs=2, coordinate_noise=0.2)
-    last = stopped.run_dir / "checkpoints" / "last.pt"
-    interrupt_when(last.exists)
-    with pytest.raises(TrainingInterrupted):
-        fit(stopped, prepared)
-    fit(stopped, prepared)
-    assert_identical(parameters(straight), parameters(stopped))
+    check_it_changes_the_training_and_resumes_exactly(prepared, tmp_path, coordinate_noise=0.2)

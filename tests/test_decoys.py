@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import SAMPLE, SAMPLE_IDS
 from rdkit.Geometry import Point3D
-from test_training import app_config, assert_identical, fit, interrupt_when, parameters
+from test_training import app_config, check_it_changes_the_training_and_resumes_exactly
 from torch_geometric.loader import DataLoader
 
 from plgraph.config import AppConfig, FeaturizeConfig, TrainConfig
@@ -27,7 +27,7 @@ from plgraph.featurize import (
 from plgraph.featurize.decoys import decoy_complex, with_decoys
 from plgraph.training.objective import decoy_margin_loss
 from plgraph.training.run_dir import RunDirectory
-from plgraph.training.trainer import Trainer, TrainingInterrupted
+from plgraph.training.trainer import Trainer
 
 
 def sample_complex(complex_id: str):
@@ -144,17 +144,5 @@ def test_a_ligand_only_model_trains_without_decoys(twenty_prepared, tmp_path):
 @pytest.mark.slow
 def test_decoys_change_the_training_and_a_run_with_decoys_resumes_exactly(twenty_prepared,
                                                                           tmp_path):
-    prepared = twenty_prepared
-    plain = app_config(prepared, tmp_path, "plain", max_epochs=2)
-    straight = app_config(prepared, tmp_path, "straight", max_epochs=2, decoy_weight=1.0)
-    fit(plain, prepared)
-    fit(straight, prepared)
-    assert any(not torch.equal(a, b) for a, b in zip(parameters(plain).values(),
-                                                     parameters(straight).values(), strict=True))
-    stopped = app_config(prepared, tmp_path, "stopped", max_epochs=2, decoy_weight=1.0)
-    last = stopped.run_dir / "checkpoints" / "last.pt"
-    interrupt_when(last.exists)
-    with pytest.raises(TrainingInterrupted):
-        fit(stopped, prepared)
-    fit(stopped, prepared)
-    assert_identical(parameters(straight), parameters(stopped))
+    check_it_changes_the_training_and_resumes_exactly(twenty_prepared, tmp_path,
+                                                      decoy_weight=1.0)

@@ -79,6 +79,26 @@ def interrupt_when(condition, timeout: float = 120.0) -> threading.Thread:
     return thread
 
 
+def check_it_changes_the_training_and_resumes_exactly(prepared, tmp_path: Path,
+                                                      **setting) -> None:
+    """A trainer ``setting`` that draws random numbers (noise, decoys): two epochs with it end
+    on other weights than without, and a run with it stopped by Ctrl-C after its first
+    checkpoint and resumed ends on exactly the weights of one that ran straight through."""
+    plain = app_config(prepared, tmp_path, "plain", max_epochs=2)
+    straight = app_config(prepared, tmp_path, "straight", max_epochs=2, **setting)
+    fit(plain, prepared)
+    fit(straight, prepared)
+    assert any(not torch.equal(a, b) for a, b in zip(parameters(plain).values(),
+                                                     parameters(straight).values(), strict=True))
+    stopped = app_config(prepared, tmp_path, "stopped", max_epochs=2, **setting)
+    last = stopped.run_dir / "checkpoints" / "last.pt"
+    interrupt_when(last.exists)
+    with pytest.raises(TrainingInterrupted):
+        fit(stopped, prepared)
+    fit(stopped, prepared)
+    assert_identical(parameters(straight), parameters(stopped))
+
+
 def test_training_writes_every_output(prepared, tmp_path):
     config = app_config(prepared, tmp_path)
     results = fit(config, prepared)
