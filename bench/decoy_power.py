@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from plgraph.data.cache import ProcessedCache, read_meta
+from plgraph.data.split import Split, split_path
 from plgraph.featurize import INTERACTION
 from plgraph.featurize.decoys import decoy_complex
 from plgraph.inference.predictor import Predictor
@@ -36,12 +37,20 @@ CLASH = 1.5  # Å: a protein atom this close to a ligand heavy atom is a clash
 ROTATION, SHIFT = 45.0, 2.0  # the trainer's defaults (trainer.decoy_rotation, decoy_shift)
 
 
-def test_graphs(cache: ProcessedCache, checkpoint: Path) -> list:
-    """The test part of the split the checkpoint's run trained on, as cached graphs."""
-    name = read_checkpoint(checkpoint, inference=True)["config"]["split"]["name"]
-    split = json.loads((CACHE / "splits" / f"{name}.json").read_text())
+def test_part(cache: ProcessedCache, checkpoint: Path) -> tuple[list, float]:
+    """The test part of the split the checkpoint's run trained on, as cached graphs, and the
+    interaction cutoff they were featurized with (a decoy's edges are rebuilt with it)."""
+    state = read_checkpoint(checkpoint, inference=True)
+    split = Split.from_json(json.loads(split_path(cache, state["config"]["split"]["name"])
+                                       .read_text()))
     position = {complex_id: i for i, complex_id in enumerate(cache.ids)}
-    return [cache[position[i]] for i in split["parts"]["test"]]
+    return ([cache[position[i]] for i in split.parts["test"]],
+            state["featurize_config"]["interaction_cutoff"])
+
+
+def best_of(run: Path, seed: int) -> Path:
+    """The ``best.pt`` of an experiment run's full model for ``seed``."""
+    return Path(f"{run}-seed{seed}-full/checkpoints/best.pt")
 
 
 def decoys_of(graphs: list, cutoff: float) -> list:
@@ -63,14 +72,11 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = ProcessedCache(CACHE, read_meta(CACHE))
     for seed in args.seeds:
-        first = Path(f"{args.runs[0]}-seed{seed}-full/checkpoints/best.pt")
-        graphs = test_graphs(cache, first)
-        predictor = Predictor.load([first], torch.device("cpu"))
-        decoys = decoys_of(graphs, predictor.featurize.interaction_cutoff)
+        graphs, cutoff = test_part(cache, best_of(args.runs[0], seed))
+        decoys = decoys_of(graphs, cutoff)
         clash = np.array([bool((d[INTERACTION].distance < CLASH).any()) for d in decoys])
         for run in args.runs:
-            checkpoint = Path(f"{run}-seed{seed}-full/checkpoints/best.pt")
-            predictor = Predictor.load([checkpoint], torch.device("cpu"))
+            predictor = Predictor.load([best_of(run, seed)], torch.device("cpu"))
             pose, _ = predictor.predict(graphs)
             decoy, _ = predictor.predict(decoys)
             gap = pose - decoy

@@ -130,16 +130,14 @@ def method_for_record(record: float | None) -> MethodChoice:
                             "or target split), so it is not used")
     if not math.isfinite(record):
         raise InputError(f"a prior's record must be finite (got {record})")
+    known = f"the model's record on series of unseen protein families, mean rho {record:.2f},"
     if record < RECORD_FLOOR:
-        return MethodChoice("gp_alone", {}, f"the model's record on series of unseen protein "
-                            f"families, mean rho {record:.2f}, is below {RECORD_FLOOR}: not told "
-                            "from a useless one, so it is not used")
+        return MethodChoice("gp_alone", {}, f"{known} is below {RECORD_FLOOR}: not told from a "
+                            "useless one, so it is not used")
     if record < RECORD_TRUST:
-        return MethodChoice("blend", {}, f"the model's record on series of unseen protein "
-                            f"families, mean rho {record:.2f}, earns it the guarded blend: "
-                            "mixed in where it predicts the measured ligands no worse than the GP")
-    return MethodChoice("blend", {"guard": math.inf}, f"the model's record on series of unseen "
-                        f"protein families, mean rho {record:.2f}, is at FEP's level (at least "
+        return MethodChoice("blend", {}, f"{known} earns it the guarded blend: mixed in where it "
+                            "predicts the measured ligands no worse than the GP")
+    return MethodChoice("blend", {"guard": math.inf}, f"{known} is at FEP's level (at least "
                         f"{RECORD_TRUST}): anchoring on it is mixed in always")
 
 
