@@ -8,7 +8,11 @@ the share of queries with ``|z|`` within 1 and 2 (the goal of a Gaussian std: 0.
 same with the std multiplied by each of MULTIPLIERS (how much wider would be right), and what
 the Student-t that series mode's std belongs to (``predictive_dof(k)`` degrees of freedom)
 expects within 1 and 2 of its std: a t's tails are heavier than a Gaussian's, so it holds more
-than 0.68 within 1 std and about 0.95 within 2.
+than 0.68 within 1 std and about 0.95 within 2. Last, the share inside the predictive's
+central 68 and 95 % intervals (``SeriesPrediction.interval``, the CSV's ``predicted_pk_low68``
+... ``_high95``; the goal 0.68 / 0.95). ``blend[fep]`` is blend as a prior trusted by its
+record gets it (``method_for_record(RECORD_TRUST)``: mixed always, as independent estimates),
+with Uni-FEP's FEP as that prior.
 
 Run from the repo root: ``python bench/series_calibration.py [--predictions CSV] [--part dev]``.
 """
@@ -30,22 +34,37 @@ from series_mode import (
 )
 from threadpoolctl import threadpool_limits
 
-from plgraph.inference.series import blend, gp_alone, predictive_dof, student_t_std
+from plgraph.inference.series import (
+    RECORD_TRUST,
+    blend,
+    gp_alone,
+    method_for_record,
+    predictive_dof,
+    student_t_std,
+)
 
 MULTIPLIERS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
 
 
 def standardized_errors(series_list, draws: int, prior_name: str) -> dict:
-    """{(method, k): array of z over every query of every series and draw}."""
+    """{(method, k): (z, inside the 68 % interval, inside the 95 % one) over every query of
+    every series and draw, as arrays}."""
     found = defaultdict(list)
+    trusted = method_for_record(RECORD_TRUST).options
     for series, k, _, _, measured, query in every_draw(series_list, draws):
         fps, pk, prior = series.fps, series.pk, series.priors[prior_name]
+        fep = series.priors["fep"]
         for method, result in (
                 ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
                 (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
-                                               prior[measured], prior[query]))):
-            found[(method, k)].append((pk[query] - result.mean) / result.std)
-    return {key: np.concatenate(values) for key, values in found.items()}
+                                               prior[measured], prior[query])),
+                ("blend[fep]", blend(fps[measured], pk[measured], fps[query], fep[measured],
+                                     fep[query], **trusted))):
+            truth = pk[query]
+            inside = [(low <= truth) & (truth <= high)
+                      for low, high in (result.interval(0.68), result.interval(0.95))]
+            found[(method, k)].append(np.stack([(truth - result.mean) / result.std, *inside]))
+    return {key: np.concatenate(values, axis=1) for key, values in found.items()}
 
 
 def t_expects(k: int, stds: float) -> float:
@@ -57,12 +76,14 @@ def t_expects(k: int, stds: float) -> float:
 
 def report(errors: dict) -> None:
     heads = "  ".join(f"x{m:<4.2f}" for m in MULTIPLIERS)
-    print(f"method          k  queries  within 1 / 2 std at std times: {heads}   t expects")
-    for (method, k), z in sorted(errors.items()):
+    print(f"method          k  queries  within 1 / 2 std at std times: {heads}   t expects"
+          "   inside 68 / 95 % intervals")
+    for (method, k), (z, inside_68, inside_95) in sorted(errors.items()):
         shares = "  ".join(f"{np.mean(np.abs(z) <= m):.2f}/{np.mean(np.abs(z) <= 2 * m):.2f}"
                            for m in MULTIPLIERS)
         print(f"{method:14s} {k:2d}  {len(z):7d}  {shares}   "
-              f"{t_expects(k, 1):.2f}/{t_expects(k, 2):.2f}")
+              f"{t_expects(k, 1):.2f}/{t_expects(k, 2):.2f}   "
+              f"{inside_68.mean():.2f}/{inside_95.mean():.2f}")
 
 
 def main() -> None:

@@ -64,6 +64,7 @@ from plgraph.inference.series import (
     method_for_record,
     suggest,
 )
+from plgraph.inference.writers import INTERVAL_LEVELS
 from plgraph.training.plots import plot_few_shot
 from plgraph.training.reports import write_json
 
@@ -213,14 +214,15 @@ def forest(series: Series, measured, query, trees: int, seed: int) -> np.ndarray
 
 def predict_all(series: Series, measured, query, seed: int,
                 prior_records: dict[str, float] | None = None) -> dict:
-    """{method: (mean, std or None)} for one draw; ``auto[prior]`` for each prior with a record
-    in ``prior_records``: the method its record earns (``method_for_record``)."""
+    """{method: (mean, its SeriesPrediction or None)} for one draw (None: a method without an
+    uncertainty); ``auto[prior]`` for each prior with a record in ``prior_records``: the method
+    its record earns (``method_for_record``)."""
     out = {"rf": (forest(series, measured, query, RF_TREES, seed), None),
            "heavy_atom_fit": (heavy_atom_fit(series, measured, query), None),
            "fep_alone": (series.priors["fep"][query], None)}
     fps, pk = series.fps, series.pk
     alone = METHODS["gp_alone"](fps[measured], pk[measured], fps[query])
-    out["gp_alone"] = (alone.mean, alone.std)
+    out["gp_alone"] = (alone.mean, alone)
     if "model" in series.priors:
         out["model_alone"] = (series.priors["model"][query], None)
     for name, values in series.baselines.items():
@@ -229,12 +231,12 @@ def predict_all(series: Series, measured, query, seed: int,
         for method in PRIOR_METHODS:
             result = METHODS[method](fps[measured], pk[measured], fps[query], prior[measured],
                                      prior[query])
-            out[f"{method}[{prior_name}]"] = (result.mean, result.std)
+            out[f"{method}[{prior_name}]"] = (result.mean, result)
         if prior_records and prior_name in prior_records:
             choice = method_for_record(prior_records[prior_name])
             result = METHODS[choice.method](fps[measured], pk[measured], fps[query],
                                             prior[measured], prior[query], **choice.options)
-            out[f"auto[{prior_name}]"] = (result.mean, result.std)
+            out[f"auto[{prior_name}]"] = (result.mean, result)
     return out
 
 
@@ -271,18 +273,22 @@ def dev_parser(description: str) -> argparse.ArgumentParser:
 
 def run_ranking(series_list: list[Series], draws: int,
                 prior_records: dict[str, float] | None = None) -> list[dict]:
-    """One record per (series, k, draw, method): rho and the 1- and 2-std hits."""
+    """One record per (series, k, draw, method): rho, the 1- and 2-std hits and the hits of
+    the central 68 and 95 % intervals."""
     records = []
     for series, k, draw, seed, measured, query in every_draw(series_list, draws):
         truth = series.pk[query]
-        for method, (mean, std) in predict_all(series, measured, query, seed,
-                                               prior_records).items():
+        for method, (mean, prediction) in predict_all(series, measured, query, seed,
+                                                      prior_records).items():
             record = {"series": series.name, "k": k, "draw": draw, "method": method,
                       "rho": spearman(mean, truth), "queries": len(query)}
-            if std is not None:
+            if prediction is not None:
                 error = np.abs(mean - truth)
-                record["within_1"] = int((error <= std).sum())
-                record["within_2"] = int((error <= 2 * std).sum())
+                record["within_1"] = int((error <= prediction.std).sum())
+                record["within_2"] = int((error <= 2 * prediction.std).sum())
+                for level in INTERVAL_LEVELS:
+                    low, high = prediction.interval(level / 100)
+                    record[f"within_{level}"] = int(((low <= truth) & (truth <= high)).sum())
             records.append(record)
     return records
 
@@ -321,6 +327,10 @@ def summarize_ranking(records: list[dict]) -> dict:
             total = sum(r["queries"] for r in hits)
             entry["within_1_std"] = sum(r["within_1"] for r in hits) / total
             entry["within_2_std"] = sum(r["within_2"] for r in hits) / total
+            if all("within_68" in r for r in hits):  # records of runs before the intervals lack it
+                for level in INTERVAL_LEVELS:
+                    entry[f"within_{level}_interval"] = sum(r[f"within_{level}"]
+                                                            for r in hits) / total
         summary[f"k={k}|{method}"] = entry
     return summary
 
@@ -386,7 +396,7 @@ def summarize_campaign(runs: list[dict]) -> dict:
 
 def print_ranking(summary: dict) -> None:
     print("\nranking: mean per-series Spearman rho; paired vs gp_alone and vs rf [95% bootstrap];"
-          " calibration (share within 1 / 2 std)")
+          " calibration (share within 1 / 2 std; share inside the 68 / 95 % intervals)")
     for key, entry in summary.items():
         line = f"{key:36s} n={entry['series']:3d} rho={entry['mean_rho']:+.3f}"
         for name in entry:
@@ -395,6 +405,8 @@ def print_ranking(summary: dict) -> None:
                 line += f"  -{name[6:]} {mean:+.3f} [{low:+.3f},{high:+.3f}]"
         if "within_1_std" in entry:
             line += f"  cal {entry['within_1_std']:.2f}/{entry['within_2_std']:.2f}"
+        if "within_68_interval" in entry:
+            line += f" int {entry['within_68_interval']:.2f}/{entry['within_95_interval']:.2f}"
         print(line)
 
 

@@ -117,6 +117,32 @@ def test_the_std_is_a_student_t_s_with_k_minus_one_dof_and_the_means_are_untouch
     assert one.dof is None and np.allclose(one.std, DEFAULT_STD)
 
 
+def test_the_intervals_are_the_student_t_s_central_ones(btk):
+    """The 68 % interval of a t lies inside +-1 std (its tails are heavier than a Gaussian's),
+    the 95 % one close to +-2 std; with no fit (k < 2) they are a Gaussian's."""
+    fps, pk, _ = btk
+    measured, query = split(len(pk), 5, seed=5)
+    result = gp_alone(fps[measured], pk[measured], fps[query])
+    scale = result.std / math.sqrt(4 / 2)  # dof 4: the std is the scale times sqrt(dof/(dof-2))
+    for level in (0.68, 0.95):
+        low, high = result.interval(level)
+        assert np.allclose(low, result.mean - student_t.ppf((1 + level) / 2, 4) * scale)
+        assert np.allclose(high + low, 2 * result.mean)
+        inside = student_t.cdf((high - result.mean) / scale, 4) - student_t.cdf(
+            (low - result.mean) / scale, 4)
+        assert np.allclose(inside, level)
+    low, high = result.interval(0.68)
+    assert np.all(high - result.mean < 0.85 * result.std)
+    low, high = result.interval(0.95)
+    assert np.allclose(high - result.mean, 2 * result.std, rtol=0.03)
+    one = gp_alone(fps[:1], pk[:1], fps[1:])
+    low, high = one.interval(0.95)
+    assert np.allclose(high - one.mean, 1.96 * DEFAULT_STD, atol=1e-3)
+    for level in (0.0, 1.0, 95):
+        with pytest.raises(InputError, match="an interval's level must lie in"):
+            result.interval(level)
+
+
 def test_noise_std_never_falls_below_the_assay_floor(btk):
     fps, _, _ = btk
     # A constant series: the likelihood would drive the noise to 0; the floor holds it at 0.3.
@@ -247,7 +273,9 @@ def test_a_prior_s_record_chooses_how_far_series_mode_trusts_it():
     assert "earns it the guarded blend" in method_for_record(0.34).why
     for record in (RECORD_TRUST, 0.9):
         choice = method_for_record(record)
-        assert choice.method == "blend" and choice.options == {"guard": math.inf}
+        assert choice.method == "blend"
+        assert choice.options == {"guard": math.inf, "independent": True}
+    assert "an estimate independent of the GP's" in method_for_record(0.6).why
     with pytest.raises(InputError, match="a prior's record must be finite"):
         method_for_record(math.nan)
 
@@ -270,6 +298,15 @@ def test_blend_mixing_always_uses_a_prior_the_guard_would_leave_out(btk):
                            prior[query])
         assert mixed.prior_scale == 0.5
         assert np.allclose(mixed.mean, (alone.mean + anchors.mean) / 2)
+        # Trusted, the two are independent estimates: the variance of their mean plus their
+        # spread (both widened to the Student-t's), narrower than the guarded mixture's.
+        widening = math.sqrt(4 / 2)  # the t's std in units of its scale at dof 4
+        variance = ((alone.std**2 + anchors.std**2) / 4
+                    + (widening * (alone.mean - anchors.mean) / 2) ** 2)
+        assert np.allclose(mixed.std, np.sqrt(variance))
+        shared = blend(fps[measured], pk[measured], fps[query], prior[measured], prior[query],
+                       guard=math.inf)
+        assert np.array_equal(shared.mean, mixed.mean) and np.all(shared.std > mixed.std)
         return
     pytest.fail("the guard never refused a backwards prior in 8 draws")
 

@@ -129,6 +129,7 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
     for r in [*rows[:4], outside]:
         row = by_name[r["ligand_name"]]
         assert row["status"] == "measured" and row["predicted_pk"] == ""
+        assert row["predicted_pk_low95"] == row["predicted_pk_high95"] == ""
         assert float(row["measured_pk"]) == pytest.approx(pk(r), abs=0.01)
         assert math.isfinite(float(row["model_pk"]))
     assert out[-1]["id"] == f"measured/{outside['ligand_name']}"
@@ -137,6 +138,12 @@ def test_series_mode_adjusts_the_predictions_to_the_measured_ligands(trained, li
     measured_names = {r["ligand_name"] for r in [*rows[:4], outside]}
     for row in queries:
         assert 0 < float(row["predicted_pk_std"]) < 3
+        # The Student-t's central intervals: the 68 % one inside +-1 std, the 95 % about +-2.
+        value, std = float(row["predicted_pk"]), float(row["predicted_pk_std"])
+        low68, high68, low95, high95 = (float(row[f"predicted_pk_{side}{level}"])
+                                        for level in (68, 95) for side in ("low", "high"))
+        assert low95 < low68 < value < high68 < high95
+        assert high68 - value < 0.85 * std and high95 - value == pytest.approx(2 * std, rel=0.03)
         assert row["nearest_measured"] in measured_names
         assert 0 < float(row["nearest_similarity"]) <= 1
     assert sorted(int(row["suggest_rank"]) for row in queries if row["suggest_rank"]) == [1, 2,
@@ -175,6 +182,9 @@ def test_one_measured_ligand_shifts_the_model_and_none_leaves_it_alone(trained, 
         assert float(row["predicted_pk"]) == pytest.approx(float(row["model_pk"]) + offset,
                                                            abs=2e-4)
         assert float(row["predicted_pk_std"]) == DEFAULT_STD
+        # no fit from one measurement: a Gaussian's 95 % interval
+        assert float(row["predicted_pk_high95"]) - float(row["predicted_pk"]) == pytest.approx(
+            1.96 * DEFAULT_STD, abs=2e-3)
     unknown = write(tmp_path / "none.csv", "id,pK\nnot-in-the-library,7.0\n")
     result, out = run_predict(tmp_path, run / "checkpoints" / "best.pt", f"ligands={library}",
                               f"measured={unknown}")

@@ -4,7 +4,8 @@ The model predicts every library ligand as usual; this sink keeps those rows, ma
 measured ligands to them (by id or name, else by structure), predicts the measured ligands that
 are not in the library (from their own pose, or posed on ``reference=`` from SMILES), and fits
 the series method of :mod:`plgraph.inference.series` with the model as the prior. Each query
-row's ``predicted_pk`` is then the series-adjusted value with its ``predicted_pk_std``; a
+row's ``predicted_pk`` is then the series-adjusted value with its ``predicted_pk_std`` and the
+central 68 and 95 % intervals of its predictive (``predicted_pk_low68`` ... ``_high95``); a
 measured ligand's row has status ``measured`` and its value in ``measured_pk``. ``model_pk``
 keeps the model alone, ``nearest_measured`` / ``nearest_similarity`` the most similar measured
 ligand (Tanimoto on Morgan counts), and ``suggest_rank`` the ligands to make next.
@@ -44,7 +45,7 @@ from plgraph.inference.series import (
     suggest,
     tanimoto,
 )
-from plgraph.inference.writers import PredictionWriter, SeriesColumns
+from plgraph.inference.writers import INTERVAL_LEVELS, PredictionWriter, SeriesColumns
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +229,12 @@ class SeriesRanking:
         similarity = (tanimoto(query_fps, known_fps) if known
                       else np.zeros((len(queries), 0)))
         ranks = self._suggested(result, known)
+        bounds = [result.interval(level / 100) for level in INTERVAL_LEVELS]
         for index, entry in enumerate(queries):
             nearest = known[int(similarity[index].argmax())] if known else None
             entry.columns = SeriesColumns(
                 model_pk=entry.predicted,
+                intervals=tuple((float(low[index]), float(high[index])) for low, high in bounds),
                 nearest=(nearest.row.ligand_name or nearest.row.id) if nearest else "",
                 similarity=float(similarity[index].max()) if nearest else None,
                 suggest_rank=ranks.get(index))

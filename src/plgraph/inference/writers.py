@@ -23,8 +23,12 @@ from plgraph.runtime.atomic import Staged, reporting_full_disk
 
 CSV_COLUMNS = ("id", "ligand_name", "ligand_index", "predicted_pk", "predicted_pk_std",
                "measured_pk", "status", "error", "warnings")
-# Series mode (measured=): the model alone, the most similar measured ligand, what to make next.
-SERIES_COLUMNS = ("model_pk", "nearest_measured", "nearest_similarity")
+# Series mode (measured=): the central 68 and 95 % intervals of the predictive, the model alone,
+# the most similar measured ligand, what to make next.
+INTERVAL_LEVELS = (68, 95)
+SERIES_COLUMNS = (*(f"predicted_pk_{side}{level}" for level in INTERVAL_LEVELS
+                    for side in ("low", "high")),
+                  "model_pk", "nearest_measured", "nearest_similarity")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class SeriesColumns:
     ``measured``, not a prediction)."""
 
     model_pk: float | None = None
+    # (low, high) of each of INTERVAL_LEVELS, in order; empty for a measured ligand
+    intervals: tuple[tuple[float, float], ...] = ()
     nearest: str = ""
     similarity: float | None = None
     suggest_rank: int | None = None
@@ -55,6 +61,15 @@ def check_output(path: Path, name: str) -> None:
     except OSError as error:
         raise InputError(f"{where}: cannot write in {folder} ({error.strerror})") from None
 
+
+
+def interval_cells(intervals: tuple[tuple[float, float], ...]) -> list[str]:
+    """The CSV cells of a row's intervals: low and high of each level, empty where none."""
+    if not intervals:
+        return [""] * 2 * len(INTERVAL_LEVELS)
+    if len(intervals) != len(INTERVAL_LEVELS):
+        raise ValueError(f"expected an interval for each of {INTERVAL_LEVELS}, got {intervals}")
+    return [number(bound) for pair in intervals for bound in pair]
 
 
 class PredictionWriter:
@@ -125,8 +140,8 @@ class PredictionWriter:
             row.id, row.ligand_name, row.ligand_index, number(predicted), number(spread),
             number(measured), status, row.error, "; ".join(warnings),
             *(() if pose_index is None else (pose_index,)),
-            *((number(series.model_pk), series.nearest, number(series.similarity))
-              if self.series else ()),
+            *((*interval_cells(series.intervals), number(series.model_pk), series.nearest,
+               number(series.similarity)) if self.series else ()),
             *((series.suggest_rank or "",) if self.suggest else ())])
 
     def close(self, complete: bool) -> None:
