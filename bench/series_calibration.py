@@ -12,7 +12,9 @@ than 0.68 within 1 std and about 0.95 within 2. Last, the share inside the predi
 central 68 and 95 % intervals (``SeriesPrediction.interval``, the CSV's ``predicted_pk_low68``
 ... ``_high95``; the goal 0.68 / 0.95). ``blend[fep]`` is blend as a prior trusted by its
 record gets it (``method_for_record(RECORD_TRUST)``: mixed always, as independent estimates),
-with Uni-FEP's FEP as that prior.
+with Uni-FEP's FEP as that prior; ``mixture`` the same with the equal mixture's std, and
+``indep`` the guarded blend with the independent estimates' std: the candidates the choice
+was made between.
 
 Run from the repo root: ``python bench/series_calibration.py [--predictions CSV] [--part dev]``.
 """
@@ -58,8 +60,14 @@ def standardized_errors(series_list, draws: int, prior_name: str) -> dict:
                 ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
                 (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
                                                prior[measured], prior[query])),
-                ("blend[fep]", blend(fps[measured], pk[measured], fps[query], fep[measured],
-                                     fep[query], **trusted))):
+                (f"blend[{prior_name}] indep", blend(fps[measured], pk[measured], fps[query],
+                                                     prior[measured], prior[query],
+                                                     independent=True)),
+                ("blend[fep] trusted", blend(fps[measured], pk[measured], fps[query],
+                                             fep[measured], fep[query], **trusted)),
+                ("blend[fep] trusted mixture", blend(fps[measured], pk[measured], fps[query],
+                                                     fep[measured], fep[query],
+                                                     guard=trusted["guard"]))):
             truth = pk[query]
             inside = [(low <= truth) & (truth <= high)
                       for low, high in (result.interval(0.68), result.interval(0.95))]
@@ -76,12 +84,12 @@ def t_expects(k: int, stds: float) -> float:
 
 def report(errors: dict) -> None:
     heads = "  ".join(f"x{m:<4.2f}" for m in MULTIPLIERS)
-    print(f"method          k  queries  within 1 / 2 std at std times: {heads}   t expects"
-          "   inside 68 / 95 % intervals")
+    print(f"method                      k  queries  within 1 / 2 std at std times: {heads}"
+          "   t expects   inside 68 / 95 % intervals")
     for (method, k), (z, inside_68, inside_95) in sorted(errors.items()):
         shares = "  ".join(f"{np.mean(np.abs(z) <= m):.2f}/{np.mean(np.abs(z) <= 2 * m):.2f}"
                            for m in MULTIPLIERS)
-        print(f"{method:14s} {k:2d}  {len(z):7d}  {shares}   "
+        print(f"{method:26s} {k:2d}  {len(z):7d}  {shares}   "
               f"{t_expects(k, 1):.2f}/{t_expects(k, 2):.2f}   "
               f"{inside_68.mean():.2f}/{inside_95.mean():.2f}")
 

@@ -221,8 +221,8 @@ class SeriesRanking:
             log.info("series mode: %d measured ligands; method %s: %s", k, self.method,
                      self.why)
             log.info("series mode: predicted_pk_std is the std of a Student-t with %d degrees "
-                     "of freedom (k - 1, at least %d): ±2 std is its 95 %% interval",
-                     predictive_dof(k), MIN_PREDICTIVE_DOF)
+                     "of freedom (k - 1, at least %d); predicted_pk_low68 .. high95 are its "
+                     "central 68 and 95 %% intervals", predictive_dof(k), MIN_PREDICTIVE_DOF)
 
     def _keep(self, queries: list[_Row], result: SeriesPrediction, known: list[_Row],
               known_fps: np.ndarray, query_fps: np.ndarray) -> None:
