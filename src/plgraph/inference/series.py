@@ -605,13 +605,12 @@ def blend(measured_fps, measured_pk, query_fps, measured_prior, query_prior,
     spread of the two means), so where they disagree the std says so. With ``independent``
     (what :func:`method_for_record` gives a prior it trusts, beside ``guard=math.inf``) the two
     are taken as independent estimates: the variance of their mean, a quarter of the sum of
-    theirs, plus the spread. On
-    the dev part (bench/series_calibration.py, FEP as the trusted prior) the mixture's std held
-    0.85 / 0.99 of the errors in its 68 / 95 % intervals at k = 5 (0.86 / 0.99 at k = 10, 20),
-    this one 0.76 / 0.97 (0.76 / 0.96); for the guarded blend with the model's prior the
-    mixture's held 0.68 / 0.96, 0.69 / 0.94, 0.74 / 0.95, and independence 0.53 / 0.89: a prior
-    the guard has to check does not err independently of the GP. Other arguments as
-    :func:`gp_alone`; priors required.
+    theirs, plus the spread. On the dev part (bench/series_calibration.py) FEP, trusted, had
+    0.85 / 0.99 of the errors inside the mixture's 68 / 95 % intervals at k = 5 (0.86 / 0.99 at
+    k = 10, 20) and 0.76 / 0.97 (0.76 / 0.96) inside these; the guarded blend with the model's
+    prior had 0.68 / 0.94, 0.70 / 0.94, 0.73 / 0.95 with the mixture and 0.60 / 0.91, 0.64 /
+    0.90, 0.68 / 0.92 with independence: a prior the guard has to check does not err
+    independently of the GP. Other arguments as :func:`gp_alone`; priors required.
     """
     inputs, few = _with_prior("blend", measured_fps, measured_pk, query_fps,
                               measured_prior, query_prior)
