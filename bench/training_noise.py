@@ -1,0 +1,147 @@
+"""How far one training of a recipe moves from another: recipe comparisons against that noise.
+
+``bench/paired_runs.py`` pairs two recipes by their per-series ρ, one training each, and its
+bootstrap resamples series: it sees the series' noise, not the trainings'. An experiment run
+with ``experiment.ensemble=N`` holds N trainings of one recipe on every split (the first with
+the experiment's seed, the members ``<run>-seed<S>-full-member<M>`` with other trainer seeds).
+From those this prints:
+
+- each training's mean per-series ρ on each split, and their spread (how much a second
+  training of the same recipe on the same split moves);
+- each training against the mean of all N, paired over (split, series): how lucky or unlucky
+  one training can be, the yardstick for any single-training comparison;
+- the experiment's ensemble (the mean of the N trainings' predictions) against the mean of
+  their per-series ρ: what averaging adds beyond the luck of one training;
+- each other run given (one training per split, same splits), paired against the mean of the
+  N trainings rather than against the first alone.
+
+    python bench/training_noise.py outputs/recipe_ranknet decoys=outputs/recipe_decoys ...
+
+The per-series ρ is the experiment report's (``plgraph.experiments.run.evaluate``: series of at
+least ``--min-series-size`` ligands, a constant prediction scores 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from paired_runs import check_same_splits, load
+
+from plgraph.experiments.comparison import bootstrap_interval, format_interval
+from plgraph.experiments.run import evaluate
+
+
+def series_of_ids(ids: list[str], test_series: list[str]) -> dict[str, str]:
+    """Each test complex's series: the longest test series its id starts with (``<series>/``)."""
+    found = {}
+    for complex_id in ids:
+        owners = [s for s in test_series if complex_id.startswith(f"{s}/")]
+        if not owners:
+            raise SystemExit(f"{complex_id}: in no test series of the run")
+        found[complex_id] = max(owners, key=len)
+    return found
+
+
+def training_rhos(run_dir: Path, seed: str, test_series: list[str], min_size: int) -> dict:
+    """{series: ρ} of the training in ``run_dir`` (its test_predictions.csv)."""
+    path = run_dir / "test_predictions.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing (has the training finished?)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [row["id"] for row in rows]
+    found = {"ids": ids, "predicted": np.array([float(r["predicted_pk"]) for r in rows]),
+             "measured": np.array([float(r["measured_pk"]) for r in rows])}
+    return evaluate(found, series_of_ids(ids, test_series), min_size)["per_series_spearman"]
+
+
+def trainings_of(report_dir: Path, per_seed: dict, min_size: int) -> dict[str, list[dict]]:
+    """{seed: [{series: ρ} of each training]}, the first training first, then the members."""
+    root, name = report_dir.parent, report_dir.name
+    found = {}
+    for seed, result in per_seed.items():
+        first = root / f"{name}-seed{seed}-full"
+        members = sorted(root.glob(f"{name}-seed{seed}-full-member*"),
+                         key=lambda p: int(p.name.rsplit("member", 1)[1]))
+        found[seed] = [training_rhos(run, seed, result["test_series"], min_size)
+                       for run in [first, *members]]
+        if len(found[seed]) < 2:
+            raise SystemExit(f"{report_dir}: one training on seed {seed}; run the experiment "
+                             "with experiment.ensemble=3 to measure the training noise")
+    return found
+
+
+def mean_over_trainings(trainings: list[dict]) -> dict[str, float]:
+    shared = set.intersection(*(set(t) for t in trainings))
+    return {s: float(np.mean([t[s] for t in trainings])) for s in sorted(shared)}
+
+
+def paired(ours: dict[str, dict], theirs: dict[str, dict]) -> dict:
+    """Bootstrap interval of ρ(ours) − ρ(theirs) over every (seed, series) both rank."""
+    differences = [ours[seed][s] - theirs[seed][s] for seed in theirs
+                   for s in sorted(ours[seed].keys() & theirs[seed].keys())]
+    return bootstrap_interval(differences)
+
+
+def line(label: str, interval: dict) -> str:
+    return (f"  {label}: {interval['mean']:+.3f} {format_interval(interval)} "
+            f"({interval['n']} series)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("reference", type=Path, help="an experiment run with ensemble members")
+    parser.add_argument("others", nargs="*", help="label=RUN_DIR, same splits, one training")
+    parser.add_argument("--min-series-size", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    _, per_seed = load(f"reference={args.reference}")
+    others = dict(load(spec) for spec in args.others)
+    check_same_splits({"reference": per_seed, **others})
+    trainings = trainings_of(args.reference, per_seed, args.min_series_size)
+    means = {seed: mean_over_trainings(runs) for seed, runs in trainings.items()}
+    out: dict = {"reference": str(args.reference), "per_seed": {}, "trainings": {},
+                 "others": {}}
+    print(f"{args.reference}: mean per-series Spearman of each training, per split")
+    for seed, runs in trainings.items():
+        rhos = [float(np.mean(list(r.values()))) for r in runs]
+        out["per_seed"][seed] = {"trainings": rhos, "std": float(np.std(rhos, ddof=1))}
+        print(f"  seed {seed}: " + ", ".join(f"{x:.3f}" for x in rhos)
+              + f"  (mean {np.mean(rhos):.3f}, std {np.std(rhos, ddof=1):.3f})")
+    overall = [float(np.mean([np.mean(list(runs[i].values())) for runs in trainings.values()]))
+               for i in range(min(len(r) for r in trainings.values()))]
+    print("  over the splits, training by training: " + ", ".join(f"{x:.3f}" for x in overall)
+          + f"; their mean {np.mean(overall):.3f}")
+    print("\neach training minus the mean of all, paired over (seed, series):")
+    for index in range(min(len(r) for r in trainings.values())):
+        interval = paired({seed: runs[index] for seed, runs in trainings.items()}, means)
+        out["trainings"][index] = interval
+        print(line(f"training {index + 1}" + (" (the first)" if index == 0 else ""), interval))
+    if all("full_ensemble" in result for result in per_seed.values()):
+        ensemble = {seed: result["full_ensemble"]["per_series_spearman"]
+                    for seed, result in per_seed.items()}
+        rho = float(np.mean([result["full_ensemble"]["series_spearman"]
+                             for result in per_seed.values()]))
+        interval = paired(ensemble, means)
+        out["ensemble"] = {"series_spearman": rho, "minus_reference_mean": interval}
+        print("\nthe ensemble (the mean of the trainings' predictions) minus the mean of their ρ:")
+        print(line(f"ensemble ({rho:.3f})", interval))
+    if others:
+        print("\nother runs minus the mean of the reference's trainings:")
+    for label, other in others.items():
+        ours = {seed: other[seed]["full"]["per_series_spearman"] for seed in means}
+        rho = float(np.mean([other[seed]["full"]["series_spearman"] for seed in means]))
+        interval = paired(ours, means)
+        out["others"][label] = {"series_spearman": rho, "minus_reference_mean": interval}
+        print(line(f"{label} ({rho:.3f})", interval))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"\nwritten: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
