@@ -12,8 +12,8 @@ From those this prints:
   one training can be, the yardstick for any single-training comparison;
 - the experiment's ensemble (the mean of the N trainings' predictions) against the mean of
   their per-series ρ: what averaging adds beyond the luck of one training;
-- each other run given (one training per split, same splits), paired against the mean of the
-  N trainings rather than against the first alone.
+- each other run given (same splits), by the mean of its own trainings (one, or its members
+  too), paired against the mean of the N trainings rather than against the first alone.
 
     python bench/training_noise.py outputs/recipe_ranknet decoys=outputs/recipe_decoys ...
 
@@ -60,7 +60,8 @@ def training_rhos(run_dir: Path, seed: str, test_series: list[str], min_size: in
 
 
 def trainings_of(report_dir: Path, per_seed: dict, min_size: int) -> dict[str, list[dict]]:
-    """{seed: [{series: ρ} of each training]}, the first training first, then the members."""
+    """{seed: [{series: ρ} of each training]}, the first training first, then the members
+    (``<run>-seed<S>-full-member<M>`` beside the report directory)."""
     root, name = report_dir.parent, report_dir.name
     found = {}
     for seed, result in per_seed.items():
@@ -69,9 +70,6 @@ def trainings_of(report_dir: Path, per_seed: dict, min_size: int) -> dict[str, l
                          key=lambda p: int(p.name.rsplit("member", 1)[1]))
         found[seed] = [training_rhos(run, seed, result["test_series"], min_size)
                        for run in [first, *members]]
-        if len(found[seed]) < 2:
-            raise SystemExit(f"{report_dir}: one training on seed {seed}; run the experiment "
-                             "with experiment.ensemble=3 to measure the training noise")
     return found
 
 
@@ -95,7 +93,7 @@ def line(label: str, interval: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reference", type=Path, help="an experiment run with ensemble members")
-    parser.add_argument("others", nargs="*", help="label=RUN_DIR, same splits, one training")
+    parser.add_argument("others", nargs="*", help="label=RUN_DIR, same splits")
     parser.add_argument("--min-series-size", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -103,6 +101,9 @@ def main() -> None:
     others = dict(load(spec) for spec in args.others)
     check_same_splits({"reference": per_seed, **others})
     trainings = trainings_of(args.reference, per_seed, args.min_series_size)
+    if min(len(runs) for runs in trainings.values()) < 2:
+        raise SystemExit(f"{args.reference}: one training on some split; run the experiment "
+                         "with experiment.ensemble=3 to measure the training noise")
     means = {seed: mean_over_trainings(runs) for seed, runs in trainings.items()}
     out: dict = {"reference": str(args.reference), "per_seed": {}, "trainings": {},
                  "others": {}}
@@ -132,12 +133,17 @@ def main() -> None:
         print(line(f"ensemble ({rho:.3f})", interval))
     if others:
         print("\nother runs minus the mean of the reference's trainings:")
-    for label, other in others.items():
-        ours = {seed: other[seed]["full"]["per_series_spearman"] for seed in means}
-        rho = float(np.mean([other[seed]["full"]["series_spearman"] for seed in means]))
+    for spec in args.others:
+        label, _, path = spec.partition("=")
+        runs = trainings_of(Path(path), others[label], args.min_series_size)
+        ours = {seed: mean_over_trainings(runs[seed]) for seed in means}
+        count = min(len(r) for r in runs.values())
+        rho = float(np.mean([np.mean(list(o.values())) for o in ours.values()]))
         interval = paired(ours, means)
-        out["others"][label] = {"series_spearman": rho, "minus_reference_mean": interval}
-        print(line(f"{label} ({rho:.3f})", interval))
+        out["others"][label] = {"trainings_per_split": count, "series_spearman": rho,
+                                "minus_reference_mean": interval}
+        print(line(f"{label} ({rho:.3f}" + (f", mean of {count} trainings)" if count > 1
+                                             else ")"), interval))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"\nwritten: {args.json}")
