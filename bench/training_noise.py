@@ -90,6 +90,59 @@ def line(label: str, interval: dict) -> str:
             f"({interval['n']} series)")
 
 
+def report_trainings(trainings: dict[str, list[dict]], means: dict, out: dict) -> None:
+    """Each training's mean ρ per split, and each training against the mean of all."""
+    for seed, runs in trainings.items():
+        rhos = [float(np.mean(list(r.values()))) for r in runs]
+        out["per_seed"][seed] = {"trainings": rhos, "std": float(np.std(rhos, ddof=1))}
+        print(f"  seed {seed}: " + ", ".join(f"{x:.3f}" for x in rhos)
+              + f"  (mean {np.mean(rhos):.3f}, std {np.std(rhos, ddof=1):.3f})")
+    count = min(len(r) for r in trainings.values())
+    overall = [float(np.mean([np.mean(list(runs[i].values())) for runs in trainings.values()]))
+               for i in range(count)]
+    print("  over the splits, training by training: " + ", ".join(f"{x:.3f}" for x in overall)
+          + f"; their mean {np.mean(overall):.3f}")
+    print("\neach training minus the mean of all, paired over (seed, series):")
+    for index in range(count):
+        interval = paired({seed: runs[index] for seed, runs in trainings.items()}, means)
+        out["trainings"][index] = interval
+        print(line(f"training {index + 1}" + (" (the first)" if index == 0 else ""), interval))
+
+
+def report_ensemble(per_seed: dict, means: dict, out: dict) -> None:
+    """The experiment's ensemble, where it has one, against the mean of its trainings' ρ."""
+    if not all("full_ensemble" in result for result in per_seed.values()):
+        return
+    ensemble = {seed: result["full_ensemble"]["per_series_spearman"]
+                for seed, result in per_seed.items()}
+    rho = float(np.mean([result["full_ensemble"]["series_spearman"]
+                         for result in per_seed.values()]))
+    interval = paired(ensemble, means)
+    out["ensemble"] = {"series_spearman": rho, "minus_reference_mean": interval}
+    print("\nthe ensemble (the mean of the trainings' predictions) minus the mean of their ρ:")
+    print(line(f"ensemble ({rho:.3f})", interval))
+
+
+def report_other(label: str, run_dir: Path, per_seed: dict, means: dict, min_size: int,
+                 out: dict) -> None:
+    """Another run, by the mean of its own trainings, against the reference's mean."""
+    runs = trainings_of(run_dir, per_seed, min_size)
+    ours = {seed: mean_over_trainings(runs[seed]) for seed in means}
+    count = min(len(r) for r in runs.values())
+    rho = float(np.mean([np.mean(list(o.values())) for o in ours.values()]))
+    interval = paired(ours, means)
+    out["others"][label] = {"trainings_per_split": count, "series_spearman": rho,
+                            "minus_reference_mean": interval}
+    print(line(f"{label} ({rho:.3f}" + (f", mean of {count} trainings)" if count > 1 else ")"),
+               interval))
+
+
+def run_dir_of(spec: str) -> Path:
+    """The run directory of a ``label=RUN_DIR`` (or ``label=RUN_DIR/results.json``)."""
+    path = Path(spec.partition("=")[2])
+    return path.parent if path.suffix == ".json" else path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reference", type=Path, help="an experiment run with ensemble members")
@@ -108,42 +161,12 @@ def main() -> None:
     out: dict = {"reference": str(args.reference), "per_seed": {}, "trainings": {},
                  "others": {}}
     print(f"{args.reference}: mean per-series Spearman of each training, per split")
-    for seed, runs in trainings.items():
-        rhos = [float(np.mean(list(r.values()))) for r in runs]
-        out["per_seed"][seed] = {"trainings": rhos, "std": float(np.std(rhos, ddof=1))}
-        print(f"  seed {seed}: " + ", ".join(f"{x:.3f}" for x in rhos)
-              + f"  (mean {np.mean(rhos):.3f}, std {np.std(rhos, ddof=1):.3f})")
-    overall = [float(np.mean([np.mean(list(runs[i].values())) for runs in trainings.values()]))
-               for i in range(min(len(r) for r in trainings.values()))]
-    print("  over the splits, training by training: " + ", ".join(f"{x:.3f}" for x in overall)
-          + f"; their mean {np.mean(overall):.3f}")
-    print("\neach training minus the mean of all, paired over (seed, series):")
-    for index in range(min(len(r) for r in trainings.values())):
-        interval = paired({seed: runs[index] for seed, runs in trainings.items()}, means)
-        out["trainings"][index] = interval
-        print(line(f"training {index + 1}" + (" (the first)" if index == 0 else ""), interval))
-    if all("full_ensemble" in result for result in per_seed.values()):
-        ensemble = {seed: result["full_ensemble"]["per_series_spearman"]
-                    for seed, result in per_seed.items()}
-        rho = float(np.mean([result["full_ensemble"]["series_spearman"]
-                             for result in per_seed.values()]))
-        interval = paired(ensemble, means)
-        out["ensemble"] = {"series_spearman": rho, "minus_reference_mean": interval}
-        print("\nthe ensemble (the mean of the trainings' predictions) minus the mean of their ρ:")
-        print(line(f"ensemble ({rho:.3f})", interval))
+    report_trainings(trainings, means, out)
+    report_ensemble(per_seed, means, out)
     if others:
         print("\nother runs minus the mean of the reference's trainings:")
-    for spec in args.others:
-        label, _, path = spec.partition("=")
-        runs = trainings_of(Path(path), others[label], args.min_series_size)
-        ours = {seed: mean_over_trainings(runs[seed]) for seed in means}
-        count = min(len(r) for r in runs.values())
-        rho = float(np.mean([np.mean(list(o.values())) for o in ours.values()]))
-        interval = paired(ours, means)
-        out["others"][label] = {"trainings_per_split": count, "series_spearman": rho,
-                                "minus_reference_mean": interval}
-        print(line(f"{label} ({rho:.3f}" + (f", mean of {count} trainings)" if count > 1
-                                             else ")"), interval))
+    for spec, (label, other) in zip(args.others, others.items(), strict=True):
+        report_other(label, run_dir_of(spec), other, means, args.min_series_size, out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"\nwritten: {args.json}")
