@@ -27,6 +27,7 @@ import torch
 
 from plgraph.data.cache import ProcessedCache, read_meta
 from plgraph.data.split import Split, split_path
+from plgraph.experiments.run import full_model_run
 from plgraph.featurize import INTERACTION
 from plgraph.featurize.decoys import decoy_complex
 from plgraph.inference.predictor import Predictor
@@ -50,7 +51,7 @@ def test_part(cache: ProcessedCache, checkpoint: Path) -> tuple[list, float]:
 
 def best_of(run: Path, seed: int) -> Path:
     """The ``best.pt`` of an experiment run's full model for ``seed``."""
-    return Path(f"{run}-seed{seed}-full/checkpoints/best.pt")
+    return run.parent / full_model_run(run.name, seed) / "checkpoints" / "best.pt"
 
 
 def decoys_of(graphs: list, cutoff: float) -> list:

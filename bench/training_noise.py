@@ -32,7 +32,7 @@ import numpy as np
 from paired_runs import check_same_splits, load
 
 from plgraph.experiments.comparison import bootstrap_interval, format_interval
-from plgraph.experiments.run import evaluate
+from plgraph.experiments.run import evaluate, full_model_run
 
 
 def series_of_ids(ids: list[str], test_series: list[str]) -> dict[str, str]:
@@ -46,7 +46,7 @@ def series_of_ids(ids: list[str], test_series: list[str]) -> dict[str, str]:
     return found
 
 
-def training_rhos(run_dir: Path, seed: str, test_series: list[str], min_size: int) -> dict:
+def training_rhos(run_dir: Path, test_series: list[str], min_size: int) -> dict:
     """{series: ρ} of the training in ``run_dir`` (its test_predictions.csv)."""
     path = run_dir / "test_predictions.csv"
     if not path.is_file():
@@ -60,16 +60,16 @@ def training_rhos(run_dir: Path, seed: str, test_series: list[str], min_size: in
 
 
 def trainings_of(report_dir: Path, per_seed: dict, min_size: int) -> dict[str, list[dict]]:
-    """{seed: [{series: ρ} of each training]}, the first training first, then the members
-    (``<run>-seed<S>-full-member<M>`` beside the report directory)."""
+    """{seed: [{series: ρ} of each training]}, the first training first, then the ensemble
+    members 1, 2, ... for as long as their run directories exist beside the report directory
+    (``plgraph.experiments.run.full_model_run``)."""
     root, name = report_dir.parent, report_dir.name
     found = {}
     for seed, result in per_seed.items():
-        first = root / f"{name}-seed{seed}-full"
-        members = sorted(root.glob(f"{name}-seed{seed}-full-member*"),
-                         key=lambda p: int(p.name.rsplit("member", 1)[1]))
-        found[seed] = [training_rhos(run, seed, result["test_series"], min_size)
-                       for run in [first, *members]]
+        runs = [root / full_model_run(name, seed)]
+        while (member := root / full_model_run(name, seed, len(runs))).is_dir():
+            runs.append(member)
+        found[seed] = [training_rhos(run, result["test_series"], min_size) for run in runs]
     return found
 
 
@@ -92,14 +92,14 @@ def line(label: str, interval: dict) -> str:
 
 def report_trainings(trainings: dict[str, list[dict]], means: dict, out: dict) -> None:
     """Each training's mean ρ per split, and each training against the mean of all."""
-    for seed, runs in trainings.items():
-        rhos = [float(np.mean(list(r.values()))) for r in runs]
-        out["per_seed"][seed] = {"trainings": rhos, "std": float(np.std(rhos, ddof=1))}
-        print(f"  seed {seed}: " + ", ".join(f"{x:.3f}" for x in rhos)
-              + f"  (mean {np.mean(rhos):.3f}, std {np.std(rhos, ddof=1):.3f})")
-    count = min(len(r) for r in trainings.values())
-    overall = [float(np.mean([np.mean(list(runs[i].values())) for runs in trainings.values()]))
-               for i in range(count)]
+    rhos = {seed: [float(np.mean(list(r.values()))) for r in runs]
+            for seed, runs in trainings.items()}
+    for seed, values in rhos.items():
+        out["per_seed"][seed] = {"trainings": values, "std": float(np.std(values, ddof=1))}
+        print(f"  seed {seed}: " + ", ".join(f"{x:.3f}" for x in values)
+              + f"  (mean {np.mean(values):.3f}, std {np.std(values, ddof=1):.3f})")
+    count = min(len(values) for values in rhos.values())
+    overall = [float(np.mean([values[i] for values in rhos.values()])) for i in range(count)]
     print("  over the splits, training by training: " + ", ".join(f"{x:.3f}" for x in overall)
           + f"; their mean {np.mean(overall):.3f}")
     print("\neach training minus the mean of all, paired over (seed, series):")

@@ -47,6 +47,13 @@ FEP_COLUMN = "fep_dG (kcal/mol)"
 ENSEMBLE_SEED_STRIDE = 1000
 
 
+def full_model_run(run_name: str, key: int | str, member: int = 0) -> str:
+    """The run directory name of an experiment's full model on trial ``key`` (a seed, or
+    ``<seed>-fold<F>``, as :func:`trials` names it): ``<run_name>-seed<key>-full``, and for
+    ensemble member ``member`` > 0 ``...-full-member<member>``."""
+    return f"{run_name}-seed{key}-full" + (f"-member{member}" if member else "")
+
+
 def run_experiment(config: AppConfig, resume_command: str) -> dict:
     """Train and evaluate every seed and method, then write the report; returns its content.
 
@@ -90,7 +97,7 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
     per_seed, points = {}, {}
     for key, seed, fold in trials(config):
         split = seed_split(config, seed, fold)
-        prefix = f"{config.run_name}-seed{seed}" + (f"-fold{fold}" if fold is not None else "")
+        prefix = f"{config.run_name}-seed{key}"
         data = capped_training(prepare_data(config.data, config.featurize, split),
                                experiment.max_train_per_series, seed)
         series_of = data.series_of
@@ -106,10 +113,10 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
                                           use_protein, LABELS[variant], resume_command,
                                           split=split)
         if experiment.ensemble > 1:
-            predictions["full_ensemble"] = _ensemble(config, data, seed, split, prefix,
+            predictions["full_ensemble"] = _ensemble(config, data, seed, split, key,
                                                      predictions["full"], resume_command)
         points[key] = predictions
-        full_run = Path(config.output_root) / f"{prefix}-full"
+        full_run = Path(config.output_root) / full_model_run(config.run_name, key)
         few_shot = (run_few_shot(config, data, seed, full_run, predictions["full"],
                                  resume_command)
                     if experiment.few_shot_k else None)
@@ -154,17 +161,17 @@ def _train(config: AppConfig, data: PreparedData, seed: int, run_name: str, use_
 
 
 def _ensemble(config: AppConfig, data: PreparedData, seed: int, split: SplitConfig,
-              prefix: str, first: dict, resume_command: str) -> dict:
+              key: int | str, first: dict, resume_command: str) -> dict:
     """The mean test prediction of ``experiment.ensemble`` full models on the split ``split``
-    (seed ``seed``'s, or one of its folds) and its training part: its own full model (``first``)
-    and the others, runs ``<prefix>-full-member<N>`` with trainer seeds
+    (trial ``key``: seed ``seed``'s, or one of its folds) and its training part: its own full
+    model (``first``) and the others, runs :func:`full_model_run` ``member`` with trainer seeds
     ``seed + ENSEMBLE_SEED_STRIDE * member``. ``wall_seconds`` counts the added members only
     (the first is the full model's)."""
     size = config.experiment.ensemble
     members = [first]
     for member in range(1, size):
-        members.append(_train(config, data, seed, f"{prefix}-full-member{member}", True,
-                              f"full model, ensemble member {member + 1} of {size}",
+        members.append(_train(config, data, seed, full_model_run(config.run_name, key, member),
+                              True, f"full model, ensemble member {member + 1} of {size}",
                               resume_command, init_seed=seed + ENSEMBLE_SEED_STRIDE * member,
                               split=split))
     for found in members[1:]:
