@@ -56,18 +56,15 @@ def standardized_errors(series_list, draws: int, prior_name: str) -> dict:
     for series, k, _, _, measured, query in every_draw(series_list, draws):
         fps, pk, prior = series.fps, series.pk, series.priors[prior_name]
         fep = series.priors["fep"]
+        data = (fps[measured], pk[measured], fps[query])
+        with_prior = (*data, prior[measured], prior[query])
+        with_fep = (*data, fep[measured], fep[query])
         for method, result in (
-                ("gp_alone", gp_alone(fps[measured], pk[measured], fps[query])),
-                (f"blend[{prior_name}]", blend(fps[measured], pk[measured], fps[query],
-                                               prior[measured], prior[query])),
-                (f"blend[{prior_name}] indep", blend(fps[measured], pk[measured], fps[query],
-                                                     prior[measured], prior[query],
-                                                     independent=True)),
-                ("blend[fep] trusted", blend(fps[measured], pk[measured], fps[query],
-                                             fep[measured], fep[query], **trusted)),
-                ("blend[fep] trusted mixture", blend(fps[measured], pk[measured], fps[query],
-                                                     fep[measured], fep[query],
-                                                     guard=trusted["guard"]))):
+                ("gp_alone", gp_alone(*data)),
+                (f"blend[{prior_name}]", blend(*with_prior)),
+                (f"blend[{prior_name}] indep", blend(*with_prior, independent=True)),
+                ("blend[fep] trusted", blend(*with_fep, **trusted)),
+                ("blend[fep] trusted mixture", blend(*with_fep, guard=trusted["guard"]))):
             truth = pk[query]
             inside = [(low <= truth) & (truth <= high)
                       for low, high in (result.interval(0.68), result.interval(0.95))]
