@@ -164,11 +164,9 @@ def pose_ligand(ligand: Chem.Mol, site: PosingSite, config: PosingConfig, source
 MAX_CORE_MATCHES = 4
 
 
-def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
-           source: str) -> list[tuple[tuple[int, int], ...]]:
-    """The (ligand atom, reference atom) pairs of the maximum common substructure, one tuple per
-    distinct way it matches the ligand (symmetry-equivalent matches, such as the fluorines of a
-    CF3 swapped, counted once), at most ``MAX_CORE_MATCHES``."""
+def mcs_parameters(config: PosingConfig) -> rdFMCS.MCSParameters:
+    """rdFMCS's parameters for the core: elements and exact bond orders match, ring atoms only
+    ring atoms, rings whole, at most ``mcs_timeout`` seconds (no initial seed yet)."""
     params = rdFMCS.MCSParameters()
     params.AtomTyper = rdFMCS.AtomCompare.CompareElements
     # Exact: CompareOrder would let an aromatic bond match a single one (phenyl onto cyclohexyl).
@@ -177,7 +175,16 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
     params.BondCompareParameters.RingMatchesRingOnly = True
     params.BondCompareParameters.CompleteRingsOnly = True
     params.Timeout = max(1, round(config.mcs_timeout))
-    seed = _seed_fragment(ligand, site, config, source)
+    return params
+
+
+def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
+           source: str) -> list[tuple[tuple[int, int], ...]]:
+    """The (ligand atom, reference atom) pairs of the maximum common substructure, one tuple per
+    distinct way it matches the ligand (symmetry-equivalent matches, such as the fluorines of a
+    CF3 swapped, counted once), at most ``MAX_CORE_MATCHES``."""
+    params = mcs_parameters(config)
+    seed = seed_fragment(ligand, site, config, source)
     if seed is not None:
         params.InitialSeed = seed
     result = rdFMCS.FindMCS([site.reference, ligand], params)
@@ -216,7 +223,7 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
 SEED_SEARCH_MAX_ATOMS = 70
 
 
-def _seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
+def seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
                    source: str) -> str | None:
     """SMARTS of the largest connected common fragment by RASCAL (with whole rings and the MCS's
     ring rule, so that rdFMCS can grow it), or None for a ligand too large to search so.
