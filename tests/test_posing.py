@@ -286,3 +286,32 @@ def test_several_sources_need_names_and_a_processed_dir(uni_fep_root):
     with pytest.raises(ValueError, match="names must be unique"):
         data_config(uni_fep_root, processed_dir="x",
                     sources=[{**source, "name": "a"}, {**source, "name": "a"}])
+
+
+def test_a_cache_with_searches_out_of_time_warns_that_another_machine_may_differ(
+        uni_fep_root, tmp_path, caplog):
+    # A cyclic peptide of Uni-FEP's PCSK9 series: its unseeded common-substructure search with
+    # the reference takes over 10 s on any machine (bench/mcs_search.py), so at 1 s it runs
+    # out of time wherever this runs; the Brd4 and FKBP12 ligands beside it pose in
+    # milliseconds. That failure, unlike every other rule's, depends on the machine.
+    pcsk9 = REPO.parent / "shared" / "data" / "uni-fep" / "CyclicPeptide|PCSK9"
+    if not pcsk9.is_dir():
+        missing_shared(pcsk9)
+    system = uni_fep_root / pcsk9.name
+    system.mkdir()
+    for name in ("protein.pdb", "ref_ligand.sdf"):
+        shutil.copy(pcsk9 / name, system / name)
+    rows = (pcsk9 / "result_dG.csv").read_text().splitlines()
+    (system / "result_dG.csv").write_text("\n".join(rows[:2]) + "\n")
+    quick = replace(CONFIG, posing=replace(CONFIG.posing, mcs_timeout=1.0))
+    data = data_config(uni_fep_root, layout="reference", processed_dir=str(tmp_path / "c"))
+    with caplog.at_level("WARNING"):
+        prepared = prepare_data(data, quick, SplitConfig())
+    failures = prepared.cache.meta["failures"]
+    out_of_time = [f for f in failures if "did not finish within" in f["reason"]]
+    assert [f["id"].split("/")[0] for f in out_of_time] == [pcsk9.name]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(message.startswith(f"1 of the {len(failures)} failures are common-substructure "
+                                  "searches that ran out of featurize.posing.mcs_timeout")
+               and "a build elsewhere may pose some of them" in message
+               for message in warnings), warnings

@@ -18,6 +18,7 @@ from plgraph.data.cache import ProcessedCache
 from plgraph.data.layouts import read_inputs
 from plgraph.data.split import Split, load_or_make_split
 from plgraph.errors import CacheError, PlgraphError
+from plgraph.featurize.posing import ran_out_of_time
 from plgraph.runtime.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,14 @@ def _log_summary(cache: ProcessedCache, split: Split) -> None:
     if counts["failed"] > 10:
         log.info("  ... %d more failures listed in %s", counts["failed"] - 10,
                  cache.path / "meta.json")
+    out_of_time = sum(ran_out_of_time(f["reason"]) for f in cache.meta["failures"])
+    if out_of_time:
+        log.warning(
+            "%d of the %d failures are common-substructure searches that ran out of "
+            "featurize.posing.mcs_timeout: which ligands do depends on the speed and load of the "
+            "machine that built the cache, so a build elsewhere may pose some of them and make "
+            "other splits (bench/README.md, 'The transfer cache rebuilt')", out_of_time,
+            counts["failed"])
     sizes = ", ".join(f"{p} {len(ids)}" for p, ids in split.parts.items())
     log.info("split '%s' (%s, seed %d): %s", split.name, split.recipe["strategy"],
              split.recipe["seed"], sizes)

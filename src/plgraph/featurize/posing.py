@@ -159,6 +159,16 @@ def pose_ligand(ligand: Chem.Mol, site: PosingSite, config: PosingConfig, source
     return Pose(posed, core, clashes)
 
 
+# The words of a failure that ran out of time: the one posing failure whose occurrence depends on
+# the machine (its speed and load), not only on the inputs and config (bench/mcs_search.py).
+OUT_OF_TIME = "did not finish within featurize.posing.mcs_timeout"
+
+
+def ran_out_of_time(reason: str) -> bool:
+    """Whether a failure's reason is a search stopped by ``mcs_timeout``."""
+    return OUT_OF_TIME in reason
+
+
 # Ways the common substructure may lie on the ligand that are worth an embedding each: a
 # substituted ring matched in another rotation puts the substituent elsewhere in the site.
 MAX_CORE_MATCHES = 4
@@ -189,9 +199,8 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
         params.InitialSeed = seed
     result = rdFMCS.FindMCS([site.reference, ligand], params)
     if result.canceled:
-        raise FeaturizationError(
-            f"{source}: the common-substructure search with the reference {site.source} did not "
-            f"finish within featurize.posing.mcs_timeout={config.mcs_timeout} s")
+        raise FeaturizationError(f"{source}: the common-substructure search with the reference "
+                                 f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
     needed = max(config.min_core_atoms,
                  int(np.ceil(config.min_core_fraction * ligand.GetNumAtoms())))
     if result.numAtoms < needed:
@@ -243,9 +252,8 @@ def seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
     options.timeout = max(1, round(config.mcs_timeout))
     results = rdRascalMCES.FindMCES(site.reference, ligand, options)
     if results and results[0].timedOut:
-        raise FeaturizationError(
-            f"{source}: the common-substructure search with the reference {site.source} did not "
-            f"finish within featurize.posing.mcs_timeout={config.mcs_timeout} s")
+        raise FeaturizationError(f"{source}: the common-substructure search with the reference "
+                                 f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
     return results[0].smartsString if results and results[0].smartsString else None
 
 
