@@ -36,8 +36,6 @@ from plgraph.featurize.ligand import read_ligand_files
 from plgraph.featurize.posing import PosingSite, mcs_parameters, parse_smiles, seed_fragment
 
 UNI_FEP = REPO.parent / "shared" / "data" / "uni-fep"
-FIELDS = ("system", "ligand", "ligand_atoms", "reference_atoms", "seed_seconds", "seed",
-          "search_seconds", "steps", "search")
 
 
 class CountingProgress(rdFMCS.MCSProgress):

@@ -169,6 +169,12 @@ def ran_out_of_time(reason: str) -> bool:
     return OUT_OF_TIME in reason
 
 
+def out_of_time(source: str, site: PosingSite, config: PosingConfig) -> FeaturizationError:
+    """The failure of either search (RASCAL's seed, rdFMCS's core) stopped by ``mcs_timeout``."""
+    return FeaturizationError(f"{source}: the common-substructure search with the reference "
+                              f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
+
+
 # Ways the common substructure may lie on the ligand that are worth an embedding each: a
 # substituted ring matched in another rotation puts the substituent elsewhere in the site.
 MAX_CORE_MATCHES = 4
@@ -199,8 +205,7 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
         params.InitialSeed = seed
     result = rdFMCS.FindMCS([site.reference, ligand], params)
     if result.canceled:
-        raise FeaturizationError(f"{source}: the common-substructure search with the reference "
-                                 f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
+        raise out_of_time(source, site, config)
     needed = max(config.min_core_atoms,
                  int(np.ceil(config.min_core_fraction * ligand.GetNumAtoms())))
     if result.numAtoms < needed:
@@ -233,7 +238,7 @@ SEED_SEARCH_MAX_ATOMS = 70
 
 
 def seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
-                   source: str) -> str | None:
+                  source: str) -> str | None:
     """SMARTS of the largest connected common fragment by RASCAL (with whole rings and the MCS's
     ring rule, so that rdFMCS can grow it), or None for a ligand too large to search so.
 
@@ -252,8 +257,7 @@ def seed_fragment(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
     options.timeout = max(1, round(config.mcs_timeout))
     results = rdRascalMCES.FindMCES(site.reference, ligand, options)
     if results and results[0].timedOut:
-        raise FeaturizationError(f"{source}: the common-substructure search with the reference "
-                                 f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
+        raise out_of_time(source, site, config)
     return results[0].smartsString if results and results[0].smartsString else None
 
 
