@@ -1,20 +1,23 @@
 """How long posing's common-substructure search takes on every Uni-FEP ligand, in seconds and
 in rdFMCS's own progress reports (its steps), one core.
 
-Posing (``plgraph.featurize.posing``) stops the search at ``featurize.posing.mcs_timeout``
-(2 s) and fails the ligand. A limit on time makes the set of posed ligands depend on the
-machine's speed and load: two builds of the transfer cache by the same code on the same inputs
-kept 8,007 complexes (the machine busy) and 8,034 (idle). This measures, on an idle machine,
-where the ligands lie against that limit and how many steps their searches take, which is what
-a limit on steps (the same on every machine) would be set from.
+Until DATA_PROCESSING_VERSION 7, posing (``plgraph.featurize.posing``) stopped the search at 2 s
+and failed the ligand. A limit on time makes the set of posed ligands depend on the machine's
+speed and load: two builds of the transfer cache by the same code on the same inputs kept 8,007
+complexes (the machine busy) and 8,034 (idle). This measures, on an idle machine, where the
+ligands lie against such a limit and how many steps their searches take, which is what
+posing's limit on steps (``featurize.posing.mcs_steps``, the same on every machine) is set from.
 
 For each ligand: the RASCAL seed search and the seeded rdFMCS search, exactly as posing runs
-them (``seed_fragment``, ``mcs_parameters``), each given ``--limit`` seconds; the rdFMCS
-search's progress reports are counted. (A custom progress callback replaces rdFMCS's own, which
-is the one that checks ``Timeout``: the counting callback checks the time itself.)
+them (``seed_fragment``, ``mcs_parameters``), each given ``--limit`` seconds and no limit on
+steps; posing's own callback (``StepLimit``) counts the rdFMCS search's progress reports.
 
     python bench/mcs_search.py [--limit 10] [--json bench/results/mcs_search.json]
     python bench/mcs_search.py --summarize bench/results/mcs_search.json
+    python bench/mcs_search.py --repeat bench/results/mcs_search.json [--slowest 0.5]
+
+``--repeat`` runs the slow searches of a JSON written before again (another machine, another
+load) and compares their step counts, which is what makes the step limit the same everywhere.
 """
 
 from __future__ import annotations
@@ -33,24 +36,20 @@ from rdkit.Chem import rdFMCS
 from plgraph.config import PosingConfig
 from plgraph.errors import FeaturizationError
 from plgraph.featurize.ligand import read_ligand_files
-from plgraph.featurize.posing import PosingSite, mcs_parameters, parse_smiles, seed_fragment
+from plgraph.featurize.posing import (
+    PosingSite,
+    StepLimit,
+    mcs_parameters,
+    parse_smiles,
+    seed_fragment,
+)
 
 UNI_FEP = REPO.parent / "shared" / "data" / "uni-fep"
 
 
-class CountingProgress(rdFMCS.MCSProgress):
-    """Counts rdFMCS's progress reports; stops the search after ``limit`` seconds."""
-
-    def __init__(self, limit: float) -> None:
-        super().__init__()
-        self.limit, self.reports, self.started = limit, 0, time.perf_counter()
-
-    def __call__(self, stat, params) -> bool:
-        self.reports += 1
-        return time.perf_counter() - self.started < self.limit
-
-
-def measure_system(system: Path, config: PosingConfig, limit: float) -> list[dict]:
+def measure_system(system: Path, config: PosingConfig, limit: float,
+                   only: set[str] | None = None) -> list[dict]:
+    """Every ligand's row, or only those named in ``only``."""
     reference = read_ligand_files([system / "ref_ligand.sdf"], "reference ligand")
     Chem.GetSymmSSSR(reference)
     # The search reads the reference only: no protein is parsed for the site.
@@ -58,6 +57,8 @@ def measure_system(system: Path, config: PosingConfig, limit: float) -> list[dic
     rows = []
     with (system / "result_dG.csv").open(newline="") as handle:
         for record in csv.DictReader(handle):
+            if only is not None and record["ligand_name"] not in only:
+                continue
             try:
                 ligand = parse_smiles(record["ligand_smiles"], record["ligand_name"])
             except FeaturizationError:
@@ -76,7 +77,7 @@ def measure_system(system: Path, config: PosingConfig, limit: float) -> list[dic
                 params = mcs_parameters(config)
                 if seed is not None:
                     params.InitialSeed = seed
-                progress = CountingProgress(limit)
+                progress = StepLimit(steps=float("inf"), seconds=limit)
                 params.ProgressCallback = progress
                 started = time.perf_counter()
                 result = rdFMCS.FindMCS([reference, ligand], params)
@@ -109,7 +110,7 @@ def summarize(rows: list[dict]) -> None:
     print(f"seconds per step (finished searches over 1,000 steps): median {np.median(rate):.1e}, "
           f"max {rate.max():.1e}")
     print("\na limit on steps | finished searches it would stop | stopped searches it stops first")
-    for limit in (10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000):
+    for limit in (10_000, 20_000, 50_000, 100_000, 160_000, 200_000, 500_000, 1_000_000):
         print(f"  {limit:,} | {(finished & (steps >= limit)).sum()} | "
               f"{(stopped & (steps >= limit)).sum()} of {stopped.sum()}")
     near = finished & (total >= 0.5)
@@ -121,16 +122,53 @@ def summarize(rows: list[dict]) -> None:
               f"{r['seed_seconds']} s, core {r['search_seconds']} s, {r['steps']} steps")
 
 
+def repeat(rows: list[dict], limit: float, slowest: float) -> None:
+    """Run again the core searches that finished in ``slowest`` s or more in ``rows`` (from
+    --json, on another machine or under another load) and compare their steps: a count that
+    does not depend on the machine gives the same number every time, whatever the seconds."""
+    chosen = [r for r in rows if r["search"] == "ok" and r["search_seconds"] >= slowest]
+    by_system: dict[str, set[str]] = {}
+    for r in chosen:
+        by_system.setdefault(r["system"], set()).add(r["ligand"])
+    config = PosingConfig(mcs_timeout=limit)
+    again = {}
+    for system, names in sorted(by_system.items()):
+        for row in measure_system(UNI_FEP / system, config, limit, names):
+            again[row["system"], row["ligand"]] = row
+    done = [r for r in chosen if again[r["system"], r["ligand"]]["search"] == "ok"]
+    same = sum(again[r["system"], r["ligand"]]["steps"] == r["steps"] for r in done)
+    ratio = np.array([again[r["system"], r["ligand"]]["search_seconds"] / r["search_seconds"]
+                      for r in done])
+    print(f"{len(chosen)} core searches of {slowest} s or more run again; {len(done)} finished "
+          f"within {limit} s again, {same} of them in the same number of steps; seconds now / "
+          f"then: median {np.median(ratio):.2f}, range {ratio.min():.2f} to {ratio.max():.2f}")
+    for r in chosen:
+        now = again[r["system"], r["ligand"]]
+        if now["search"] != "ok":
+            print(f"  out of time now: {r['system']}/{r['ligand']} ({r['steps']} steps in "
+                  f"{r['search_seconds']} s then, stopped at {now['steps']} now)")
+        elif now["steps"] != r["steps"]:
+            print(f"  differs: {r['system']}/{r['ligand']}: {r['steps']} steps then, "
+                  f"{now['steps']} now")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=float, default=10.0, help="seconds per search")
     parser.add_argument("--json", type=Path, help="write every ligand's row here")
     parser.add_argument("--summarize", type=Path, help="summarize a --json written before")
+    parser.add_argument("--repeat", type=Path, help="run again the slow searches of a --json "
+                        "written before and compare their steps")
+    parser.add_argument("--slowest", type=float, default=0.5,
+                        help="with --repeat: the searches of at least this many seconds")
     args = parser.parse_args()
     if args.summarize:
         summarize(json.loads(args.summarize.read_text()))
         return
     RDLogger.DisableLog("rdApp.*")
+    if args.repeat:
+        repeat(json.loads(args.repeat.read_text()), args.limit, args.slowest)
+        return
     config = PosingConfig(mcs_timeout=args.limit)
     rows = []
     for system in sorted(p for p in UNI_FEP.iterdir() if (p / "result_dG.csv").is_file()):

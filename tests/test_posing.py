@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import FEP, REPO, data_config, missing_shared
 from rdkit import Chem
-from rdkit.Chem import rdMolAlign
+from rdkit.Chem import rdFMCS, rdMolAlign
 from scipy.spatial import cKDTree
 from test_cache import assert_same_graph
 
@@ -24,7 +24,14 @@ from plgraph.data.layouts import read_inputs
 from plgraph.data.records import dg_to_pk
 from plgraph.errors import FeaturizationError
 from plgraph.featurize import load_protein, parse_ligand_block, read_ligand_files
-from plgraph.featurize.posing import PosingSite, parse_smiles, pose_ligand
+from plgraph.featurize.posing import (
+    PosingSite,
+    StepLimit,
+    mcs_parameters,
+    parse_smiles,
+    pose_ligand,
+    ran_out_of_time,
+)
 
 UNI_FEP_MINI = REPO / "tests" / "data" / "uni-fep-mini"
 BRD4 = "WaterSet|Brd4(1)-ASH106"
@@ -288,12 +295,10 @@ def test_several_sources_need_names_and_a_processed_dir(uni_fep_root):
                     sources=[{**source, "name": "a"}, {**source, "name": "a"}])
 
 
-def test_a_cache_with_searches_out_of_time_warns_that_another_machine_may_differ(
-        uni_fep_root, tmp_path, caplog):
-    # A cyclic peptide of Uni-FEP's PCSK9 series: its unseeded common-substructure search with
-    # the reference takes over 10 s on any machine (bench/mcs_search.py), so at 1 s it runs
-    # out of time wherever this runs; the Brd4 and FKBP12 ligands beside it pose in
-    # milliseconds. That failure, unlike every other rule's, depends on the machine.
+def copy_pcsk9(uni_fep_root: Path, rows: int = 1) -> Path:
+    """Uni-FEP's PCSK9 cyclic-peptide system with its first ``rows`` ligands, into the test's
+    root: its unseeded common-substructure search with the reference takes over 10 s on any
+    machine (bench/mcs_search.py), about 9,000 steps a second here."""
     pcsk9 = REPO.parent / "shared" / "data" / "uni-fep" / "CyclicPeptide|PCSK9"
     if not pcsk9.is_dir():
         missing_shared(pcsk9)
@@ -301,8 +306,17 @@ def test_a_cache_with_searches_out_of_time_warns_that_another_machine_may_differ
     system.mkdir()
     for name in ("protein.pdb", "ref_ligand.sdf"):
         shutil.copy(pcsk9 / name, system / name)
-    rows = (pcsk9 / "result_dG.csv").read_text().splitlines()
-    (system / "result_dG.csv").write_text("\n".join(rows[:2]) + "\n")
+    lines = (pcsk9 / "result_dG.csv").read_text().splitlines()
+    (system / "result_dG.csv").write_text("\n".join(lines[:rows + 1]) + "\n")
+    return system
+
+
+def test_a_cache_with_searches_out_of_time_warns_that_another_machine_may_differ(
+        uni_fep_root, tmp_path, caplog):
+    # At 1 s the PCSK9 peptide's search runs out of time wherever this runs, long before its
+    # step limit; the Brd4 and FKBP12 ligands beside it pose in milliseconds. That failure,
+    # unlike every other rule's, depends on the machine.
+    pcsk9 = copy_pcsk9(uni_fep_root)
     quick = replace(CONFIG, posing=replace(CONFIG.posing, mcs_timeout=1.0))
     data = data_config(uni_fep_root, layout="reference", processed_dir=str(tmp_path / "c"))
     with caplog.at_level("WARNING"):
@@ -310,8 +324,39 @@ def test_a_cache_with_searches_out_of_time_warns_that_another_machine_may_differ
     failures = prepared.cache.meta["failures"]
     out_of_time = [f for f in failures if "did not finish within" in f["reason"]]
     assert [f["id"].split("/")[0] for f in out_of_time] == [pcsk9.name]
+    assert "featurize.posing.mcs_timeout=1.0 s" in out_of_time[0]["reason"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(message.startswith(f"1 of the {len(failures)} failures are common-substructure "
                                   "searches that ran out of featurize.posing.mcs_timeout")
                and "a build elsewhere may pose some of them" in message
                for message in warnings), warnings
+
+
+def test_a_search_over_its_step_limit_fails_alike_on_every_run_and_is_not_warned_about(
+        uni_fep_root, tmp_path, caplog):
+    # The step limit, not the clock, stops the PCSK9 peptide's search (2,000 steps: a quarter of
+    # a second here, the 600 s backstop far off): the failure is the inputs' and config's, so
+    # the cache says nothing about other machines.
+    pcsk9 = copy_pcsk9(uni_fep_root, rows=2)
+    limited = replace(CONFIG, posing=replace(CONFIG.posing, mcs_steps=2000))
+    reference = read_ligand_files([pcsk9 / "ref_ligand.sdf"], "reference ligand")
+    Chem.GetSymmSSSR(reference)
+    first_row = (pcsk9 / "result_dG.csv").read_text().splitlines()[1]
+    ligand = parse_smiles(first_row.split(",")[0], "peptide")
+    limit = StepLimit(limited.posing.mcs_steps, limited.posing.mcs_timeout)
+    params = mcs_parameters(limited.posing)
+    params.ProgressCallback = limit
+    assert rdFMCS.FindMCS([reference, ligand], params).canceled
+    assert (limit.reports, limit.out_of_time) == (2000, False)
+    data = data_config(uni_fep_root, layout="reference", processed_dir=str(tmp_path / "c"))
+    with caplog.at_level("WARNING"):
+        prepared = prepare_data(data, limited, SplitConfig())
+    failures = [f for f in prepared.cache.meta["failures"] if pcsk9.name in f["id"]]
+    assert len(failures) == 2
+    for failure in failures:
+        assert failure["reason"].endswith(
+            "did not finish within featurize.posing.mcs_steps=2,000 steps: too costly a search "
+            "to place it by the reference"), failure
+        assert not ran_out_of_time(failure["reason"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("ran out of featurize.posing.mcs_timeout" in m for m in warnings), warnings

@@ -47,8 +47,12 @@ class PosingConfig:
     every checkpoint.
 
     Args:
-        mcs_timeout: seconds the maximum-common-substructure search may take; a search that
-            reaches it is a failure (its result would depend on the machine's speed).
+        mcs_steps: progress reports (steps) rdFMCS's core search may make; a search that
+            reaches it is a failure. A count of steps is the same on every machine (for one
+            RDKit release), so the ligands it fails do not depend on the machine's speed or load.
+        mcs_timeout: seconds either search (RASCAL's seed, rdFMCS's core) may take, a backstop
+            well above what ``mcs_steps`` takes on a slow machine; a search that reaches it is a
+            failure that another machine might not have (it is warned about).
         min_core_atoms, min_core_fraction: the common substructure must have at least this many
             heavy atoms and this fraction of the ligand's heavy atoms.
         attempts: seeded ETKDG embeddings tried per ligand at most (the search stops at the
@@ -61,7 +65,11 @@ class PosingConfig:
         relax_iterations: MMFF94 minimization steps.
     """
 
-    mcs_timeout: float = 2.0
+    # 160,000: above the 152,288 steps of the longest search that finished in 2 s on an idle
+    # 2-core guest (the former time limit); 81 s at the slowest rate measured (5.1e-4 s a step),
+    # so 600 s leaves a machine 7x slower the same results (bench/mcs_search.py).
+    mcs_steps: int = 160_000
+    mcs_timeout: float = 600.0
     min_core_atoms: int = 5
     min_core_fraction: float = 0.3
     attempts: int = 8
@@ -72,6 +80,8 @@ class PosingConfig:
     relax_iterations: int = 200
 
     def __post_init__(self) -> None:
+        _require(self.mcs_steps >= 1, "featurize.posing.mcs_steps must be >= 1 "
+                 f"(got {self.mcs_steps})")
         _require(self.mcs_timeout >= 1, "featurize.posing.mcs_timeout must be >= 1 s "
                  f"(got {self.mcs_timeout})")
         _require(self.min_core_atoms >= 3, "featurize.posing.min_core_atoms must be >= 3: "

@@ -29,8 +29,10 @@ from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_e
 # CW/CCW tag. 6: a PDB file keeps the atoms of a residue defined twice in one chain (a second
 # chain under the same chain ID with restarted numbering, as PDBbind's homodimer pockets: 2p3a
 # had 248 of its 471 heavy atoms), which Biopython dropped; a heavy atom it still drops is an error.
+# 7: posing's core search stops at a count of steps (featurize.posing.mcs_steps), the same on
+# every machine, instead of at 2 s, which posed other ligands on a slower or busier machine.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 6
+DATA_PROCESSING_VERSION = 7
 
 LIGAND = "ligand"
 PROTEIN = "protein"

@@ -28,14 +28,16 @@ training and prediction pose the same way:
 5. A pose that still clashes (more than ``max_clashes`` pairs) is a failure.
 
 Deterministic: every random choice is seeded from the config, RDKit runs single-threaded, and
-the result depends on the inputs and config only, not on worker count or order. The one
-exception is a search that reaches ``mcs_timeout``: what it found by then depends on the
-machine's speed, so such a ligand is a failure with that reason rather than a pose that could
-differ between runs.
+the result depends on the inputs and config only, not on worker count or order. rdFMCS's search
+is limited by a count of its steps (``mcs_steps``), not by time: which ligands reach it is the
+same on every machine. The one exception is the backstop ``mcs_timeout`` (either search, ten
+minutes by default): a search stopped by it is a failure whose occurrence depends on the
+machine's speed, and a cache with such failures warns so at every start.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,8 +126,8 @@ def pose_ligand(ligand: Chem.Mol, site: PosingSite, config: PosingConfig, source
     """Pose ``ligand`` (from :func:`parse_smiles`) onto ``site``'s reference; see the module doc.
 
     Raises:
-        FeaturizationError: naming ``source`` and the rule: core too small, MCS timeout, no
-            embedding, or a pose that still clashes.
+        FeaturizationError: naming ``source`` and the rule: core too small, a search over its step
+            limit or its time limit, no embedding, or a pose that still clashes.
     """
     cores = _cores(ligand, site, config, source)
     embedders = [_CoreEmbedder(ligand, core, site.reference, config) for core in cores]
@@ -162,6 +164,8 @@ def pose_ligand(ligand: Chem.Mol, site: PosingSite, config: PosingConfig, source
 # The words of a failure that ran out of time: the one posing failure whose occurrence depends on
 # the machine (its speed and load), not only on the inputs and config (bench/mcs_search.py).
 OUT_OF_TIME = "did not finish within featurize.posing.mcs_timeout"
+# The words of a core search stopped by its step limit: the same ligands on every machine.
+OUT_OF_STEPS = "did not finish within featurize.posing.mcs_steps"
 
 
 def ran_out_of_time(reason: str) -> bool:
@@ -175,6 +179,28 @@ def out_of_time(source: str, site: PosingSite, config: PosingConfig) -> Featuriz
                               f"{site.source} {OUT_OF_TIME}={config.mcs_timeout} s")
 
 
+class StepLimit(rdFMCS.MCSProgress):
+    """rdFMCS's progress callback: counts the search's progress reports (its steps) and stops it
+    at ``steps`` of them, or after ``seconds``, whichever comes first.
+
+    The count is what makes the limit the same on every machine. The time is checked here too:
+    a custom callback replaces rdFMCS's own, which is the one that applies ``Timeout``.
+    """
+
+    def __init__(self, steps: int | float, seconds: float) -> None:
+        super().__init__()
+        self.steps, self.seconds = steps, seconds
+        self.reports, self.out_of_time = 0, False
+        self.started = time.perf_counter()
+
+    def __call__(self, stat, params) -> bool:  # True: go on
+        self.reports += 1
+        if time.perf_counter() - self.started >= self.seconds:
+            self.out_of_time = True
+            return False
+        return self.reports < self.steps
+
+
 # Ways the common substructure may lie on the ligand that are worth an embedding each: a
 # substituted ring matched in another rotation puts the substituent elsewhere in the site.
 MAX_CORE_MATCHES = 4
@@ -182,7 +208,7 @@ MAX_CORE_MATCHES = 4
 
 def mcs_parameters(config: PosingConfig) -> rdFMCS.MCSParameters:
     """rdFMCS's parameters for the core: elements and exact bond orders match, ring atoms only
-    ring atoms, rings whole, at most ``mcs_timeout`` seconds (no initial seed yet)."""
+    ring atoms, rings whole (no initial seed and no step limit yet: see :class:`StepLimit`)."""
     params = rdFMCS.MCSParameters()
     params.AtomTyper = rdFMCS.AtomCompare.CompareElements
     # Exact: CompareOrder would let an aromatic bond match a single one (phenyl onto cyclohexyl).
@@ -203,9 +229,16 @@ def _cores(ligand: Chem.Mol, site: PosingSite, config: PosingConfig,
     seed = seed_fragment(ligand, site, config, source)
     if seed is not None:
         params.InitialSeed = seed
+    limit = StepLimit(config.mcs_steps, config.mcs_timeout)
+    params.ProgressCallback = limit
     result = rdFMCS.FindMCS([site.reference, ligand], params)
-    if result.canceled:
+    if result.canceled and limit.out_of_time:
         raise out_of_time(source, site, config)
+    if result.canceled:
+        raise FeaturizationError(
+            f"{source}: the common-substructure search with the reference {site.source} "
+            f"{OUT_OF_STEPS}={config.mcs_steps:,} steps: too costly a search to place "
+            "it by the reference")
     needed = max(config.min_core_atoms,
                  int(np.ceil(config.min_core_fraction * ligand.GetNumAtoms())))
     if result.numAtoms < needed:
