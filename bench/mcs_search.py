@@ -47,9 +47,10 @@ from plgraph.featurize.posing import (
 UNI_FEP = REPO.parent / "shared" / "data" / "uni-fep"
 
 
-def measure_system(system: Path, config: PosingConfig, limit: float,
+def measure_system(system: Path, config: PosingConfig,
                    only: set[str] | None = None) -> list[dict]:
-    """Every ligand's row, or only those named in ``only``."""
+    """Every ligand's row, or only those named in ``only``; each search is given
+    ``config.mcs_timeout`` seconds and no limit on steps."""
     reference = read_ligand_files([system / "ref_ligand.sdf"], "reference ligand")
     Chem.GetSymmSSSR(reference)
     # The search reads the reference only: no protein is parsed for the site.
@@ -77,7 +78,7 @@ def measure_system(system: Path, config: PosingConfig, limit: float,
                 params = mcs_parameters(config)
                 if seed is not None:
                     params.InitialSeed = seed
-                progress = StepLimit(steps=float("inf"), seconds=limit)
+                progress = StepLimit(steps=float("inf"), seconds=config.mcs_timeout)
                 params.ProgressCallback = progress
                 started = time.perf_counter()
                 result = rdFMCS.FindMCS([reference, ligand], params)
@@ -133,7 +134,7 @@ def repeat(rows: list[dict], limit: float, slowest: float) -> None:
     config = PosingConfig(mcs_timeout=limit)
     again = {}
     for system, names in sorted(by_system.items()):
-        for row in measure_system(UNI_FEP / system, config, limit, names):
+        for row in measure_system(UNI_FEP / system, config, names):
             again[row["system"], row["ligand"]] = row
     done = [r for r in chosen if again[r["system"], r["ligand"]]["search"] == "ok"]
     same = sum(again[r["system"], r["ligand"]]["steps"] == r["steps"] for r in done)
@@ -172,7 +173,7 @@ def main() -> None:
     config = PosingConfig(mcs_timeout=args.limit)
     rows = []
     for system in sorted(p for p in UNI_FEP.iterdir() if (p / "result_dG.csv").is_file()):
-        rows += measure_system(system, config, args.limit)
+        rows += measure_system(system, config)
         if args.json:  # kept as it goes: an interrupted run leaves what it measured
             args.json.write_text(json.dumps(rows) + "\n")
     summarize(rows)

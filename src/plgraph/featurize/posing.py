@@ -208,7 +208,8 @@ MAX_CORE_MATCHES = 4
 
 def mcs_parameters(config: PosingConfig) -> rdFMCS.MCSParameters:
     """rdFMCS's parameters for the core: elements and exact bond orders match, ring atoms only
-    ring atoms, rings whole (no initial seed and no step limit yet: see :class:`StepLimit`)."""
+    ring atoms, rings whole (no initial seed yet, and no limit: :class:`StepLimit`, the progress
+    callback, limits the steps and the time; ``Timeout`` would only apply without one)."""
     params = rdFMCS.MCSParameters()
     params.AtomTyper = rdFMCS.AtomCompare.CompareElements
     # Exact: CompareOrder would let an aromatic bond match a single one (phenyl onto cyclohexyl).
@@ -216,7 +217,6 @@ def mcs_parameters(config: PosingConfig) -> rdFMCS.MCSParameters:
     params.AtomCompareParameters.RingMatchesRingOnly = True
     params.BondCompareParameters.RingMatchesRingOnly = True
     params.BondCompareParameters.CompleteRingsOnly = True
-    params.Timeout = max(1, round(config.mcs_timeout))
     return params
 
 
