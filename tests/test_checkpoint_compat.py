@@ -2,9 +2,10 @@
 commit 620404f (before the trainer was carved up) resumes under today's code and ends on the
 very weights the old code reached, and today's code writes the same state at the same step.
 tests/data/checkpoint-620404f/make.py made the files with that commit's trainer and checkpoint
-code and today's featurization (DATA_PROCESSING_VERSION 7; in 6, 5 of the 20 complexes, 1hte,
+code and today's featurization (DATA_PROCESSING_VERSION 8; in 6, 5 of the 20 complexes, 1hte,
 2b1i, 2p3a, 2pv2, 2w8w, gained the atoms of their repeated residues; 7 changed posing, which
-these posed ligands do not use, and its config). The checkpoint format is what is
+these posed ligands do not use, and its config; 8 added the ligand descriptors, which this
+model does not read). The checkpoint format is what is
 under test; a checkpoint of version 5, as 620404f itself wrote it, is refused on resume."""
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def test_a_checkpoint_of_version_5_is_refused_saying_what_to_do(twenty_root, tmp
     shutil.copy(OLD / "step_00000003.version5.pt", checkpoints / "step_00000003.pt")
     assert read_checkpoint(checkpoints / "step_00000003.pt")["data_processing_version"] == 5
     with pytest.raises(CheckpointError, match=r"step_00000003.pt was trained on graphs of "
-                       r"DATA_PROCESSING_VERSION 5, this code featurizes with version 7\. "
+                       r"DATA_PROCESSING_VERSION 5, this code featurizes with version 8\. "
                        r"Start over with fresh=true"):
         train(app)
 

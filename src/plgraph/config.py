@@ -20,7 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OBJECTIVES = ("absolute", "within_series")
 MONITORS = ("rmse", "series_spearman")
 RELATIVE_LOSSES = ("squared", "pairwise_logistic", "both")
-ANCHORS = ("none", "heavy_atoms", "vina", "vina_terms")
+ANCHORS = ("none", "heavy_atoms", "vina", "vina_terms", "vina_descriptors")
 LIGAND_FORMATS = ("sdf", "mol2", "pdbqt")
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv")
 
@@ -385,10 +385,20 @@ class ModelConfig:
             same with the least-squares line pK = a + b * Vina score (in place) on the train
             part, a learned Vina term holding the slope. ``vina_terms``: a linear fit on all
             the Vina terms (``vocab.VINA_TERMS``), a learned linear layer over them holding its
-            coefficients. Both need ``featurize.vina_terms=true``.
+            coefficients. Both need ``featurize.vina_terms=true``. ``vina_descriptors``: the
+            within-series least-squares fit on the Vina terms, the ligand descriptors
+            (``vocab.LIGAND_DESCRIPTORS``) and the heavy-atom count, on every complex of the
+            train part, also those ``experiment.max_train_per_series`` leaves out of training
+            (``plgraph.training.anchor.series_fit``): a linear term over the terms and
+            descriptors holds its coefficients, the size term its heavy-atom one. Needs
+            ``size_term`` and ``featurize.vina_terms=true``.
         vina_readout: the pose's Vina terms, standardized on the train part, as an input of the
             readout (added to every ligand atom's features before the head). Needs
             ``featurize.vina_terms=true``.
+        descriptor_readout: the ligand's whole-molecule descriptors
+            (``vocab.LIGAND_DESCRIPTORS``: logP, TPSA, donors, acceptors, ...), standardized on
+            the train part, as an input of the readout, as ``vina_readout`` does with the Vina
+            terms. Every graph carries them (``DATA_PROCESSING_VERSION`` 8 and later).
     """
 
     hidden_channels: int = 64
@@ -403,6 +413,7 @@ class ModelConfig:
     size_term: bool = False
     anchor: str = "none"
     vina_readout: bool = False
+    descriptor_readout: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf"):
@@ -415,14 +426,19 @@ class ModelConfig:
         _require(self.cutoff > 0, f"model.cutoff must be > 0 Å (got {self.cutoff})")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1) (got {self.dropout})")
         _require_choice("model.anchor", self.anchor, ANCHORS)
-        _require(self.anchor != "heavy_atoms" or self.size_term,
+        _require(self.anchor not in ("heavy_atoms", "vina_descriptors") or self.size_term,
                  f"model.anchor={self.anchor} sets the size term's weight: it needs "
                  "model.size_term=true")
 
     @property
     def uses_vina(self) -> bool:
         """Whether the network reads the graphs' Vina terms (``featurize.vina_terms``)."""
-        return self.anchor in ("vina", "vina_terms") or self.vina_readout
+        return self.anchor in ("vina", "vina_terms", "vina_descriptors") or self.vina_readout
+
+    @property
+    def uses_descriptors(self) -> bool:
+        """Whether the network reads the ligands' descriptors (version 8 graphs)."""
+        return self.anchor == "vina_descriptors" or self.descriptor_readout
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -94,6 +94,17 @@ def element_index(symbol: str) -> int:
 # vina_terms, model.vina_readout). Energies in kcal/mol; VinaTerms checks that its fields match.
 VINA_TERMS = ("vina_score", "vina_optimized", "vinardo_score", "vina_inter", "vina_intra",
               "gauss1", "gauss2", "repulsion", "hydrophobic", "hbond", "rotatable_bonds")
+# A ligand's whole-molecule descriptors (plgraph.featurize.ligand.ligand_descriptors, in this
+# order), stored with every graph as ``descriptors`` [1, len] and read by model.descriptor_readout.
+# A linear fit on them and the Vina terms ranks unseen-family series better than either alone
+# (bench/README.md, "Ligand descriptors"). The heavy-atom count is not among them: the size term
+# and the heavy-atom anchor read it from the graph.
+LIGAND_DESCRIPTORS = ("crippen_logp", "tpsa", "h_donors", "h_acceptors", "rotatable_bonds",
+                      "aromatic_rings", "fraction_csp3", "molecular_weight", "formal_charge",
+                      "halogens", "rings", "crippen_mr")
+# What the within-series fit reads (model.anchor=vina_descriptors, the series_fit baseline;
+# PreparedData.series_fit_inputs), in this order.
+SERIES_FIT_INPUTS = (*VINA_TERMS, *LIGAND_DESCRIPTORS, "heavy_atoms")
 # The whole docking scores among them, by the baseline each is (reports, predict.py's summary).
 DOCKING_SCORES = {"vina": "vina_score", "vina_optimized": "vina_optimized",
                   "vinardo": "vinardo_score"}

@@ -71,8 +71,12 @@ def featurize_golden_paths() -> dict:
     }
 
 
+GRAPH_LEVEL = ("descriptors",)
+
+
 def summarize(graph) -> dict:
-    """Shape, dtype and content hash of every tensor of the graph, keyed ``store/attr``."""
+    """Shape, dtype and content hash of every tensor of the graph, keyed ``store/attr`` (a
+    graph-level tensor by its name alone)."""
     tensors = {}
     for key in graph.node_types + graph.edge_types:
         name = key if isinstance(key, str) else "|".join(key)
@@ -80,6 +84,11 @@ def summarize(graph) -> dict:
             tensors[f"{name}/{attr}"] = {
                 "shape": list(value.shape), "dtype": str(value.dtype),
                 "sha256": hashlib.sha256(value.contiguous().numpy().tobytes()).hexdigest()}
+    for attr in GRAPH_LEVEL:  # the ligand's descriptors: one row for the whole graph
+        value = graph[attr]
+        tensors[attr] = {
+            "shape": list(value.shape), "dtype": str(value.dtype),
+            "sha256": hashlib.sha256(value.contiguous().numpy().tobytes()).hexdigest()}
     return tensors
 
 

@@ -1,5 +1,11 @@
 """Input layouts, the processed cache and the seeded split."""
 
-from plgraph.data.dataset import ComplexDataset, PreparedData, capped_training, prepare_data
+from plgraph.data.dataset import (
+    UNCUT_TRAIN,
+    ComplexDataset,
+    PreparedData,
+    capped_training,
+    prepare_data,
+)
 
-__all__ = ["ComplexDataset", "PreparedData", "capped_training", "prepare_data"]
+__all__ = ["UNCUT_TRAIN", "ComplexDataset", "PreparedData", "capped_training", "prepare_data"]

@@ -39,6 +39,8 @@ INPUTS_CHANGED = ("the input files or labels changed since it was built (ids, la
 _EDGE_INDEX = "edge_index"
 # The graphs' Vina terms (featurize.vina_terms=true), [graphs, len(vocab.VINA_TERMS)] per shard.
 VINA = "vina"
+# The ligands' whole-molecule descriptors, [graphs, len(vocab.LIGAND_DESCRIPTORS)] per shard.
+DESCRIPTORS = "descriptors"
 
 
 def shard_name(number: int) -> str:
@@ -66,6 +68,7 @@ def pack_graphs(graphs: Sequence[HeteroData]) -> dict:
         raise CacheError("only some graphs of one shard have Vina terms: a featurization bug")
     if with_vina:  # featurize.vina_terms=true: one [1, terms] row per graph, like y
         payload[VINA] = torch.cat([g.vina for g in graphs])
+    payload[DESCRIPTORS] = torch.cat([g.descriptors for g in graphs])  # one [1, D] row per graph
     for name, parts in tensors.items():
         dim = _cat_dim(name.rsplit("/", 1)[1])
         sizes = torch.tensor([0] + [p.shape[dim] for p in parts])
@@ -87,6 +90,7 @@ def unpack_graph(payload: dict, position: int, version: int) -> HeteroData:
     data.y = payload["y"][position:position + 1]
     if VINA in payload:
         data.vina = payload[VINA][position:position + 1]
+    data.descriptors = payload[DESCRIPTORS][position:position + 1]
     return data
 
 
@@ -189,6 +193,12 @@ class ProcessedCache:
             raise CacheError(f"processed cache {self.path} has no Vina terms: it was built "
                              "without featurize.vina_terms=true")
         return torch.cat([self._shard(number)[VINA]
+                          for number in range(len(self.meta["shards"]))])
+
+    def ligand_descriptors(self) -> torch.Tensor:
+        """Each complex's ligand descriptors ``[complexes, len(vocab.LIGAND_DESCRIPTORS)]`` in
+        cache order, from the shards' stacked rows alone, as :meth:`vina_terms`."""
+        return torch.cat([self._shard(number)[DESCRIPTORS]
                           for number in range(len(self.meta["shards"]))])
 
 

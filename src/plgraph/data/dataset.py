@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -22,6 +23,9 @@ from plgraph.featurize.posing import ran_out_of_time
 from plgraph.runtime.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
+
+# The part name of the train part before capped_training cut it (PreparedData.ids_of).
+UNCUT_TRAIN = "uncut_train"
 
 
 class ComplexDataset(Dataset):
@@ -46,6 +50,10 @@ class PreparedData:
 
     cache: ProcessedCache
     split: Split
+    # The train part before ``capped_training`` cut it (None: uncut). The network trains on the
+    # cut part; a linear fit costs nothing and reads every train complex (model.anchor=
+    # vina_descriptors, the series-fit baseline).
+    uncut_train: list[str] | None = None
 
     @functools.cached_property
     def series_of(self) -> dict[str, str]:
@@ -66,8 +74,22 @@ class PreparedData:
                                "/ split.val)")
 
     def with_parts(self, parts: dict[str, list[str]]) -> PreparedData:
-        """The same cache with other split parts (their own fingerprint): a cut training part."""
+        """The same cache with other split parts (their own fingerprint): a cut training part.
+        It is the training data from then on (a learning curve's share, few-shot's part), the
+        fits' included; only :func:`capped_training` keeps the part before its cut."""
         return PreparedData(self.cache, self.split.with_parts(parts))
+
+    def ids_of(self, name: str) -> list[str]:
+        """The complexes of split part ``name`` in its order, or of ``UNCUT_TRAIN``: the train
+        part before any cut."""
+        if name == UNCUT_TRAIN:
+            return list(self.uncut_train or self.split.parts["train"])
+        return list(self.split.parts[name])
+
+    def _rows(self, values, name: str) -> np.ndarray:
+        """``values`` (one row per cache complex) in the order of part ``name``, as float64."""
+        position = {complex_id: i for i, complex_id in enumerate(self.cache.ids)}
+        return values.double().numpy()[[position[i] for i in self.ids_of(name)]]
 
     def part(self, name: str) -> ComplexDataset:
         return ComplexDataset(self.cache, self.split.parts[name])
@@ -75,14 +97,28 @@ class PreparedData:
     def ligand_sizes(self, name: str) -> list[int]:
         """The ligand heavy-atom count of each complex of split part ``name``, in its order."""
         counts = dict(zip(self.cache.ids, self.cache.ligand_atom_counts(), strict=True))
-        return [counts[complex_id] for complex_id in self.split.parts[name]]
+        return [counts[complex_id] for complex_id in self.ids_of(name)]
 
     def vina_terms(self, name: str) -> np.ndarray:
         """The Vina terms ``[complexes, len(vocab.VINA_TERMS)]`` of split part ``name``, in its
         order, as float64 of the cache's float32 (CacheError without them)."""
-        position = {complex_id: i for i, complex_id in enumerate(self.cache.ids)}
-        terms = self.cache.vina_terms().double().numpy()
-        return terms[[position[complex_id] for complex_id in self.split.parts[name]]]
+        return self._rows(self.cache.vina_terms(), name)
+
+    def ligand_descriptors(self, name: str) -> np.ndarray:
+        """The ligand descriptors ``[complexes, len(vocab.LIGAND_DESCRIPTORS)]`` of split part
+        ``name``, in its order, as float64 of the cache's float32."""
+        return self._rows(self.cache.ligand_descriptors(), name)
+
+    def labels(self, name: str) -> np.ndarray:
+        """The measured pK of each complex of part ``name``, in its order."""
+        return np.array([self.label_of[i] for i in self.ids_of(name)], float)
+
+    def series_fit_inputs(self, name: str) -> np.ndarray:
+        """What the within-series fit reads for each complex of part ``name``
+        ``[complexes, len(vocab.SERIES_FIT_INPUTS)]``: the Vina terms, the ligand descriptors
+        and the heavy-atom count, in that order."""
+        return np.hstack([self.vina_terms(name), self.ligand_descriptors(name),
+                          np.array(self.ligand_sizes(name), float)[:, None]])
 
     def ligand_size_range(self, name: str) -> list[int]:
         """[smallest, largest] ligand heavy-atom count of split part ``name``; stored in every
@@ -143,7 +179,9 @@ def _log_summary(cache: ProcessedCache, split: Split) -> None:
 def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedData:
     """``data`` with its train part cut to ``per_series`` complexes of each series, drawn with
     ``seed`` (0: unchanged). Validation and test stay whole, so the figures stay comparable; the
-    cut split has a fingerprint of its own, so a resumed training checks it like any other."""
+    cut split has a fingerprint of its own, so a resumed training checks it like any other.
+    The train part before the cut stays known (``UNCUT_TRAIN``) for the linear fits, which cost
+    nothing per complex."""
     if not per_series:
         return data
     series_of = data.series_of
@@ -158,4 +196,4 @@ def capped_training(data: PreparedData, per_series: int, seed: int) -> PreparedD
     parts = {**data.split.parts, "train": train}
     log.info("max_train_per_series=%d: training on %d of %d train complexes", per_series,
              len(train), len(data.split.parts["train"]))
-    return data.with_parts(parts)
+    return dataclasses.replace(data.with_parts(parts), uncut_train=data.ids_of(UNCUT_TRAIN))

@@ -38,7 +38,8 @@ from plgraph.training.reports import write_json
 log = logging.getLogger(__name__)
 
 METHODS = ("full", "full_ensemble", "ligand_only", "heavy_atoms", "vina", "vina_optimized",
-           "vinardo", "vina_terms_fit", "fep")
+           "vinardo", "vina_terms_fit", "descriptors_fit", "vina_descriptors_fit", "series_fit",
+           "fep")
 DOCKING = ("vina", "vina_optimized", "vinardo", "vina_terms_fit")  # need featurize.vina_terms
 
 BASELINES = ("ligand_only", "heavy_atoms")  # what the full model must beat
@@ -51,6 +52,11 @@ LABELS = {"full": "full model (ligand + pocket + interactions)",
           "vina_optimized": "Vina score after a local optimization (-score / RT ln 10 as pK)",
           "vinardo": "Vinardo score of the pose in place (-score / RT ln 10 as pK)",
           "vina_terms_fit": "Vina terms (linear fit on train)",
+          "descriptors_fit": "ligand descriptors and heavy-atom count (linear fit on train)",
+          "vina_descriptors_fit": "Vina terms, ligand descriptors and heavy-atom count (linear "
+                                  "fit on train)",
+          "series_fit": "Vina terms, ligand descriptors and heavy-atom count (within-series "
+                        "linear fit on every train complex)",
           "fep": "Uni-FEP's FEP prediction (fep_dG; physics reference, its test series only)"}
 
 FIGURES = ("pearson", "rmse", "series_spearman")
@@ -67,7 +73,9 @@ def summarize(config: AppConfig, per_seed: dict, wall_seconds: float) -> dict:
         for figure in FIGURES:
             values = [per_seed[s][method][figure] for s in per_seed]
             summary[method][figure] = {**mean_std(values), "values": values}
-    comparisons = [("full", other) for other in (*BASELINES, "vina", "vina_terms_fit", "fep")]
+    comparisons = [("full", other) for other in (*BASELINES, "vina", "vina_terms_fit",
+                                                 "descriptors_fit", "vina_descriptors_fit",
+                                                 "series_fit", "fep")]
     comparisons += [("full_ensemble", other) for other in ("full", *BASELINES)]
     paired = {f"{method}-{other}": bootstrap_interval(paired_differences(per_seed, method,
                                                                          other))

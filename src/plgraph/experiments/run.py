@@ -22,7 +22,7 @@ import numpy as np
 
 from plgraph import vocab
 from plgraph.config import AppConfig, SplitConfig
-from plgraph.data import PreparedData, capped_training, prepare_data
+from plgraph.data import UNCUT_TRAIN, PreparedData, capped_training, prepare_data
 from plgraph.data.records import dg_to_pk
 from plgraph.errors import PlgraphError
 from plgraph.experiments.few_shot import (
@@ -36,7 +36,7 @@ from plgraph.experiments.report import LABELS, summarize, write_figures, write_r
 from plgraph.experiments.trainings import fit_and_read_predictions
 from plgraph.runtime.atomic import replace_atomically
 from plgraph.runtime.stop import STOP
-from plgraph.training.anchor import heavy_atom_fit, vina_fit_predict
+from plgraph.training.anchor import heavy_atom_fit, series_fit_predict, vina_fit_predict
 from plgraph.training.metrics import score
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def _run_experiment(config: AppConfig, resume_command: str) -> dict:
         data = capped_training(prepare_data(config.data, config.featurize, split),
                                experiment.max_train_per_series, seed)
         series_of = data.series_of
-        predictions = {"heavy_atoms": heavy_atom_baseline(data), **docking_baselines(data)}
+        predictions = {"heavy_atoms": heavy_atom_baseline(data), **docking_baselines(data),
+                       **descriptor_baselines(data)}
         physics = fep_reference(data)
         if physics is not None:
             predictions["fep"] = physics
@@ -265,6 +266,35 @@ def docking_baselines(data: PreparedData) -> dict[str, dict]:
              for method, column in vocab.DOCKING_SCORES.items()}
     found["vina_terms_fit"] = vina_fit_predict(train_terms, train_labels, terms,
                                                range(len(vocab.VINA_TERMS)))
+    return {method: {"ids": ids, "predicted": predicted, "measured": labels}
+            for method, predicted in found.items()}
+
+
+def descriptor_baselines(data: PreparedData) -> dict[str, dict]:
+    """The linear fits on the ligand's descriptors, on the test part: ``descriptors_fit``, the
+    least-squares fit of pK on the standardized ``vocab.LIGAND_DESCRIPTORS`` and the heavy-atom
+    count of the train part; and, where the cache holds the poses' Vina terms,
+    ``vina_descriptors_fit``, the same with the Vina terms beside them: the linear reading of
+    what ``model.descriptor_readout`` and ``model.vina_readout`` give the network; and
+    ``series_fit``, the within-series fit on both and the heavy-atom count, on every train
+    complex (a cap's left-out ones too; ``plgraph.training.anchor.series_fit``), where
+    ``model.anchor=vina_descriptors`` starts."""
+    def inputs(part: str) -> np.ndarray:
+        return np.hstack([data.ligand_descriptors(part),
+                          np.array(data.ligand_sizes(part), float)[:, None]])
+
+    ids, labels = list(data.split.parts["test"]), labels_of(data, "test")
+    train, test, train_labels = inputs("train"), inputs("test"), labels_of(data, "train")
+    found = {"descriptors_fit": vina_fit_predict(train, train_labels, test,
+                                                 range(train.shape[1]))}
+    if data.cache.has_vina_terms:
+        train = np.hstack([train, data.vina_terms("train")])
+        test = np.hstack([test, data.vina_terms("test")])
+        found["vina_descriptors_fit"] = vina_fit_predict(train, train_labels, test,
+                                                         range(train.shape[1]))
+        found["series_fit"] = series_fit_predict(
+            data.series_fit_inputs(UNCUT_TRAIN), data.labels(UNCUT_TRAIN),
+            [data.series_of[i] for i in data.ids_of(UNCUT_TRAIN)], data.series_fit_inputs("test"))
     return {method: {"ids": ids, "predicted": predicted, "measured": labels}
             for method, predicted in found.items()}
 

@@ -16,6 +16,7 @@ from plgraph.errors import FeaturizationError
 from plgraph.featurize.ligand import (
     ligand_atom_features,
     ligand_bonds,
+    ligand_descriptors,
     ligand_positions,
 )
 from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_edges
@@ -31,8 +32,10 @@ from plgraph.featurize.protein import ProteinAtoms, cut_around_ligand, protein_e
 # had 248 of its 471 heavy atoms), which Biopython dropped; a heavy atom it still drops is an error.
 # 7: posing's core search stops at a count of steps (featurize.posing.mcs_steps), the same on
 # every machine, instead of at 2 s, which posed other ligands on a slower or busier machine.
+# 8: every graph carries its ligand's whole-molecule descriptors (``descriptors``,
+# vocab.LIGAND_DESCRIPTORS), for model.descriptor_readout and the descriptor baselines.
 # Caches and checkpoints stamped with another version are refused, never silently reused.
-DATA_PROCESSING_VERSION = 7
+DATA_PROCESSING_VERSION = 8
 
 LIGAND = "ligand"
 PROTEIN = "protein"
@@ -58,7 +61,8 @@ def featurize_complex(ligand: Chem.Mol, protein: ProteinAtoms, config: Featurize
         A ``HeteroData`` with node types ``ligand`` / ``protein`` (``x``: categorical features,
         ``pos``: Å), edge types ``bond`` (ligand covalent bonds), ``contact`` (protein pairs within
         ``protein_edge_cutoff``) and ``interacts`` (ligand -> protein within
-        ``interaction_cutoff``, with ``distance`` in Å), stamped with the processing version.
+        ``interaction_cutoff``, with ``distance`` in Å), the ligand's ``descriptors``
+        ``[1, len(vocab.LIGAND_DESCRIPTORS)]``, stamped with the processing version.
 
     Raises:
         FeaturizationError: no protein atom lies within the interaction cutoff of the ligand.
@@ -85,6 +89,7 @@ def featurize_complex(ligand: Chem.Mol, protein: ProteinAtoms, config: Featurize
     data[CONTACT].edge_attr = torch.from_numpy(contact_attr)
     data[INTERACTION].edge_index = torch.from_numpy(interaction_index)
     data[INTERACTION].distance = torch.from_numpy(distance.astype(np.float32))
+    data.descriptors = torch.from_numpy(ligand_descriptors(ligand)).unsqueeze(0)
     data.complex_id = complex_id
     data.processing_version = DATA_PROCESSING_VERSION
     return data

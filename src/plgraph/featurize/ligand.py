@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
+from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from plgraph import vocab
 from plgraph.errors import FeaturizationError
@@ -23,6 +24,7 @@ rdBase.LogToPythonLogger()
 _RDKIT_LOG = logging.getLogger("rdkit")
 _RDKIT_LOG.propagate = False
 _RDKIT_LOG.handlers = [logging.NullHandler()]  # replaces the stderr handler RDKit installs
+_HALOGENS = frozenset(("F", "Cl", "Br", "I"))
 _TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
 
 _HYBRIDIZATION_INDEX = {name: i for i, name in enumerate(vocab.HYBRIDIZATIONS)}
@@ -181,3 +183,27 @@ def ligand_bonds(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
 
 def ligand_positions(mol: Chem.Mol) -> np.ndarray:
     return mol.GetConformer().GetPositions()
+
+
+def ligand_descriptors(mol: Chem.Mol) -> np.ndarray:
+    """The whole-molecule descriptors of ``vocab.LIGAND_DESCRIPTORS`` (float32, in its order) of
+    a sanitized, hydrogen-free molecule: RDKit's Crippen logP and molar refractivity, TPSA,
+    Lipinski donors and acceptors, rotatable bonds, aromatic and all rings, fraction of sp3
+    carbons, average molecular weight, net formal charge and halogen count. They depend on the
+    molecule alone, never on its pose, so a ligand's every pose has the same ones."""
+    values = {
+        "crippen_logp": Crippen.MolLogP(mol),
+        "tpsa": rdMolDescriptors.CalcTPSA(mol),
+        "h_donors": Lipinski.NumHDonors(mol),
+        "h_acceptors": Lipinski.NumHAcceptors(mol),
+        "rotatable_bonds": rdMolDescriptors.CalcNumRotatableBonds(mol),
+        "aromatic_rings": rdMolDescriptors.CalcNumAromaticRings(mol),
+        "fraction_csp3": rdMolDescriptors.CalcFractionCSP3(mol),
+        "molecular_weight": Descriptors.MolWt(mol),
+        "formal_charge": Chem.GetFormalCharge(mol),
+        "halogens": sum(atom.GetSymbol() in _HALOGENS for atom in mol.GetAtoms()),
+        "rings": rdMolDescriptors.CalcNumRings(mol),
+        "crippen_mr": Crippen.MolMR(mol),
+    }
+    assert tuple(values) == vocab.LIGAND_DESCRIPTORS, "keep vocab.LIGAND_DESCRIPTORS in step"
+    return np.array([values[name] for name in vocab.LIGAND_DESCRIPTORS], np.float32)

@@ -46,6 +46,9 @@ class FlatGraph:
             ``None`` when the protein is left out.
         vina: each complex's Vina terms ``[num_graphs, len(vocab.VINA_TERMS)]``, or ``None``
             when the graphs were featurized without ``featurize.vina_terms``.
+        descriptors: each complex's ligand descriptors
+            ``[num_graphs, len(vocab.LIGAND_DESCRIPTORS)]``, or ``None`` for graphs of a
+            version before 8.
     """
 
     ligand_x: Tensor
@@ -58,6 +61,7 @@ class FlatGraph:
     bond_attr: Tensor
     contact_attr: Tensor | None
     vina: Tensor | None = None
+    descriptors: Tensor | None = None
 
     @property
     def num_ligand(self) -> int:
@@ -105,4 +109,5 @@ def flatten(data: HeteroData, use_protein: bool = True) -> FlatGraph:
                      batch=torch.cat(batch), num_graphs=num_graphs,
                      edge_index=torch.cat(edges, dim=1), edge_type=torch.cat(types),
                      bond_attr=bond.edge_attr, contact_attr=contact_attr,
-                     vina=data.vina if "vina" in data else None)
+                     vina=data.vina if "vina" in data else None,
+                     descriptors=data.descriptors if "descriptors" in data else None)

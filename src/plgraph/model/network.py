@@ -30,9 +30,13 @@ _MIN_EDGE_LENGTH = 1e-6
 # The per-atom contributions are summed, then divided by a typical drug-like heavy-atom count so
 # that a freshly initialized model starts with O(1) standardized outputs whatever the ligand size.
 _TYPICAL_LIGAND_ATOMS = 25.0
-# The Vina terms each anchor reads (indices in vocab.VINA_TERMS): the in-place score, or all.
+# The inputs each anchor's linear term reads, as indices in the standardized Vina terms followed
+# by the standardized ligand descriptors: the in-place score; every Vina term; every Vina term and
+# every descriptor (vina_descriptors: the size term holds the heavy-atom count's coefficient).
 VINA_ANCHOR_COLUMNS = {"vina": (vocab.VINA_TERMS.index("vina_score"),),
-                       "vina_terms": tuple(range(len(vocab.VINA_TERMS)))}
+                       "vina_terms": tuple(range(len(vocab.VINA_TERMS))),
+                       "vina_descriptors": tuple(range(len(vocab.VINA_TERMS)
+                                                       + len(vocab.LIGAND_DESCRIPTORS)))}
 
 
 def rms_normalize(vec: Tensor, eps: float = 1e-6) -> Tensor:
@@ -89,6 +93,12 @@ class PLGraphNet(torch.nn.Module):
         if config.uses_vina:  # the terms' standardization, set on the train part like pK's
             self.register_buffer("vina_mean", torch.zeros(len(vocab.VINA_TERMS)))
             self.register_buffer("vina_std", torch.ones(len(vocab.VINA_TERMS)))
+        descriptors = len(vocab.LIGAND_DESCRIPTORS)
+        self.descriptor_embedding = (torch.nn.Linear(descriptors, hidden)
+                                     if config.descriptor_readout else None)
+        if config.uses_descriptors:  # set on the train part, as the Vina terms' are
+            self.register_buffer("descriptor_mean", torch.zeros(descriptors))
+            self.register_buffer("descriptor_std", torch.ones(descriptors))
 
     def set_target_normalization(self, mean: float, std: float) -> None:
         r"""Set the pK standardization: :meth:`forward` predicts ``(pK - mean) / std``.
@@ -114,6 +124,19 @@ class PLGraphNet(torch.nn.Module):
                              f"(got mean={mean.tolist()}, std={std.tolist()})")
         self.vina_mean.copy_(mean)
         self.vina_std.copy_(std)
+
+    def set_descriptor_normalization(self, mean: Tensor, std: Tensor) -> None:
+        r"""Set the ligand descriptors' standardization (each
+        ``[len(vocab.LIGAND_DESCRIPTORS)]``, ``std`` finite and > 0), as
+        :meth:`set_vina_normalization` does for the Vina terms."""
+        if not self.config.uses_descriptors:
+            raise ValueError("this model reads no ligand descriptors (model.anchor, "
+                             "model.descriptor_readout)")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"descriptor standardization needs finite means and finite stds "
+                             f"> 0 (got mean={mean.tolist()}, std={std.tolist()})")
+        self.descriptor_mean.copy_(mean)
+        self.descriptor_std.copy_(std)
 
     def forward(self, data: HeteroData) -> Tensor:
         r"""Standardized predictions ``[num_graphs]``.
@@ -173,6 +196,32 @@ class PLGraphNet(torch.nn.Module):
             self.vina_term.weight.copy_(coefficients / self.target_std.item())
             self._zero_output_layer()
 
+    def anchor_to_series_fit(self, coefficients, intercept: float) -> None:
+        r"""Make the model predict ``intercept + coefficients . inputs`` (pK) exactly, the inputs
+        ``vocab.SERIES_FIT_INPUTS`` in raw units (``model.anchor=vina_descriptors``,
+        :func:`plgraph.training.anchor.series_fit`): the linear term reads the Vina terms and
+        descriptors standardized as already set on the train part, so each coefficient is
+        carried over to that scale and the inputs' means into the intercept; the size term holds
+        the heavy-atom coefficient; the head's output layer is zero, as in
+        :meth:`anchor_to_heavy_atoms`."""
+        inputs = len(vocab.SERIES_FIT_INPUTS)
+        coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
+        if (self.config.anchor != "vina_descriptors" or self.size_term is None
+                or coefficients.shape != (inputs,) or not torch.isfinite(coefficients).all()
+                or not math.isfinite(intercept)):
+            raise ValueError(f"anchoring to the series fit needs model.anchor=vina_descriptors, "
+                             f"model.size_term=true, {inputs} finite coefficients and a finite "
+                             f"intercept (got anchor={self.config.anchor}, "
+                             f"{coefficients.tolist()}, {intercept})")
+        mean = torch.cat([self.vina_mean, self.descriptor_mean]).double()
+        std = torch.cat([self.vina_std, self.descriptor_std]).double()
+        linear, heavy = coefficients[:-1], coefficients[-1].item()
+        self.target_mean.fill_(intercept + (linear @ mean).item())
+        with torch.no_grad():
+            self.vina_term.weight.copy_(linear * std / self.target_std.item())
+            self.size_term.weight.fill_(heavy / self.target_std.item() * _TYPICAL_LIGAND_ATOMS)
+            self._zero_output_layer()
+
     def _zero_output_layer(self) -> None:
         output = self.head.output_network[-1].update_net[-1]
         output.weight.zero_()
@@ -229,18 +278,24 @@ class PLGraphNet(torch.nn.Module):
         head's per-atom output, plus the pair terms of the atom's interaction edges, its size
         term and its share of the Vina term where the config asks for them
         (:mod:`plgraph.model.terms`). With ``model.vina_readout`` the standardized Vina terms,
-        embedded, are added to every ligand atom's features before the head."""
+        embedded, are added to every ligand atom's features before the head; with
+        ``model.descriptor_readout`` the ligand's standardized descriptors likewise."""
         ligand = graph.num_ligand
         vec = rms_normalize(vec[:ligand])
         x, z = x[:ligand], self.standardized_vina(graph)
         if self.vina_embedding is not None:
             x = x + self.vina_embedding(z)[graph.batch[:ligand]].to(x.dtype)
+        if self.descriptor_embedding is not None:
+            x = x + self.descriptor_embedding(self.standardized_descriptors(graph)
+                                              )[graph.batch[:ligand]].to(x.dtype)
         atoms = self.head.pre_reduce(self.dropout(x), vec).squeeze(-1).to(x.dtype)
         if self.pair_energy is not None:
             atoms = atoms + self.pair_energy.per_ligand_atom(graph, rbf.to(atoms.dtype))
         if self.size_term is not None:
             atoms = atoms + self.size_term.per_ligand_atom(graph).to(atoms.dtype)
         if self.vina_term is not None:
+            if self.config.anchor == "vina_descriptors":
+                z = torch.cat([z, self.standardized_descriptors(graph)], dim=1)
             atoms = atoms + self.vina_term.per_ligand_atom(graph, z, _TYPICAL_LIGAND_ATOMS
                                                            ).to(atoms.dtype)
         return atoms / _TYPICAL_LIGAND_ATOMS
@@ -260,6 +315,21 @@ class PLGraphNet(torch.nn.Module):
                              f"{self.config.vina_readout}): featurize the complexes with "
                              "featurize.vina_terms=true")
         return (graph.vina.float() - self.vina_mean) / self.vina_std
+
+    def standardized_descriptors(self, graph: FlatGraph) -> Tensor:
+        r"""The graphs' ligand descriptors standardized on the train part
+        ``[num_graphs, len(vocab.LIGAND_DESCRIPTORS)]`` (float32).
+
+        Raises:
+            ValueError: the graphs carry none (featurized before ``DATA_PROCESSING_VERSION`` 8).
+        """
+        if graph.descriptors is None:
+            raise ValueError("this model reads the ligands' descriptors (model.anchor="
+                             f"{self.config.anchor}, model.descriptor_readout="
+                             f"{self.config.descriptor_readout}) and the graphs carry none: they "
+                             "were featurized before DATA_PROCESSING_VERSION 8; rebuild the "
+                             "cache (delete the processed dir)")
+        return (graph.descriptors.float() - self.descriptor_mean) / self.descriptor_std
 
     def atom_contributions(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""Each ligand heavy atom's contribution to the predicted pK, in pK units

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from plgraph.config import AppConfig
-from plgraph.data import PreparedData
+from plgraph.data import UNCUT_TRAIN, PreparedData
 from plgraph.errors import NonFiniteLossError, PlgraphError
 from plgraph.featurize.complex import DATA_PROCESSING_VERSION
 from plgraph.featurize.decoys import with_decoys
@@ -182,6 +182,15 @@ class Trainer:
             self._start_new()
         return found
 
+    def _series_fit_data(self):
+        """``model.anchor=vina_descriptors``'s fit data: every train complex, those a cap left
+        out of training too (``UNCUT_TRAIN``); None for another anchor."""
+        if self.model.config.anchor != "vina_descriptors":
+            return None
+        ids = self.data.ids_of(UNCUT_TRAIN)
+        return (self.data.series_fit_inputs(UNCUT_TRAIN), self.data.labels(UNCUT_TRAIN),
+                [self.data.series_of[i] for i in ids])
+
     def _start_new(self) -> None:
         if self.config.init_from:
             self.origin = init_from.initialize_from(self.model, Path(self.config.init_from))
@@ -189,7 +198,10 @@ class Trainer:
             start_new_model(self.model, [self.data.label_of[i] for i in self.parts["train"].ids],
                             self.data.ligand_sizes("train"),
                             self.data.vina_terms("train") if self.model.config.uses_vina
-                            else None)
+                            else None,
+                            self.data.ligand_descriptors("train")
+                            if self.model.config.uses_descriptors else None,
+                            self._series_fit_data())
         log.info("starting run %s: %d train / %d val / %d test complexes, %d steps per epoch, "
                  "device %s, precision %s, %d process%s", self.run.path,
                  *(len(p) for p in self.parts.values()), self.steps_per_epoch, self.device,
