@@ -34,9 +34,10 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 INPUTS = ("vina terms", "descriptors + heavy atoms", "vina terms + descriptors + heavy atoms")
 
 
-def columns(data, part: str, inputs: str) -> np.ndarray:
-    """The fit's inputs for each complex of ``part``: slices of ``series_fit_inputs``."""
-    values, vina = data.series_fit_inputs(part), len(vocab.VINA_TERMS)
+def columns(values: np.ndarray, inputs: str) -> np.ndarray:
+    """The columns of ``series_fit_inputs`` rows (Vina terms, descriptors, heavy atoms) that
+    the fit named ``inputs`` reads."""
+    vina = len(vocab.VINA_TERMS)
     return {"vina terms": values[:, :vina], "descriptors + heavy atoms": values[:, vina:],
             "vina terms + descriptors + heavy atoms": values}[inputs]
 
@@ -44,10 +45,10 @@ def columns(data, part: str, inputs: str) -> np.ndarray:
 def fit_predict(data, train: str, inputs: str, within: bool) -> np.ndarray:
     """One fit on part ``train`` (``train`` or ``UNCUT_TRAIN``), applied to the validation
     part."""
-    x, y = columns(data, train, inputs), data.labels(train)
-    val = columns(data, "val", inputs)
+    x, y, series = data.series_fit_data(train)
+    x, val = columns(x, inputs), columns(data.series_fit_inputs("val"), inputs)
     if within:
-        return series_fit_predict(x, y, [data.series_of[i] for i in data.ids_of(train)], val)
+        return series_fit_predict(x, y, series, val)
     return vina_fit_predict(x, y, val, range(x.shape[1]))
 
 

@@ -55,12 +55,6 @@ def test_the_series_fit_refuses_what_it_cannot_fit():
         series_fit(inputs[:3], labels[:3], ["x", "y", "z"])  # one complex per series
 
 
-def fit_data(prepared, part: str):
-    ids = prepared.ids_of(part)
-    return (prepared.series_fit_inputs(part), prepared.labels(part),
-            [prepared.series_of[i] for i in ids])
-
-
 def predicted_pk(model, dataset) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -76,7 +70,7 @@ def test_a_new_series_anchored_run_predicts_the_series_fit_for_every_part(vina_p
     _, _, prepared = vina_prepared
     with started(vina_config(vina_prepared, tmp_path, **SERIES_ANCHOR), prepared) as trainer:
         for part in ("train", "val", "test"):
-            expected = series_fit_predict(*fit_data(prepared, "train"),
+            expected = series_fit_predict(*prepared.series_fit_data("train"),
                                           prepared.series_fit_inputs(part))
             # float32 inside the model; a 24-input fit on 14 complexes has large coefficients
             np.testing.assert_allclose(predicted_pk(trainer.model, prepared.part(part)),
@@ -92,9 +86,9 @@ def test_the_series_anchor_fits_on_the_train_complexes_a_cap_left_out(vina_prepa
     with started(vina_config(vina_prepared, tmp_path, **SERIES_ANCHOR), cut) as trainer:
         predicted = predicted_pk(trainer.model, cut.part("test"))
     test = cut.series_fit_inputs("test")
-    np.testing.assert_allclose(predicted, series_fit_predict(*fit_data(cut, UNCUT_TRAIN), test),
-                               atol=5e-3)
-    assert not np.allclose(predicted, series_fit_predict(*fit_data(cut, "train"), test),
+    np.testing.assert_allclose(
+        predicted, series_fit_predict(*cut.series_fit_data(UNCUT_TRAIN), test), atol=5e-3)
+    assert not np.allclose(predicted, series_fit_predict(*cut.series_fit_data("train"), test),
                            atol=0.05)
 
 
@@ -105,7 +99,7 @@ def test_the_series_fit_baseline_reads_every_train_complex(vina_prepared):
     assert found["ids"] == cut.split.parts["test"]
     np.testing.assert_allclose(found["measured"], labels_of(cut, "test"))
     np.testing.assert_allclose(found["predicted"], series_fit_predict(
-        *fit_data(cut, UNCUT_TRAIN), cut.series_fit_inputs("test")))
+        *cut.series_fit_data(UNCUT_TRAIN), cut.series_fit_inputs("test")))
 
 
 def test_the_series_anchor_needs_the_size_term_and_the_vina_terms():

@@ -120,6 +120,12 @@ class PreparedData:
         return np.hstack([self.vina_terms(name), self.ligand_descriptors(name),
                           np.array(self.ligand_sizes(name), float)[:, None]])
 
+    def series_fit_data(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """What :func:`plgraph.training.anchor.series_fit` fits on part ``name``: its inputs
+        (:meth:`series_fit_inputs`), labels and series, in the part's order."""
+        return (self.series_fit_inputs(name), self.labels(name),
+                [self.series_of[i] for i in self.ids_of(name)])
+
     def ligand_size_range(self, name: str) -> list[int]:
         """[smallest, largest] ligand heavy-atom count of split part ``name``; stored in every
         checkpoint so that prediction can tell a ligand far outside what the model has seen."""

@@ -230,7 +230,7 @@ def labels_of(data: PreparedData, part: str) -> np.ndarray:
     """The measured pK of split part ``part``, in its order, from the cache's meta.json; rounded
     through float32 as the graphs store them, so a baseline is scored on the very values the
     trainings are."""
-    return np.array([data.label_of[i] for i in data.split.parts[part]], np.float32).astype(float)
+    return data.labels(part).astype(np.float32).astype(float)
 
 
 def heavy_atom_baseline(data: PreparedData) -> dict:
@@ -288,13 +288,10 @@ def descriptor_baselines(data: PreparedData) -> dict[str, dict]:
     found = {"descriptors_fit": vina_fit_predict(train, train_labels, test,
                                                  range(train.shape[1]))}
     if data.cache.has_vina_terms:
-        train = np.hstack([train, data.vina_terms("train")])
-        test = np.hstack([test, data.vina_terms("test")])
+        train, test = data.series_fit_inputs("train"), data.series_fit_inputs("test")
         found["vina_descriptors_fit"] = vina_fit_predict(train, train_labels, test,
                                                          range(train.shape[1]))
-        found["series_fit"] = series_fit_predict(
-            data.series_fit_inputs(UNCUT_TRAIN), data.labels(UNCUT_TRAIN),
-            [data.series_of[i] for i in data.ids_of(UNCUT_TRAIN)], data.series_fit_inputs("test"))
+        found["series_fit"] = series_fit_predict(*data.series_fit_data(UNCUT_TRAIN), test)
     return {method: {"ids": ids, "predicted": predicted, "measured": labels}
             for method, predicted in found.items()}
 

@@ -187,9 +187,7 @@ class Trainer:
         out of training too (``UNCUT_TRAIN``); None for another anchor."""
         if self.model.config.anchor != "vina_descriptors":
             return None
-        ids = self.data.ids_of(UNCUT_TRAIN)
-        return (self.data.series_fit_inputs(UNCUT_TRAIN), self.data.labels(UNCUT_TRAIN),
-                [self.data.series_of[i] for i in ids])
+        return self.data.series_fit_data(UNCUT_TRAIN)
 
     def _start_new(self) -> None:
         if self.config.init_from:
